@@ -1,0 +1,289 @@
+"""Subscriptions, pricing configs, cost history and Stripe payment intents."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from billing.money import MoneyField, RateField
+
+
+class Plan(models.TextChoices):
+    BASIC = "basic", "Basic"
+    STANDARD = "standard", "Standard"
+    PREMIUM = "premium", "Premium"
+
+
+class Subscription(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        PAST_DUE = "past_due", "Past due"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class BillingInterval(models.TextChoices):
+        MONTH = "month", "Monthly"
+        YEAR = "year", "Yearly"
+
+    class DeliveryFrequency(models.TextChoices):
+        WEEKLY = "weekly", "Weekly"
+        BIWEEKLY = "biweekly", "Every two weeks"
+        MONTHLY = "monthly", "Monthly"
+
+    # --- baseline columns (billing 0001): what production had before the upgrade ---
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="subscriptions")
+    plan = models.CharField(max_length=32, choices=Plan.choices, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    price = MoneyField()
+    currency = models.CharField(max_length=3, default="USD")
+    billing_interval = models.CharField(
+        max_length=8, choices=BillingInterval.choices, default=BillingInterval.MONTH
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # --- the fourteen columns of billing 0002 (all nullable or with a constant default, so
+    #     adding them never rewrites the table on PostgreSQL) ---
+    # variant tracking
+    variant_id = models.CharField(max_length=64, null=True, blank=True)
+    variant_name = models.CharField(max_length=128, null=True, blank=True)
+    pricing_config = models.ForeignKey(
+        "billing.PricingConfig", null=True, blank=True, on_delete=models.SET_NULL, related_name="subscriptions"
+    )
+    # cost breakdown (total = base + delivery + tax - discount - loyalty_discount)
+    base_cost = MoneyField(null=True, blank=True)
+    delivery_cost = MoneyField(null=True, blank=True)
+    tax_amount = MoneyField(null=True, blank=True)
+    discount_amount = MoneyField(null=True, blank=True)
+    loyalty_discount = MoneyField(null=True, blank=True)
+    total_cost = MoneyField(null=True, blank=True)
+    # delivery management
+    delivery_frequency = models.CharField(max_length=16, choices=DeliveryFrequency.choices, null=True, blank=True)
+    next_delivery_date = models.DateField(null=True, blank=True)
+    delivery_address = models.JSONField(null=True, blank=True)
+    # loyalty integration
+    loyalty_account = models.ForeignKey(
+        "loyalty.LoyaltyAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="subscriptions"
+    )
+    points_earned = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "subscriptions"
+        indexes = [
+            models.Index(fields=["plan", "variant_id"], name="subscriptions_plan_variant"),
+            models.Index(fields=["next_delivery_date"], name="subscriptions_next_delivery"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=0), name="subscriptions_price_non_negative"),
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "paused", "past_due", "cancelled"]),
+                name="subscriptions_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(billing_interval__in=["month", "year"]), name="subscriptions_interval_valid"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(base_cost__isnull=True) | Q(base_cost__gte=0)
+                )
+                & (Q(delivery_cost__isnull=True) | Q(delivery_cost__gte=0))
+                & (Q(tax_amount__isnull=True) | Q(tax_amount__gte=0))
+                & (Q(discount_amount__isnull=True) | Q(discount_amount__gte=0))
+                & (Q(loyalty_discount__isnull=True) | Q(loyalty_discount__gte=0))
+                & (Q(total_cost__isnull=True) | Q(total_cost__gte=0)),
+                name="subscriptions_costs_non_negative",
+            ),
+            models.CheckConstraint(condition=Q(points_earned__gte=0), name="subscriptions_points_non_negative"),
+            models.CheckConstraint(
+                condition=Q(delivery_frequency__isnull=True)
+                | Q(delivery_frequency__in=["weekly", "biweekly", "monthly"]),
+                name="subscriptions_delivery_frequency_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} subscription #{self.pk}"
+
+
+class PricingConfig(models.Model):
+    """Admin-configurable price of a plan variant over a window of time."""
+
+    name = models.CharField(max_length=128)
+    plan = models.CharField(max_length=32, choices=Plan.choices, db_index=True)
+    variant_id = models.CharField(max_length=64, default="default", db_index=True)
+    variant_name = models.CharField(max_length=128, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    base_price = MoneyField()
+    delivery_fee = MoneyField(default=0)
+    tax_rate = RateField(default=0)
+    discount_rate = RateField(default=0)
+    # Extra discount rules, e.g. {"min_months": 12, "rate": "0.10"}; the pricing service reads them.
+    discount_rules = models.JSONField(default=dict, blank=True)
+    loyalty_points_per_unit = models.DecimalField(max_digits=8, decimal_places=2, default=1)
+    effective_from = models.DateTimeField(default=timezone.now)
+    effective_until = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "pricing_configs"
+        ordering = ["plan", "variant_id", "-effective_from"]
+        constraints = [
+            models.CheckConstraint(condition=Q(base_price__gte=0), name="pricing_configs_base_price_non_negative"),
+            models.CheckConstraint(
+                condition=Q(delivery_fee__gte=0), name="pricing_configs_delivery_fee_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(tax_rate__gte=0) & Q(tax_rate__lte=1), name="pricing_configs_tax_rate_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(discount_rate__gte=0) & Q(discount_rate__lte=1),
+                name="pricing_configs_discount_rate_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(loyalty_points_per_unit__gte=0), name="pricing_configs_points_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(effective_until__isnull=True) | Q(effective_until__gt=models.F("effective_from")),
+                name="pricing_configs_window_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(plan__in=["basic", "standard", "premium"]), name="pricing_configs_plan_valid"
+            ),
+            # PostgreSQL additionally has the exclusion constraint
+            # pricing_configs_no_active_overlap (billing 0002, PostgreSQL only).
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.plan}/{self.variant_id})"
+
+    def overlapping_active(self) -> models.QuerySet[PricingConfig]:
+        """Other active configs of the same plan and variant whose window meets this one's."""
+        qs = PricingConfig.objects.filter(plan=self.plan, variant_id=self.variant_id, is_active=True)
+        if self.pk:
+            qs = qs.exclude(pk=self.pk)
+        # Windows are half-open [from, until); a missing `until` is open-ended.
+        qs = qs.filter(Q(effective_until__isnull=True) | Q(effective_until__gt=self.effective_from))
+        if self.effective_until is not None:
+            qs = qs.filter(effective_from__lt=self.effective_until)
+        return qs
+
+    def clean(self) -> None:
+        super().clean()
+        if self.effective_from and self.effective_until and self.effective_until <= self.effective_from:
+            raise ValidationError({"effective_until": "must be later than effective from"})
+        if self.is_active and self.plan and self.effective_from:
+            clash = self.overlapping_active().first()
+            if clash is not None:
+                until = f"{clash.effective_until:%Y-%m-%d %H:%M}" if clash.effective_until else "open-ended"
+                raise ValidationError(
+                    f"An active pricing config for {self.plan}/{self.variant_id} already covers part of "
+                    f"this window: {clash.name!r} (#{clash.pk}), {clash.effective_from:%Y-%m-%d %H:%M} "
+                    f"to {until}. Deactivate it or choose a window that does not overlap."
+                )
+
+
+class SubscriptionCostHistory(models.Model):
+    """One row per change of a subscription's cost: old and new breakdown, why, who, when."""
+
+    class Reason(models.TextChoices):
+        BACKFILL = "backfill", "Backfill"
+        PRICING_CHANGE = "pricing_change", "Pricing change"
+        PLAN_CHANGE = "plan_change", "Plan change"
+        LOYALTY = "loyalty", "Loyalty discount"
+        MANUAL = "manual", "Manual adjustment"
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="cost_history")
+    old_breakdown = models.JSONField(null=True, blank=True)
+    new_breakdown = models.JSONField()
+    old_total = MoneyField(null=True, blank=True)
+    new_total = MoneyField()
+    reason = models.CharField(max_length=32, choices=Reason.choices, db_index=True)
+    pricing_config = models.ForeignKey(
+        PricingConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="cost_history"
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        db_table = "subscription_cost_history"
+        ordering = ["-changed_at"]
+        verbose_name_plural = "subscription cost history"
+        constraints = [
+            models.CheckConstraint(condition=Q(new_total__gte=0), name="cost_history_new_total_non_negative"),
+            models.CheckConstraint(
+                condition=Q(old_total__isnull=True) | Q(old_total__gte=0),
+                name="cost_history_old_total_non_negative",
+            ),
+        ]
+
+
+class PaymentIntent(models.Model):
+    """A Stripe PaymentIntent as our webhooks last saw it. No card data is ever stored."""
+
+    class Status(models.TextChoices):
+        REQUIRES_PAYMENT_METHOD = "requires_payment_method", "Requires payment method"
+        REQUIRES_CONFIRMATION = "requires_confirmation", "Requires confirmation"
+        REQUIRES_ACTION = "requires_action", "Requires action"
+        PROCESSING = "processing", "Processing"
+        REQUIRES_CAPTURE = "requires_capture", "Requires capture"
+        CANCELED = "canceled", "Canceled"
+        SUCCEEDED = "succeeded", "Succeeded"
+
+    FINAL_STATUSES = frozenset({Status.CANCELED, Status.SUCCEEDED})
+
+    stripe_payment_intent_id = models.CharField(max_length=255, unique=True)
+    subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="payment_intents"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payment_intents")
+    amount = models.BigIntegerField(help_text="Stripe minor units (cents)")
+    amount_received = models.BigIntegerField(default=0, help_text="Stripe minor units (cents)")
+    currency = models.CharField(max_length=3, default="usd")
+    status = models.CharField(max_length=32, choices=Status.choices, db_index=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    last_event_id = models.CharField(max_length=255, blank=True)
+    last_event_created = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "payment_intents"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payment_intents_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(amount_received__gte=0), name="payment_intents_received_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=[
+                        "requires_payment_method",
+                        "requires_confirmation",
+                        "requires_action",
+                        "processing",
+                        "requires_capture",
+                        "canceled",
+                        "succeeded",
+                    ]
+                ),
+                name="payment_intents_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.stripe_payment_intent_id

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MigrationsOpsConfig(AppConfig):
+    name = "migrations_ops"
+    verbose_name = "Migration operations"
