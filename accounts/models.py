@@ -71,9 +71,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         db_table = "users"
         ordering = ["email"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(role__in=["admin", "staff", "user"]), name="users_role_valid"
-            ),
+            models.CheckConstraint(condition=models.Q(role__in=["admin", "staff", "user"]), name="users_role_valid"),
         ]
 
     def __str__(self) -> str:

@@ -39,9 +39,7 @@ class Subscription(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     price = MoneyField()
     currency = models.CharField(max_length=3, default="USD")
-    billing_interval = models.CharField(
-        max_length=8, choices=BillingInterval.choices, default=BillingInterval.MONTH
-    )
+    billing_interval = models.CharField(max_length=8, choices=BillingInterval.choices, default=BillingInterval.MONTH)
     started_at = models.DateTimeField(default=timezone.now)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -88,9 +86,7 @@ class Subscription(models.Model):
                 condition=Q(billing_interval__in=["month", "year"]), name="subscriptions_interval_valid"
             ),
             models.CheckConstraint(
-                condition=(
-                    Q(base_cost__isnull=True) | Q(base_cost__gte=0)
-                )
+                condition=(Q(base_cost__isnull=True) | Q(base_cost__gte=0))
                 & (Q(delivery_cost__isnull=True) | Q(delivery_cost__gte=0))
                 & (Q(tax_amount__isnull=True) | Q(tax_amount__gte=0))
                 & (Q(discount_amount__isnull=True) | Q(discount_amount__gte=0))
@@ -139,9 +135,7 @@ class PricingConfig(models.Model):
         ordering = ["plan", "variant_id", "-effective_from"]
         constraints = [
             models.CheckConstraint(condition=Q(base_price__gte=0), name="pricing_configs_base_price_non_negative"),
-            models.CheckConstraint(
-                condition=Q(delivery_fee__gte=0), name="pricing_configs_delivery_fee_non_negative"
-            ),
+            models.CheckConstraint(condition=Q(delivery_fee__gte=0), name="pricing_configs_delivery_fee_non_negative"),
             models.CheckConstraint(
                 condition=Q(tax_rate__gte=0) & Q(tax_rate__lte=1), name="pricing_configs_tax_rate_range"
             ),
@@ -266,9 +260,7 @@ class PaymentIntent(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="payment_intents_amount_non_negative"),
-            models.CheckConstraint(
-                condition=Q(amount_received__gte=0), name="payment_intents_received_non_negative"
-            ),
+            models.CheckConstraint(condition=Q(amount_received__gte=0), name="payment_intents_received_non_negative"),
             models.CheckConstraint(
                 condition=Q(
                     status__in=[

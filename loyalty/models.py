@@ -27,9 +27,7 @@ class LoyaltyAccount(models.Model):
         db_table = "loyalty_accounts"
         constraints = [
             models.CheckConstraint(condition=Q(points_balance__gte=0), name="loyalty_accounts_balance_non_negative"),
-            models.CheckConstraint(
-                condition=Q(lifetime_points__gte=0), name="loyalty_accounts_lifetime_non_negative"
-            ),
+            models.CheckConstraint(condition=Q(lifetime_points__gte=0), name="loyalty_accounts_lifetime_non_negative"),
             models.CheckConstraint(
                 condition=Q(tier__in=["bronze", "silver", "gold", "platinum"]), name="loyalty_accounts_tier_valid"
             ),

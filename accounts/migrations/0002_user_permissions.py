@@ -9,13 +9,13 @@ class Migration(migrations.Migration):
     """Add users.permissions (JSON), filled from role by 0003."""
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='user',
-            name='permissions',
+            model_name="user",
+            name="permissions",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

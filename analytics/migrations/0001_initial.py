@@ -8,48 +8,87 @@ class Migration(migrations.Migration):
 
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='PaymentAnalytics',
+            name="PaymentAnalytics",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('date', models.DateField(unique=True)),
-                ('total_payments', models.IntegerField(default=0)),
-                ('succeeded_payments', models.IntegerField(default=0)),
-                ('failed_payments', models.IntegerField(default=0)),
-                ('volume_minor', models.BigIntegerField(default=0, help_text='attempted amount, minor units')),
-                ('succeeded_volume_minor', models.BigIntegerField(default=0, help_text='received amount, minor units')),
-                ('success_rate', models.DecimalField(decimal_places=6, default=0, max_digits=7)),
-                ('computed_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("date", models.DateField(unique=True)),
+                ("total_payments", models.IntegerField(default=0)),
+                ("succeeded_payments", models.IntegerField(default=0)),
+                ("failed_payments", models.IntegerField(default=0)),
+                ("volume_minor", models.BigIntegerField(default=0, help_text="attempted amount, minor units")),
+                ("succeeded_volume_minor", models.BigIntegerField(default=0, help_text="received amount, minor units")),
+                ("success_rate", models.DecimalField(decimal_places=6, default=0, max_digits=7)),
+                ("computed_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'payment analytics',
-                'db_table': 'payment_analytics',
-                'ordering': ['-date'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('total_payments__gte', 0), ('succeeded_payments__gte', 0), ('failed_payments__gte', 0)), name='payment_analytics_counts_non_negative'), models.CheckConstraint(condition=models.Q(('volume_minor__gte', 0), ('succeeded_volume_minor__gte', 0)), name='payment_analytics_volume_non_negative'), models.CheckConstraint(condition=models.Q(('success_rate__gte', 0), ('success_rate__lte', 1)), name='payment_analytics_success_range')],
+                "verbose_name_plural": "payment analytics",
+                "db_table": "payment_analytics",
+                "ordering": ["-date"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("total_payments__gte", 0), ("succeeded_payments__gte", 0), ("failed_payments__gte", 0)
+                        ),
+                        name="payment_analytics_counts_non_negative",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("volume_minor__gte", 0), ("succeeded_volume_minor__gte", 0)),
+                        name="payment_analytics_volume_non_negative",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("success_rate__gte", 0), ("success_rate__lte", 1)),
+                        name="payment_analytics_success_range",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SubscriptionAnalytics',
+            name="SubscriptionAnalytics",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('date', models.DateField(unique=True)),
-                ('active_subscriptions', models.IntegerField(default=0)),
-                ('new_subscriptions', models.IntegerField(default=0)),
-                ('cancelled_subscriptions', models.IntegerField(default=0)),
-                ('paused_subscriptions', models.IntegerField(default=0)),
-                ('mrr', models.DecimalField(decimal_places=2, default=0, help_text='monthly recurring revenue at the end of the day', max_digits=12)),
-                ('churn_rate', models.DecimalField(decimal_places=6, default=0, max_digits=7)),
-                ('computed_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("date", models.DateField(unique=True)),
+                ("active_subscriptions", models.IntegerField(default=0)),
+                ("new_subscriptions", models.IntegerField(default=0)),
+                ("cancelled_subscriptions", models.IntegerField(default=0)),
+                ("paused_subscriptions", models.IntegerField(default=0)),
+                (
+                    "mrr",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=0,
+                        help_text="monthly recurring revenue at the end of the day",
+                        max_digits=12,
+                    ),
+                ),
+                ("churn_rate", models.DecimalField(decimal_places=6, default=0, max_digits=7)),
+                ("computed_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'subscription analytics',
-                'db_table': 'subscription_analytics',
-                'ordering': ['-date'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('active_subscriptions__gte', 0), ('new_subscriptions__gte', 0), ('cancelled_subscriptions__gte', 0), ('paused_subscriptions__gte', 0)), name='subscription_analytics_counts_non_negative'), models.CheckConstraint(condition=models.Q(('mrr__gte', 0)), name='subscription_analytics_mrr_non_negative'), models.CheckConstraint(condition=models.Q(('churn_rate__gte', 0), ('churn_rate__lte', 1)), name='subscription_analytics_churn_range')],
+                "verbose_name_plural": "subscription analytics",
+                "db_table": "subscription_analytics",
+                "ordering": ["-date"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("active_subscriptions__gte", 0),
+                            ("new_subscriptions__gte", 0),
+                            ("cancelled_subscriptions__gte", 0),
+                            ("paused_subscriptions__gte", 0),
+                        ),
+                        name="subscription_analytics_counts_non_negative",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("mrr__gte", 0)), name="subscription_analytics_mrr_non_negative"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("churn_rate__gte", 0), ("churn_rate__lte", 1)),
+                        name="subscription_analytics_churn_range",
+                    ),
+                ],
             },
         ),
     ]

@@ -17,23 +17,65 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('plan', models.CharField(choices=[('basic', 'Basic'), ('standard', 'Standard'), ('premium', 'Premium')], db_index=True, max_length=32)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('paused', 'Paused'), ('past_due', 'Past due'), ('cancelled', 'Cancelled')], db_index=True, default='active', max_length=16)),
-                ('price', models.DecimalField(decimal_places=2, max_digits=12)),
-                ('currency', models.CharField(default='USD', max_length=3)),
-                ('billing_interval', models.CharField(choices=[('month', 'Monthly'), ('year', 'Yearly')], default='month', max_length=8)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('cancelled_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='subscriptions', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "plan",
+                    models.CharField(
+                        choices=[("basic", "Basic"), ("standard", "Standard"), ("premium", "Premium")],
+                        db_index=True,
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("paused", "Paused"),
+                            ("past_due", "Past due"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("price", models.DecimalField(decimal_places=2, max_digits=12)),
+                ("currency", models.CharField(default="USD", max_length=3)),
+                (
+                    "billing_interval",
+                    models.CharField(choices=[("month", "Monthly"), ("year", "Yearly")], default="month", max_length=8),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("cancelled_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="subscriptions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'db_table': 'subscriptions',
-                'constraints': [models.CheckConstraint(condition=models.Q(('price__gte', 0)), name='subscriptions_price_non_negative'), models.CheckConstraint(condition=models.Q(('status__in', ['active', 'paused', 'past_due', 'cancelled'])), name='subscriptions_status_valid'), models.CheckConstraint(condition=models.Q(('billing_interval__in', ['month', 'year'])), name='subscriptions_interval_valid')],
+                "db_table": "subscriptions",
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("price__gte", 0)), name="subscriptions_price_non_negative"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("status__in", ["active", "paused", "past_due", "cancelled"])),
+                        name="subscriptions_status_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("billing_interval__in", ["month", "year"])),
+                        name="subscriptions_interval_valid",
+                    ),
+                ],
             },
         ),
     ]

@@ -4,7 +4,7 @@ from decimal import Decimal
 from django.db import migrations
 
 DEFAULT_NAME_PREFIX = "Default pricing: "
-DEFAULT_EFFECTIVE_FROM = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+DEFAULT_EFFECTIVE_FROM = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 DEFAULT_PRICES = {"basic": Decimal("9.99"), "standard": Decimal("19.99"), "premium": Decimal("39.99")}
 
 

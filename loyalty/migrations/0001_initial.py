@@ -12,69 +12,134 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('billing', '0001_initial'),
+        ("billing", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LoyaltyAccount',
+            name="LoyaltyAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('points_balance', models.IntegerField(default=0)),
-                ('lifetime_points', models.IntegerField(default=0)),
-                ('tier', models.CharField(choices=[('bronze', 'Bronze'), ('silver', 'Silver'), ('gold', 'Gold'), ('platinum', 'Platinum')], db_index=True, default='bronze', max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='loyalty_account', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("points_balance", models.IntegerField(default=0)),
+                ("lifetime_points", models.IntegerField(default=0)),
+                (
+                    "tier",
+                    models.CharField(
+                        choices=[
+                            ("bronze", "Bronze"),
+                            ("silver", "Silver"),
+                            ("gold", "Gold"),
+                            ("platinum", "Platinum"),
+                        ],
+                        db_index=True,
+                        default="bronze",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="loyalty_account",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'db_table': 'loyalty_accounts',
+                "db_table": "loyalty_accounts",
             },
         ),
         migrations.CreateModel(
-            name='PointsTransaction',
+            name="PointsTransaction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('points', models.IntegerField(help_text='signed: positive earns, negative spends')),
-                ('kind', models.CharField(choices=[('earn', 'Earn'), ('redeem', 'Redeem'), ('expire', 'Expire'), ('adjust', 'Adjust')], db_index=True, max_length=16)),
-                ('balance_after', models.IntegerField()),
-                ('description', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transactions', to='loyalty.loyaltyaccount')),
-                ('subscription', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='points_transactions', to='billing.subscription')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("points", models.IntegerField(help_text="signed: positive earns, negative spends")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("earn", "Earn"), ("redeem", "Redeem"), ("expire", "Expire"), ("adjust", "Adjust")],
+                        db_index=True,
+                        max_length=16,
+                    ),
+                ),
+                ("balance_after", models.IntegerField()),
+                ("description", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="transactions",
+                        to="loyalty.loyaltyaccount",
+                    ),
+                ),
+                (
+                    "subscription",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="points_transactions",
+                        to="billing.subscription",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'points_transactions',
-                'ordering': ['account_id', 'id'],
+                "db_table": "points_transactions",
+                "ordering": ["account_id", "id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='loyaltyaccount',
-            constraint=models.CheckConstraint(condition=models.Q(('points_balance__gte', 0)), name='loyalty_accounts_balance_non_negative'),
+            model_name="loyaltyaccount",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("points_balance__gte", 0)), name="loyalty_accounts_balance_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='loyaltyaccount',
-            constraint=models.CheckConstraint(condition=models.Q(('lifetime_points__gte', 0)), name='loyalty_accounts_lifetime_non_negative'),
+            model_name="loyaltyaccount",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("lifetime_points__gte", 0)), name="loyalty_accounts_lifetime_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='loyaltyaccount',
-            constraint=models.CheckConstraint(condition=models.Q(('tier__in', ['bronze', 'silver', 'gold', 'platinum'])), name='loyalty_accounts_tier_valid'),
+            model_name="loyaltyaccount",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("tier__in", ["bronze", "silver", "gold", "platinum"])),
+                name="loyalty_accounts_tier_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pointstransaction',
-            constraint=models.CheckConstraint(condition=models.Q(('points', 0), _negated=True), name='points_transactions_points_non_zero'),
+            model_name="pointstransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("points", 0), _negated=True), name="points_transactions_points_non_zero"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pointstransaction',
-            constraint=models.CheckConstraint(condition=models.Q(('balance_after__gte', 0)), name='points_transactions_balance_after_non_negative'),
+            model_name="pointstransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("balance_after__gte", 0)), name="points_transactions_balance_after_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pointstransaction',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['earn', 'redeem', 'expire', 'adjust'])), name='points_transactions_kind_valid'),
+            model_name="pointstransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["earn", "redeem", "expire", "adjust"])),
+                name="points_transactions_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pointstransaction',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'earn'), ('points__gt', 0)), models.Q(('kind__in', ['redeem', 'expire']), ('points__lt', 0)), ('kind', 'adjust'), _connector='OR'), name='points_transactions_sign_matches_kind'),
+            model_name="pointstransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("kind", "earn"), ("points__gt", 0)),
+                    models.Q(("kind__in", ["redeem", "expire"]), ("points__lt", 0)),
+                    ("kind", "adjust"),
+                    _connector="OR",
+                ),
+                name="points_transactions_sign_matches_kind",
+            ),
         ),
     ]

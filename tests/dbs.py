@@ -1,0 +1,135 @@
+"""Scratch databases for tests: real PostgreSQL databases and real SQLite files.
+
+Tests that migrate back and forth, back up or restore need a database of their own rather than
+pytest-django's transaction-wrapped one. A `ScratchDatabase` is registered as a Django connection
+alias (so library code is called with `using=alias`) and also has a URL (for `manage.py`
+subprocesses). Migrated templates are built once per session; copies are cheap
+(`CREATE DATABASE ... TEMPLATE` on PostgreSQL, a file copy on SQLite).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connections
+
+from config.database import parse_database_url
+
+ENGINES = ("sqlite", "postgresql")
+
+
+@dataclass
+class ScratchDatabase:
+    alias: str
+    vendor: str
+    url: str
+    name: str  # PostgreSQL database name, or SQLite file path
+
+    @property
+    def connection(self):
+        return connections[self.alias]
+
+    def migrate(self, *targets: str) -> None:
+        """Run Django's migrate to each (app_label, name) target given as 'app:name', or to head."""
+        if not targets:
+            call_command("migrate", database=self.alias, verbosity=0, interactive=False)
+        for target in targets:
+            app, name = target.split(":")
+            call_command("migrate", app, name, database=self.alias, verbosity=0, interactive=False)
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params or [])
+            return cursor.fetchall() if cursor.description else []
+
+    def scalar(self, sql: str, params=None):
+        return self.query(sql, params)[0][0]
+
+
+def _admin_connection():
+    cfg = parse_database_url(settings.TEST_DATABASE_URL)
+    conn = psycopg2.connect(
+        dbname=cfg["NAME"],
+        user=cfg.get("USER") or None,
+        password=cfg.get("PASSWORD") or None,
+        host=cfg.get("HOST") or None,
+        port=cfg.get("PORT") or None,
+    )
+    conn.autocommit = True
+    return conn
+
+
+def postgres_url(dbname: str) -> str:
+    cfg = parse_database_url(settings.TEST_DATABASE_URL)
+    auth = cfg.get("USER") or ""
+    if cfg.get("PASSWORD"):
+        auth += f":{cfg['PASSWORD']}"
+    host = cfg.get("HOST") or "127.0.0.1"
+    port = cfg.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{dbname}"
+
+
+def create_postgres_database(name: str, template: str | None = None) -> None:
+    conn = _admin_connection()
+    try:
+        with conn.cursor() as cur:
+            tmpl = f' TEMPLATE "{template}"' if template else ""
+            cur.execute(f'CREATE DATABASE "{name}"{tmpl}')
+    finally:
+        conn.close()
+
+
+def drop_postgres_database(name: str) -> None:
+    conn = _admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
+
+
+def register(alias: str, url: str) -> None:
+    """Make `url` available as Django connection `alias` for the rest of the process."""
+    configured = connections.configure_settings({"default": {}, alias: parse_database_url(url)})
+    connections.settings[alias] = configured[alias]
+
+
+def unregister(alias: str) -> None:
+    if alias in connections.settings:
+        connections[alias].close()
+        del connections.settings[alias]
+    if hasattr(connections._connections, alias):
+        delattr(connections._connections, alias)
+
+
+def new_database(vendor: str, directory: Path, template: str | None = None) -> ScratchDatabase:
+    """Create an empty (or template-copied) scratch database and register it."""
+    token = uuid.uuid4().hex[:10]
+    alias = f"scratch_{token}"
+    if vendor == "postgresql":
+        name = f"scratch_{token}"
+        create_postgres_database(name, template=template)
+        url = postgres_url(name)
+    else:
+        path = directory / f"scratch_{token}.sqlite3"
+        if template:
+            shutil.copyfile(template, path)
+        name = str(path)
+        url = f"sqlite:///{path}"
+    register(alias, url)
+    return ScratchDatabase(alias=alias, vendor=vendor, url=url, name=name)
+
+
+def dispose(db: ScratchDatabase) -> None:
+    unregister(db.alias)
+    if db.vendor == "postgresql":
+        drop_postgres_database(db.name)
+    else:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(db.name + suffix).unlink(missing_ok=True)
