@@ -1,7 +1,7 @@
 """Entry point behind manage.py.
 
 `--database-url` must take effect before Django reads its settings, so it is lifted out of argv
-here and exported as DATABASE_URL; the commands still declare the option so that `--help` shows it.
+here and exported as DATABASE_URL (the migrations_ops commands still declare it for `--help`).
 Configuration errors become one line on stderr and exit code 2, never a traceback.
 """
 
@@ -14,22 +14,29 @@ EXIT_BAD_INPUT = 2
 
 
 def apply_database_url_override(argv: list[str]) -> list[str]:
-    """Export the value of ``--database-url`` (if any) as DATABASE_URL; argv is returned unchanged."""
-    for index, arg in enumerate(argv):
-        if arg == "--database-url":
-            if index + 1 >= len(argv):
-                return argv  # argparse reports the missing value
+    """Export the value of ``--database-url`` (if any) as DATABASE_URL and return argv without it,
+    so that every command (Django's own included) accepts the option."""
+    remaining: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--database-url" and index + 1 < len(argv):
             os.environ["DATABASE_URL"] = argv[index + 1]
-        elif arg.startswith("--database-url="):
+            index += 2
+            continue
+        if arg.startswith("--database-url="):
             os.environ["DATABASE_URL"] = arg.split("=", 1)[1]
-    return argv
+        else:
+            remaining.append(arg)
+        index += 1
+    return remaining
 
 
 def run(argv: list[str]) -> int:
     """Run a management command line; return the process exit code."""
     from django.core.exceptions import ImproperlyConfigured
 
-    apply_database_url_override(argv)
+    argv = apply_database_url_override(argv)
     try:
         from django.core.management import execute_from_command_line
 

@@ -1,0 +1,58 @@
+"""The audit trail: JSON lines appended to MIGRATION_LOG, one per event, never a secret."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from migrations_ops.errors import scrub
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): the uid still identifies the operator
+        return str(os.getuid())
+
+
+def audit_log_path() -> Path:
+    return Path(settings.MIGRATION_LOG)
+
+
+def record(event: str, **fields: Any) -> dict[str, Any]:
+    """Append one event to the audit log and return it.
+
+    Written with a single O_APPEND write, so concurrent writers never interleave within a line.
+    """
+    entry: dict[str, Any] = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "event": event,
+        "pid": os.getpid(),
+        "user": _operator(),
+        "host": socket.gethostname(),
+    }
+    entry.update(fields)
+    line = scrub(json.dumps(entry, default=str, sort_keys=False)) + "\n"
+    path = audit_log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    return entry
+
+
+def read_events(path: Path | None = None) -> list[dict[str, Any]]:
+    """All events of the audit log (for tests and reports)."""
+    path = path or audit_log_path()
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,86 @@
+"""The base of every migrations_ops command: common options, JSON output and exit codes.
+
+Commands stay thin (parse, call one operation, print); the work lives in plain modules.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+from django.db.utils import OperationalError
+
+from migrations_ops.errors import BadInput, ExitCode, OpsError, scrub
+
+
+class OpsCommand(BaseCommand):
+    """Adds `--database-url` (applied by manage.py before settings load) and `--json`."""
+
+    json_output = True  # whether the command supports --json
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.add_argument(
+            "--database-url",
+            metavar="URL",
+            help="database to operate on (overrides DATABASE_URL for this run)",
+        )
+        if self.json_output:
+            parser.add_argument(
+                "--json", action="store_true", help="print one JSON document on stdout and nothing else there"
+            )
+        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", default=True)
+        return parser
+
+    @property
+    def using(self) -> str:
+        return DEFAULT_DB_ALIAS
+
+    def print_json(self, document: Any) -> None:
+        self.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str))
+
+    def info(self, message: str, level: int = 1) -> None:
+        """Human output, suppressed with --json and below the given verbosity."""
+        if not self._json and self._verbosity >= level:
+            self.stdout.write(message)
+
+    def execute(self, *args, **options):
+        self._json = bool(options.get("json"))
+        self._verbosity = int(options.get("verbosity", 1))
+        try:
+            return super().execute(*args, **options)
+        except OperationalError as exc:
+            # Connecting failed (or the server went away): a precondition, not a half-done change.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise BadInput(f"database unreachable: {first}") from exc
+
+    def run_from_argv(self, argv):
+        """Like Django's, but every error is one scrubbed line and the contract's exit code."""
+        self._called_from_command_line = True
+        parser = self.create_parser(argv[0], argv[1])
+        options = parser.parse_args(argv[2:])
+        cmd_options = vars(options)
+        args = cmd_options.pop("args", ())
+        verbosity = int(cmd_options.get("verbosity", 1))
+        try:
+            self.execute(*args, **cmd_options)
+        except OpsError as exc:
+            self._fail(exc.message, exc.exit_code, exc.detail if verbosity >= 2 else None)
+        except CommandError as exc:
+            self._fail(str(exc), ExitCode.BAD_INPUT if exc.returncode == 1 else exc.returncode)
+        except KeyboardInterrupt:
+            self._fail("interrupted", ExitCode.FAILED)
+        except Exception as exc:  # the last line of defence: one line, never a traceback by default
+            detail = traceback.format_exc() if verbosity >= 2 else None
+            self._fail(f"{exc.__class__.__name__}: {exc}", ExitCode.FAILED, detail)
+
+    def _fail(self, message: str, code: int, detail: str | None = None) -> None:
+        sys.stderr.write(f"error: {scrub(message)}\n")
+        if detail:
+            sys.stderr.write(scrub(detail).rstrip() + "\n")
+        sys.stderr.flush()
+        sys.exit(int(code))
