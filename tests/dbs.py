@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from config.database import parse_database_url
+from migrations_ops.aliases import register_alias, unregister_alias
 
 ENGINES = ("sqlite", "postgresql")
 
@@ -96,16 +97,11 @@ def drop_postgres_database(name: str) -> None:
 
 def register(alias: str, url: str) -> None:
     """Make `url` available as Django connection `alias` for the rest of the process."""
-    configured = connections.configure_settings({"default": {}, alias: parse_database_url(url)})
-    connections.settings[alias] = configured[alias]
+    register_alias(url, alias)
 
 
 def unregister(alias: str) -> None:
-    if alias in connections.settings:
-        connections[alias].close()
-        del connections.settings[alias]
-    if hasattr(connections._connections, alias):
-        delattr(connections._connections, alias)
+    unregister_alias(alias)
 
 
 def new_database(vendor: str, directory: Path, template: str | None = None) -> ScratchDatabase:

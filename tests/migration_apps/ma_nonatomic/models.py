@@ -1,0 +1,8 @@
+from django.db import models
+
+
+class Gadget(models.Model):
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        db_table = "ma_gadgets"
