@@ -8,20 +8,24 @@ from migrations_ops.engines.base import DatabaseEngine
 from migrations_ops.errors import BadInput
 
 
-def get_engine(using: str = DEFAULT_DB_ALIAS) -> DatabaseEngine:
-    """The engine implementation for connection ``using``, chosen by ``connection.vendor``."""
+def engine_class(vendor: str) -> type[DatabaseEngine]:
+    """The engine implementation for a vendor name (``postgresql`` or ``sqlite``); BadInput otherwise."""
     from migrations_ops.engines.postgresql import PostgreSQLEngine
     from migrations_ops.engines.sqlite import SQLiteEngine
 
-    connection = connections[using]
     implementations: dict[str, type[DatabaseEngine]] = {"postgresql": PostgreSQLEngine, "sqlite": SQLiteEngine}
     try:
-        implementation = implementations[connection.vendor]
+        return implementations[vendor]
     except KeyError:
         raise BadInput(
-            f"unsupported database engine {connection.vendor!r}: migrations_ops supports PostgreSQL and SQLite"
+            f"unsupported database engine {vendor!r}: migrations_ops supports PostgreSQL and SQLite"
         ) from None
-    return implementation(connection)
 
 
-__all__ = ["DatabaseEngine", "get_engine"]
+def get_engine(using: str = DEFAULT_DB_ALIAS) -> DatabaseEngine:
+    """The engine implementation for connection ``using``, chosen by ``connection.vendor``."""
+    connection = connections[using]
+    return engine_class(connection.vendor)(connection)
+
+
+__all__ = ["DatabaseEngine", "engine_class", "get_engine"]

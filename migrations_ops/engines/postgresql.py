@@ -1,9 +1,703 @@
-"""PostgreSQL: pg_dump / pg_restore / psql, advisory locks, catalog introspection."""
+"""PostgreSQL: pg_dump / pg_restore / psql, advisory locks, catalog introspection.
+
+Passwords reach the client tools through PGPASSWORD in their environment, never through argv.
+
+Backup format (chosen by measurement, see bench/README.md): an uncompressed custom-format archive
+(`pg_dump -Fc -Z0`) piped through `zstd -1` when the zstd binary exists ("pg_custom+zstd"), otherwise
+`pg_dump -Fc -Z1` ("pg_custom"). Restore: the application schemas are dropped and recreated and
+`pg_restore -f -` output is applied with `psql --single-transaction -v ON_ERROR_STOP=1`; a deferred
+guard trigger makes the transaction roll back unless the whole stream (and the row-count check that
+ends it) arrived, so a restore killed or failing at any point leaves the previous content.
+"""
 
 from __future__ import annotations
 
-from migrations_ops.engines.base import DatabaseEngine
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql as pgsql
+
+from migrations_ops.engines.base import (
+    HASH_CHUNK,
+    DatabaseEngine,
+    DumpResult,
+    LockOwner,
+    Progress,
+)
+from migrations_ops.errors import BadInput, LockHeld, OperationFailed
+
+FORMAT_ZSTD = "pg_custom+zstd"
+FORMAT_CUSTOM = "pg_custom"
+SUFFIXES = {FORMAT_ZSTD: ".dump.zst", FORMAT_CUSTOM: ".dump"}
+ZSTD_LEVEL = "-1"
+
+# One advisory lock key for "a schema-changing operation runs on this database" ("mops" in ASCII).
+LOCK_KEY = 0x6D6F7073
+LOCK_APP_PREFIX = "mops-lock"
+
+# libpq connection keywords Django users put in OPTIONS, and the environment variables of the tools.
+_OPTION_ENV = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "options": "PGOPTIONS",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "passfile": "PGPASSFILE",
+    "service": "PGSERVICE",
+    "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING",
+}
+_SYSTEM_SCHEMA_FILTER = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+
+
+def _major(version: str) -> int:
+    match = re.search(r"(\d+)(?:\.(\d+))?", version or "")
+    if not match:
+        return 0
+    return int(match.group(1))
+
+
+def _first_error(stderr: str, default: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "ERROR:" in line or "error:" in line or "FATAL:" in line:
+            return line
+    return lines[-1] if lines else default
+
+
+def _returncode_text(name: str, code: int) -> str:
+    return f"{name} was killed by signal {-code}" if code < 0 else f"{name} exited with status {code}"
+
+
+class _StreamReader(threading.Thread):
+    """Collects a child's stderr; calls ``on_line`` for each line (progress)."""
+
+    def __init__(self, stream, on_line=None) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.on_line = on_line
+        self.lines: list[str] = []
+
+    def run(self) -> None:
+        for raw in iter(self.stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            if self.on_line and self.on_line(line):
+                continue  # a progress line: not worth keeping
+            self.lines.append(line)
+        self.stream.close()
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _kill_all(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+    for process in processes:
+        with suppress(Exception):
+            process.wait(timeout=10)
 
 
 class PostgreSQLEngine(DatabaseEngine):
     vendor = "postgresql"
+    _lock_backend_pid: int | None = None
+
+    # --- connection plumbing ---
+    def _dbname(self) -> str:
+        return str(self.settings_dict.get("NAME") or "")
+
+    def connect_params(self, dbname: str | None = None) -> dict[str, Any]:
+        """psycopg2/libpq keyword arguments for a dedicated connection (not Django's)."""
+        cfg = self.settings_dict
+        params: dict[str, Any] = {"dbname": dbname or self._dbname()}
+        for key, setting in (("user", "USER"), ("password", "PASSWORD"), ("host", "HOST"), ("port", "PORT")):
+            if cfg.get(setting):
+                params[key] = cfg[setting]
+        for key in _OPTION_ENV:
+            if key in (cfg.get("OPTIONS") or {}):
+                params[key] = cfg["OPTIONS"][key]
+        return params
+
+    def _connect(self, dbname: str | None = None, **extra) -> psycopg2.extensions.connection:
+        try:
+            conn = psycopg2.connect(**self.connect_params(dbname), **extra)
+        except psycopg2.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+            raise BadInput(f"database unreachable: {first}") from None
+        conn.autocommit = True
+        return conn
+
+    def tool_env(self, dbname: str | None = None) -> dict[str, str]:
+        """Environment for pg_dump/pg_restore/psql: inherited PG* variables removed, ours set."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+        params = self.connect_params(dbname)
+        mapping = {"dbname": "PGDATABASE", "user": "PGUSER", "password": "PGPASSWORD", "host": "PGHOST"}
+        mapping["port"] = "PGPORT"
+        mapping.update(_OPTION_ENV)
+        for key, value in params.items():
+            env[mapping[key]] = str(value)
+        env["PGAPPNAME"] = "migrations_ops"
+        return env
+
+    def _run_tool(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
+        done = subprocess.run(argv, capture_output=True, env=env or self.tool_env(), timeout=timeout)
+        if done.returncode != 0:
+            raise OperationFailed(
+                f"{Path(argv[0]).name} failed: {_first_error(done.stderr.decode(errors='replace'), 'no output')}"
+            )
+        return done.stdout.decode(errors="replace")
+
+    # --- identity ---
+    def database_info(self) -> dict[str, Any]:
+        cfg = self.settings_dict
+        port = cfg.get("PORT")
+        return {"name": self._dbname(), "host": cfg.get("HOST") or "localhost", "port": int(port) if port else 5432}
+
+    def server_version(self) -> str:
+        try:
+            conn = self._connect()
+        except BadInput:
+            if self.database_exists():
+                raise
+            conn = self._maintenance()  # a restore target not created yet: same server, same version
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW server_version")
+                return cur.fetchone()[0]
+        finally:
+            conn.close()
+
+    def table_names(self) -> list[str]:
+        """Tables (plain and partitioned) visible on the search path, as Django names them; no views."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(self._table_sql())
+            return [row[0] for row in cursor.fetchall()]
+
+    @staticmethod
+    def _table_sql() -> str:
+        return (
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid) AND "
+            + _SYSTEM_SCHEMA_FILTER
+            + " ORDER BY c.relname"
+        )
+
+    # --- tools ---
+    def _tool(self, name: str) -> str:
+        path = shutil.which(name)
+        if not path:
+            raise BadInput(f"{name} not found on PATH: install the PostgreSQL client tools (version >= the server's)")
+        return path
+
+    def _tool_version(self, name: str) -> str:
+        out = subprocess.run([self._tool(name), "--version"], capture_output=True, timeout=30).stdout.decode()
+        match = re.search(r"(\d+(?:\.\d+)*)", out)
+        return match.group(1) if match else out.strip()
+
+    def _server_major(self) -> int:
+        return _major(self.server_version())
+
+    def check_dump_tools(self) -> str:
+        version = self._tool_version("pg_dump")
+        server = self._server_major()
+        if _major(version) < server:
+            raise BadInput(
+                f"pg_dump {version} is older than the PostgreSQL {server} server: "
+                f"install pg_dump {server} or newer (nothing was written)"
+            )
+        return version
+
+    def check_restore_tools(self, backup_format: str, backup_tool_version: str) -> None:
+        version = self._tool_version("pg_restore")
+        self._tool("psql")
+        needed = max(self._server_major(), _major(backup_tool_version))
+        if _major(version) < needed:
+            raise BadInput(f"pg_restore {version} is too old for this server/backup: install version {needed} or newer")
+        if backup_format == FORMAT_ZSTD and not shutil.which("zstd"):
+            raise BadInput("this backup is zstd-compressed and the zstd binary is not on PATH: install zstd")
+        if backup_format not in SUFFIXES:
+            raise BadInput(f"unknown PostgreSQL backup format {backup_format!r}")
+
+    def preferred_format(self) -> str:
+        return FORMAT_ZSTD if shutil.which("zstd") else FORMAT_CUSTOM
+
+    def file_suffix(self, backup_format: str) -> str:
+        return SUFFIXES[backup_format]
+
+    def _lock_timeout_ms(self, seconds: float) -> int:
+        return max(1, int(seconds * 1000))
+
+    # --- dump ---
+    def dump(
+        self, path: Path, backup_format: str, progress: Progress | None = None, lock_timeout: float = 5.0
+    ) -> DumpResult:
+        tool_version = self.check_dump_tools()
+        meta = self._connect()
+        processes: list[subprocess.Popen] = []
+        try:
+            meta.autocommit = False
+            meta.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with meta.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
+                snapshot, server_version = cur.fetchone()
+                cur.execute(self._table_sql())
+                tables = [row[0] for row in cur.fetchall()]
+
+            argv = [self._tool("pg_dump"), "-Fc", "--snapshot", snapshot, "--no-password"]
+            argv += [f"--lock-wait-timeout={self._lock_timeout_ms(lock_timeout)}"]
+            argv += ["-Z0"] if backup_format == FORMAT_ZSTD else ["-Z1"]
+            if progress:
+                argv.append("--verbose")
+            done_tables = [0]
+
+            def on_dump_line(line: str) -> bool:
+                match = re.search(r'dumping contents of table "([^"]+)"', line)
+                if match and progress:
+                    done_tables[0] += 1
+                    progress(min(done_tables[0], len(tables)), len(tables), match.group(1))
+                return line.startswith("pg_dump: ") and "error" not in line and "warning" not in line
+
+            dumper = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.tool_env(), stdin=subprocess.DEVNULL
+            )
+            processes.append(dumper)
+            readers = [_StreamReader(dumper.stderr, on_dump_line)]
+            output = dumper.stdout
+            if backup_format == FORMAT_ZSTD:
+                compressor = subprocess.Popen(
+                    [self._tool("zstd"), ZSTD_LEVEL, "-q", "-c"],
+                    stdin=dumper.stdout,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                processes.append(compressor)
+                dumper.stdout.close()  # the compressor owns it now
+                readers.append(_StreamReader(compressor.stderr))
+                output = compressor.stdout
+            for reader in readers:
+                reader.start()
+
+            counts: dict[str, int] = {}
+            migrations: dict[str, list[str]] = {}
+            count_error: list[BaseException] = []
+
+            def count() -> None:
+                try:
+                    with meta.cursor() as cur:
+                        counts.update(_count_rows(cur, tables))
+                        if "django_migrations" in tables:
+                            cur.execute("SELECT app, name FROM django_migrations ORDER BY app, name")
+                            for app, name in cur.fetchall():
+                                migrations.setdefault(app, []).append(name)
+                except BaseException as exc:  # reported after the dump; never swallowed
+                    count_error.append(exc)
+
+            counter = threading.Thread(target=count, daemon=True)
+            counter.start()
+
+            digest = hashlib.sha256()
+            size = 0
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                while chunk := output.read(HASH_CHUNK):
+                    digest.update(chunk)
+                    _write_all(fd, chunk)
+                    size += len(chunk)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            for process in processes:
+                process.wait()
+            for reader in readers:
+                reader.join()
+            counter.join()
+            if dumper.returncode != 0:
+                raise OperationFailed(
+                    f"pg_dump failed ({_returncode_text('pg_dump', dumper.returncode)}): "
+                    f"{_first_error(readers[0].text, 'no message')}"
+                )
+            if len(processes) > 1 and processes[1].returncode != 0:
+                raise OperationFailed(f"zstd failed: {_first_error(readers[1].text, 'no message')}")
+            if count_error:
+                raise OperationFailed(f"counting rows failed: {count_error[0]}")
+            return DumpResult(
+                format=backup_format,
+                sha256=digest.hexdigest(),
+                size_bytes=size,
+                tool_version=f"pg_dump {tool_version}",
+                server_version=server_version,
+                tables=dict(sorted(counts.items())),
+                migrations=migrations,
+            )
+        finally:
+            _kill_all(processes)
+            with suppress(Exception):
+                meta.rollback()
+            meta.close()
+
+    def _archive_reader(self, path: Path, backup_format: str) -> tuple[Any, list[subprocess.Popen]]:
+        """A readable stream of the uncompressed custom-format archive at ``path``."""
+        if backup_format == FORMAT_ZSTD:
+            with open(path, "rb") as handle:
+                decompressor = subprocess.Popen(
+                    [self._tool("zstd"), "-d", "-q", "-c"],
+                    stdin=handle,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            return decompressor.stdout, [decompressor]
+        return open(path, "rb"), []  # noqa: SIM115 - closed by the caller
+
+    # --- verify ---
+    def verify_file(self, path: Path, backup_format: str) -> list[str]:
+        problems: list[str] = []
+        if backup_format not in SUFFIXES:
+            return [f"unknown PostgreSQL backup format {backup_format!r}"]
+        if backup_format == FORMAT_ZSTD:
+            tested = subprocess.run([self._tool("zstd"), "-t", "-q", str(path)], capture_output=True, timeout=3600)
+            if tested.returncode != 0:
+                return [f"zstd: {_first_error(tested.stderr.decode(errors='replace'), 'corrupt compressed stream')}"]
+        stream, helpers = self._archive_reader(path, backup_format)
+        try:
+            listed = subprocess.run(
+                [self._tool("pg_restore"), "--list"], stdin=stream, capture_output=True, timeout=3600
+            )
+        finally:
+            stream.close()
+            _kill_all(helpers)
+        if listed.returncode != 0:
+            problems.append(f"pg_restore --list: {_first_error(listed.stderr.decode(errors='replace'), 'unreadable')}")
+        elif "TABLE DATA" not in listed.stdout.decode(errors="replace") and b"TOC Entries" not in listed.stdout:
+            problems.append("pg_restore --list: no table of contents")
+        return problems
+
+    # --- restore ---
+    def _catalog(self) -> tuple[list[str], list[str]]:
+        """Non-system schemas and their tables (quoted, qualified) as they are now."""
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT quote_ident(n.nspname) FROM pg_namespace n WHERE {_SYSTEM_SCHEMA_FILTER}")
+                schemas = sorted(row[0] for row in cur.fetchall())
+                cur.execute(
+                    "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND "
+                    + _SYSTEM_SCHEMA_FILTER
+                )
+                tables = sorted(row[0] for row in cur.fetchall())
+            return schemas, tables
+        finally:
+            conn.close()
+
+    def _prelude(self, lock_timeout: float) -> str:
+        schemas, tables = self._catalog()
+        ms = self._lock_timeout_ms(lock_timeout)
+        lines = [f"SET lock_timeout = {ms};", f"SET statement_timeout = {ms};"]
+        if tables:
+            lines.append(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE;")
+        lines.append("SET statement_timeout = 0;")
+        lines += [f"DROP SCHEMA {schema} CASCADE;" for schema in schemas]
+        lines += ["CREATE SCHEMA public;", "GRANT USAGE ON SCHEMA public TO PUBLIC;", "SET lock_timeout = 0;"]
+        # The guard: COMMIT fails unless the epilogue (sent only after a complete pg_restore) ran.
+        lines += [
+            "CREATE TEMP TABLE mops_restore_guard (done boolean NOT NULL);",
+            "CREATE FUNCTION pg_temp.mops_restore_guard_check() RETURNS trigger LANGUAGE plpgsql AS $g$ BEGIN "
+            "IF NOT (SELECT done FROM pg_temp.mops_restore_guard) THEN "
+            "RAISE EXCEPTION 'restore stream incomplete: rolled back'; END IF; RETURN NULL; END $g$;",
+            "CREATE CONSTRAINT TRIGGER mops_restore_guard AFTER INSERT OR UPDATE ON pg_temp.mops_restore_guard "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.mops_restore_guard_check();",
+            "INSERT INTO pg_temp.mops_restore_guard VALUES (false);",
+        ]
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _epilogue(expected_tables: dict[str, int] | None) -> str:
+        body = ["RESET search_path;"]
+        if expected_tables:
+            checks = []
+            for table, rows in sorted(expected_tables.items()):
+                ident = '"' + table.replace('"', '""') + '"'
+                literal = "'" + table.replace("'", "''") + "'"
+                checks.append(
+                    f"SELECT count(*) INTO n FROM {ident}; IF n <> {int(rows)} THEN RAISE EXCEPTION "
+                    f"'row count of % is %, the backup manifest says %', {literal}, n, {int(rows)}; END IF;"
+                )
+            body.append("DO $mops$ DECLARE n bigint; BEGIN " + " ".join(checks) + " END $mops$;")
+        body.append("UPDATE pg_temp.mops_restore_guard SET done = true;")
+        return "\n".join(body) + "\n"
+
+    def restore(
+        self,
+        path: Path,
+        backup_format: str,
+        expected_tables: dict[str, int] | None = None,
+        progress: Progress | None = None,
+        lock_timeout: float = 5.0,
+    ) -> None:
+        self.connection.close()  # Django's session must not hold anything while the schema is replaced
+        total = len(expected_tables or {})
+        with tempfile.TemporaryDirectory(prefix="mops-restore-") as workdir:
+            prelude = Path(workdir) / "prelude.sql"
+            fd = os.open(prelude, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self._prelude(lock_timeout))
+            stream, processes = self._archive_reader(path, backup_format)
+            env = self.tool_env()
+            try:
+                argv = [self._tool("pg_restore"), "-f", "-", "--no-owner", "--no-acl", "--exit-on-error"]
+                if progress:
+                    argv.append("--verbose")
+                restorer = subprocess.Popen(argv, stdin=stream, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                processes.append(restorer)
+                stream.close()
+                psql_argv = [self._tool("psql"), "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"]
+                psql_argv += ["--single-transaction", "-f", str(prelude), "-f", "-"]
+                applier = subprocess.Popen(
+                    psql_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+                )
+                processes.append(applier)
+                done_tables = [0]
+
+                def on_restore_line(line: str) -> bool:
+                    match = re.search(r'processing data for table "([^"]+)"', line)
+                    if match and progress:
+                        done_tables[0] += 1
+                        progress(min(done_tables[0], total or done_tables[0]), total or done_tables[0], match.group(1))
+                    return line.startswith("pg_restore: ") and "error" not in line and "warning" not in line
+
+                restore_reader = _StreamReader(restorer.stderr, on_restore_line)
+                psql_reader = _StreamReader(applier.stderr)
+                restore_reader.start()
+                psql_reader.start()
+                pumped_ok = _pump(restorer.stdout.fileno(), applier.stdin.fileno())
+                restorer.stdout.close()
+                restorer.wait()
+                for helper in processes[:-2]:
+                    helper.wait()
+                restore_reader.join()
+                helpers_ok = all(helper.returncode == 0 for helper in processes[:-2])
+                if restorer.returncode != 0 or not helpers_ok or not pumped_ok:
+                    applier.kill()  # never let psql reach COMMIT with a partial stream
+                    applier.wait()
+                    psql_reader.join()
+                    if psql_reader.lines and any("ERROR:" in line for line in psql_reader.lines):
+                        self._raise_psql_error(psql_reader.text)
+                    reason = (
+                        _first_error(restore_reader.text, _returncode_text("pg_restore", restorer.returncode))
+                        if restorer.returncode != 0
+                        else "decompressing the backup failed"
+                    )
+                    raise OperationFailed(f"restore failed, database unchanged: {reason}")
+                with suppress(BrokenPipeError):
+                    applier.stdin.write(self._epilogue(expected_tables).encode())
+                with suppress(BrokenPipeError):
+                    applier.stdin.close()
+                applier.wait()
+                psql_reader.join()
+                if applier.returncode != 0:
+                    self._raise_psql_error(psql_reader.text)
+            finally:
+                _kill_all(processes)
+
+    def _raise_psql_error(self, stderr: str) -> None:
+        message = _first_error(stderr, "psql failed")
+        message = re.sub(r"^psql:[^:]*:\d+:\s*", "", message)
+        if "lock timeout" in message or "statement timeout" in message:
+            sessions = self.other_sessions()
+            who = "; ".join(sessions) if sessions else "sessions that have since ended"
+            raise OperationFailed(
+                f"restore blocked by other sessions on {self._dbname()} ({who}); nothing was changed: "
+                "stop them or retry with --terminate-connections"
+            )
+        raise OperationFailed(f"restore failed and was rolled back, database unchanged: {message}")
+
+    def other_sessions(self) -> list[str]:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pid, usename, application_name, client_addr, state FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> %s "
+                    "AND backend_type = 'client backend' ORDER BY pid",
+                    [self._lock_backend_pid or 0],
+                )
+                return [
+                    f"pid {pid} user {user} app {app or '-'} from {addr or 'local'} ({state})"
+                    for pid, user, app, addr, state in cur.fetchall()
+                ]
+        finally:
+            conn.close()
+
+    def terminate_other_sessions(self) -> list[str]:
+        self.connection.close()
+        ended = self.other_sessions()
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND pid <> %s AND backend_type = 'client backend'",
+                    [self._lock_backend_pid or 0],
+                )
+        finally:
+            conn.close()
+        return ended
+
+    # --- other databases on this server ---
+    def scratch_settings(self, label: str) -> dict[str, Any]:
+        settings = {**self.settings_dict, "OPTIONS": dict(self.settings_dict.get("OPTIONS") or {})}
+        suffix = f"_{label}"
+        settings["NAME"] = self._dbname()[: 63 - len(suffix)] + suffix
+        return settings
+
+    def _maintenance(self) -> psycopg2.extensions.connection:
+        return self._connect(dbname="postgres")
+
+    def database_exists(self) -> bool:
+        conn = self._maintenance()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self._dbname()])
+                return cur.fetchone() is not None
+        finally:
+            conn.close()
+
+    def create_database(self) -> None:
+        conn = self._maintenance()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(self._dbname())))
+        except psycopg2.Error as exc:
+            raise BadInput(f"cannot create database {self._dbname()}: {str(exc).strip().splitlines()[0]}") from None
+        finally:
+            conn.close()
+
+    def drop_database(self) -> None:
+        self.connection.close()
+        conn = self._maintenance()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(self._dbname()))
+                )
+        finally:
+            conn.close()
+
+    # --- validation fallback ---
+    def foreign_key_violations(self) -> list[str]:
+        problems = []
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT con.conname, con.conrelid::regclass::text, con.confrelid::regclass::text, "
+                "ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.conkey) WITH ORDINALITY k(n, i) "
+                "JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i), "
+                "ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.confkey) WITH ORDINALITY k(n, i) "
+                "JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) "
+                "FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace "
+                f"WHERE con.contype = 'f' AND {_SYSTEM_SCHEMA_FILTER} ORDER BY 1"
+            )
+            constraints = cursor.fetchall()
+            for name, child, parent, columns, parent_columns in constraints:
+                not_null = " AND ".join(f"c.{col} IS NOT NULL" for col in columns)
+                join = " AND ".join(f"p.{pc} = c.{cc}" for cc, pc in zip(columns, parent_columns, strict=True))
+                cursor.execute(
+                    f"SELECT count(*) FROM {child} c WHERE {not_null} AND NOT EXISTS "
+                    f"(SELECT 1 FROM {parent} p WHERE {join})"
+                )
+                orphans = cursor.fetchone()[0]
+                if orphans:
+                    problems.append(f"{child}.{name}: {orphans} row(s) reference missing {parent} rows")
+        return problems
+
+    # --- the migration lock ---
+    @contextmanager
+    def migration_lock(self, owner: LockOwner) -> Iterator[LockOwner]:
+        since = datetime.fromisoformat(owner.since).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        app = f"{LOCK_APP_PREFIX} pid={owner.pid} since={since} host={owner.host}"[:63]
+        conn = self._connect(application_name=app)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_try_advisory_lock(%s), pg_backend_pid()", [LOCK_KEY])
+                acquired, backend_pid = cur.fetchone()
+                if not acquired:
+                    holder = self._lock_holder(cur)
+                    raise LockHeld(
+                        f"another safe_migrate/restore_db holds the migration lock on {self._dbname()}: "
+                        f"{holder}; nothing was changed"
+                    )
+            self._lock_backend_pid = backend_pid
+            try:
+                yield owner
+            finally:
+                self._lock_backend_pid = None
+                with suppress(psycopg2.Error), conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _lock_holder(cur) -> str:
+        cur.execute(
+            "SELECT a.application_name, a.pid, a.backend_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid = %s AND l.objid = %s AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF],
+        )
+        row = cur.fetchone()
+        if not row:
+            return "a session that has just released it (retry)"
+        app, backend_pid, started = row
+        fields = dict(re.findall(r"(pid|since|host)=(\S+)", app or ""))
+        if fields.get("pid"):
+            return f"pid {fields['pid']} on {fields.get('host', '?')} since {fields.get('since', '?')}"
+        return f"server backend {backend_pid} ({app or 'unknown application'}) since {started.isoformat()}"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _pump(source_fd: int, target_fd: int) -> bool:
+    """Copy a pipe into another until EOF (zero-copy splice where available); False if the reader went away."""
+    try:
+        if hasattr(os, "splice"):
+            while os.splice(source_fd, target_fd, 1 << 20):
+                pass
+        else:  # pragma: no cover - non-Linux
+            while chunk := os.read(source_fd, 1 << 20):
+                _write_all(target_fd, chunk)
+    except BrokenPipeError:
+        return False
+    return True
+
+
+def _count_rows(cursor, tables: list[str]) -> dict[str, int]:
+    if not tables:
+        return {}
+    parts = []
+    for index, table in enumerate(tables):
+        ident = '"' + table.replace('"', '""') + '"'
+        parts.append(f"SELECT {index}, count(*) FROM {ident}")
+    cursor.execute(" UNION ALL ".join(parts))
+    counts = dict(cursor.fetchall())
+    return {table: int(counts[index]) for index, table in enumerate(tables)}

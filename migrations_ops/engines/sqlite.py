@@ -1,9 +1,274 @@
-"""SQLite: the online backup API, flock'ed lock files, PRAGMA checks."""
+"""SQLite: the online backup API, flock'ed lock files, PRAGMA checks.
+
+A backup is a page-for-page copy taken with ``sqlite3.Connection.backup`` (never a copy of a live
+file); a restore copies the backup file's pages into the live database the same way, which
+replaces its whole content in one write transaction.
+"""
 
 from __future__ import annotations
 
-from migrations_ops.engines.base import DatabaseEngine
+import fcntl
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from migrations_ops.engines.base import (
+    DatabaseEngine,
+    DumpResult,
+    LockOwner,
+    Progress,
+    RestoredContentMismatch,
+    fsync_path,
+    sha256_of,
+)
+from migrations_ops.errors import BadInput, LockHeld, OperationFailed
+
+FORMAT = "sqlite3"
+PAGES_PER_STEP = 1024
+_BUSY_OR_LOCKED = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+class _Blocked(Exception):
+    pass
+
+
+def _readonly(path: Path | str) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=0.1)
+
+
+def _tables(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _counts(conn: sqlite3.Connection) -> dict[str, int]:
+    tables = _tables(conn)
+    if not tables:
+        return {}
+    sql = " UNION ALL ".join(
+        f'SELECT {i}, COUNT(*) FROM "{name.replace(chr(34), chr(34) * 2)}"' for i, name in enumerate(tables)
+    )
+    counts = dict(conn.execute(sql).fetchall())
+    return {name: int(counts[i]) for i, name in enumerate(tables)}
+
+
+def _migrations(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    if "django_migrations" not in _tables(conn):
+        return {}
+    applied: dict[str, list[str]] = {}
+    for app, name in conn.execute("SELECT app, name FROM django_migrations ORDER BY app, name"):
+        applied.setdefault(app, []).append(name)
+    return applied
+
+
+def _copy(source: sqlite3.Connection, target: sqlite3.Connection, progress: Progress | None, timeout: float) -> None:
+    """Page copy with a deadline while the other side is busy (Python's loop would wait forever)."""
+    deadline = time.monotonic() + timeout
+
+    def step(status: int, remaining: int, total: int) -> None:
+        if progress:
+            progress(total - remaining, total, "pages")
+        if status in _BUSY_OR_LOCKED and time.monotonic() > deadline:
+            raise _Blocked
+
+    source.backup(target, pages=PAGES_PER_STEP, progress=step, sleep=0.05)
 
 
 class SQLiteEngine(DatabaseEngine):
     vendor = "sqlite"
+
+    def _path(self) -> Path:
+        name = str(self.settings_dict.get("NAME") or "")
+        if not name or name == ":memory:" or name.startswith("file:"):
+            raise BadInput(f"cannot back up or restore the SQLite database {name or '(none)'!r}: give a file path")
+        return Path(name)
+
+    def _existing_path(self) -> Path:
+        path = self._path()
+        if not path.is_file():
+            raise BadInput(f"SQLite database file {path} does not exist")
+        return path
+
+    def table_names(self) -> list[str]:
+        """Tables (no views, no sqlite_ internals), sorted."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                "ORDER BY name"
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    # --- identity ---
+    def database_info(self) -> dict[str, Any]:
+        return {"name": str(self._path()), "host": None, "port": None}
+
+    def server_version(self) -> str:
+        return sqlite3.sqlite_version
+
+    def display_name(self) -> str:
+        return self._path().name
+
+    # --- tools ---
+    def check_dump_tools(self) -> str:
+        return f"sqlite3 backup API {sqlite3.sqlite_version}"
+
+    def check_restore_tools(self, backup_format: str, backup_tool_version: str) -> None:
+        if backup_format != FORMAT:
+            raise BadInput(f"unknown SQLite backup format {backup_format!r}")
+
+    def preferred_format(self) -> str:
+        return FORMAT
+
+    def file_suffix(self, backup_format: str) -> str:
+        return ".sqlite3"
+
+    # --- dump ---
+    def dump(
+        self, path: Path, backup_format: str, progress: Progress | None = None, lock_timeout: float = 5.0
+    ) -> DumpResult:
+        source_path = self._existing_path()
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            with closing(_readonly(source_path)) as source, closing(sqlite3.connect(path)) as target:
+                _copy(source, target, progress, lock_timeout)
+                tables = _counts(target)
+                migrations = _migrations(target)
+        except _Blocked:
+            raise OperationFailed(
+                f"backup blocked: another connection has held a write lock on {source_path.name} "
+                f"for more than {lock_timeout:g}s"
+            ) from None
+        except sqlite3.Error as exc:
+            raise OperationFailed(f"SQLite backup failed: {exc}") from None
+        fsync_path(path)
+        return DumpResult(
+            format=backup_format,
+            sha256=sha256_of(path),
+            size_bytes=path.stat().st_size,
+            tool_version=self.check_dump_tools(),
+            server_version=sqlite3.sqlite_version,
+            tables=tables,
+            migrations=migrations,
+        )
+
+    # --- verify ---
+    def verify_file(self, path: Path, backup_format: str) -> list[str]:
+        if backup_format != FORMAT:
+            return [f"unknown SQLite backup format {backup_format!r}"]
+        try:
+            with closing(_readonly(path)) as conn:
+                rows = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            return [f"integrity_check: {exc}"]
+        return [] if rows == ["ok"] else [f"integrity_check: {row}" for row in rows[:20]]
+
+    # --- restore ---
+    def restore(
+        self,
+        path: Path,
+        backup_format: str,
+        expected_tables: dict[str, int] | None = None,
+        progress: Progress | None = None,
+        lock_timeout: float = 5.0,
+    ) -> None:
+        target_path = self._path()
+        self.connection.close()
+        try:
+            with closing(_readonly(path)) as source:
+                if expected_tables is not None and _counts(source) != expected_tables:
+                    raise OperationFailed(
+                        "restore refused, database unchanged: the backup's row counts differ from its manifest"
+                    )
+                with closing(sqlite3.connect(target_path, timeout=0.1)) as target:
+                    _copy(source, target, progress, lock_timeout)
+                    restored = _counts(target)
+        except _Blocked:
+            raise OperationFailed(
+                f"restore blocked: another connection has held {target_path.name} open in a transaction for more "
+                f"than {lock_timeout:g}s; nothing was changed"
+            ) from None
+        except sqlite3.Error as exc:
+            raise OperationFailed(f"SQLite restore failed, database unchanged: {exc}") from None
+        if expected_tables is not None and restored != expected_tables:
+            raise RestoredContentMismatch("the restored database's row counts differ from the backup manifest")
+
+    # --- other databases ---
+    def scratch_settings(self, label: str) -> dict[str, Any]:
+        settings = {**self.settings_dict, "OPTIONS": dict(self.settings_dict.get("OPTIONS") or {})}
+        stem = self._path().stem[:40]
+        settings["NAME"] = str(Path(tempfile.gettempdir()) / f"{stem}_{label}.sqlite3")
+        return settings
+
+    def database_exists(self) -> bool:
+        return self._path().is_file()
+
+    def create_database(self) -> None:
+        path = self._path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise BadInput(f"cannot create SQLite database {path}: {exc.strerror}") from None
+
+    def drop_database(self) -> None:
+        self.connection.close()
+        path = self._path()
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+
+    # --- validation fallback ---
+    def foreign_key_violations(self) -> list[str]:
+        with self.connection.cursor() as cursor:
+            cursor.execute("PRAGMA foreign_key_check")
+            rows = cursor.fetchall()
+        grouped: dict[tuple[str, str], int] = {}
+        for table, _rowid, parent, _fkid in rows:
+            grouped[(table, parent)] = grouped.get((table, parent), 0) + 1
+        return [
+            f"{table}: {n} row(s) reference missing {parent} rows" for (table, parent), n in sorted(grouped.items())
+        ]
+
+    # --- the migration lock ---
+    def lock_path(self) -> Path:
+        return Path(str(self._path()) + ".migration-lock")
+
+    @contextmanager
+    def migration_lock(self, owner: LockOwner) -> Iterator[LockOwner]:
+        path = self.lock_path()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeld(
+                    f"another safe_migrate/restore_db holds the migration lock on {self._path().name}: "
+                    f"{_describe_holder(fd)}; nothing was changed"
+                ) from None
+            # A file left by a dead process is simply taken over: its flock died with it.
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner.__dict__).encode(), 0)
+            os.fsync(fd)
+            try:
+                yield owner
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def _describe_holder(fd: int) -> str:
+    raw = os.pread(fd, 4096, 0)
+    try:
+        return LockOwner(**json.loads(raw)).describe()
+    except (ValueError, TypeError):
+        return "a process that has not yet written its name"

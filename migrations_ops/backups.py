@@ -1,0 +1,629 @@
+"""Backups that can be trusted: the catalog, manifests, atomic files, verification, restore, prune.
+
+A backup is a data file plus a manifest ``<name>.json`` in BACKUP_DIR. The data file is written to a
+temporary name, fsynced, hashed while it is written (or read once) and renamed; the manifest is
+written last, the same way. A data file without a manifest is never listed, so killing a backup at
+any instant never leaves something that looks valid. Every vendor difference is in the engines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from config.database import parse_database_url
+from migrations_ops import audit
+from migrations_ops.engines import engine_class, get_engine
+from migrations_ops.engines.base import (
+    DatabaseEngine,
+    Progress,
+    RestoredContentMismatch,
+    current_owner,
+    parse_lock_timeout,
+    sha256_of,
+)
+from migrations_ops.errors import BadInput, OperationFailed, OpsError, RecoveryFailed, scrub
+from migrations_ops.status import current_migrations
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+REASONS = ("manual", "pre-migrate", "pre-restore")
+MANIFEST_SUFFIX = ".json"
+TEMP_MAX_AGE_S = 3600  # prune removes temporary files of interrupted backups older than this
+
+# confirm(manifest, database_name) -> True to go on; called after verification, before any change.
+Confirm = Callable[["BackupManifest", str], bool]
+
+
+@dataclass
+class BackupManifest:
+    """The contract's manifest; ``directory`` (where it was read from) is not serialised."""
+
+    name: str
+    created_at: str
+    engine: str
+    database: dict[str, Any]
+    server_version: str
+    tool_version: str
+    format: str
+    file: str
+    size_bytes: int
+    sha256: str
+    duration_s: float
+    reason: str
+    migrations: dict[str, list[str]] = field(default_factory=dict)
+    tables: dict[str, int] = field(default_factory=dict)
+    directory: Path | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("directory")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], directory: Path | None = None) -> BackupManifest:
+        """Parse a manifest; ValueError when it is not one of ours."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = {name for name in cls.__dataclass_fields__ if name != "directory"}
+        missing = sorted(known - set(data))
+        if missing:
+            raise ValueError(f"missing fields: {', '.join(missing)}")
+        manifest = cls(**{key: data[key] for key in known}, directory=directory)
+        if not NAME_PATTERN.match(manifest.name) or not NAME_PATTERN.match(manifest.file):
+            raise ValueError("invalid name or file")
+        if not isinstance(manifest.tables, dict) or not isinstance(manifest.migrations, dict):
+            raise ValueError("invalid tables or migrations")
+        return manifest
+
+    @property
+    def path(self) -> Path:
+        return (self.directory or backup_dir()) / self.file
+
+    @property
+    def manifest_path(self) -> Path:
+        return (self.directory or backup_dir()) / f"{self.name}{MANIFEST_SUFFIX}"
+
+    @property
+    def heads(self) -> dict[str, str]:
+        """The last applied migration per app (by name), for listings."""
+        return {app: sorted(names)[-1] for app, names in sorted(self.migrations.items()) if names}
+
+
+@dataclass
+class VerificationReport:
+    name: str
+    ok: bool
+    checks: list[dict[str, Any]]
+    restore_test: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def failures(self) -> list[str]:
+        return [f"{check['name']}: {'; '.join(check['details'])}" for check in self.checks if not check["ok"]]
+
+
+@dataclass
+class RestoreResult:
+    backup: str
+    database: dict[str, Any]
+    created_database: bool
+    safety_backup: str | None
+    terminated_sessions: list[str]
+    duration_s: float
+    migrations: dict[str, str]
+    validation: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the directory, names and atomic files ---
+def backup_dir(create: bool = True) -> Path:
+    """BACKUP_DIR, created with mode 0700 when missing."""
+    directory = Path(settings.BACKUP_DIR)
+    if create and not directory.is_dir():
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)
+        except OSError as exc:
+            raise BadInput(f"cannot create backup directory {directory}: {exc.strerror}") from None
+    return directory
+
+
+def validate_name(name: str) -> str:
+    """The name itself, or BadInput: letters, digits, '.', '_', '-', at most 100, no '..'."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
+        raise BadInput(
+            f"invalid backup name {name!r}: use letters, digits, '.', '_' and '-' (at most 100, "
+            "starting with a letter or digit, no '..')"
+        )
+    return name
+
+
+def _default_name(engine: DatabaseEngine, reason: str) -> str:
+    base = Path(str(engine.database_info()["name"])).stem or "db"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._")[:50] or "db"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{slug}-{stamp}-{reason}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(temporary: Path, final: Path) -> None:
+    """Give ``temporary`` its final name without ever replacing an existing file; fsync the directory."""
+    try:
+        os.link(temporary, final)
+    except FileExistsError:
+        raise BadInput(f"{final.name} already exists in {final.parent}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_dir(final.parent)
+
+
+def _write_manifest(manifest: BackupManifest) -> None:
+    directory = manifest.directory or backup_dir()
+    temporary = directory / f".{manifest.name}.{secrets.token_hex(4)}.json.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(manifest.to_dict(), handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _publish(temporary, manifest.manifest_path)
+
+
+def _lock_timeout() -> float:
+    try:
+        return parse_lock_timeout(settings.MIGRATION_LOCK_TIMEOUT)
+    except ValueError as exc:
+        raise BadInput(f"MIGRATION_LOCK_TIMEOUT: {exc}") from None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, OpsError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return scrub(f"{exc.__class__.__name__}: {exc}")
+
+
+# --- writing ---
+def create_backup(
+    using: str = DEFAULT_DB_ALIAS,
+    name: str | None = None,
+    reason: str = "manual",
+    progress: Progress | None = None,
+) -> BackupManifest:
+    """Back up database ``using`` into BACKUP_DIR and return its manifest.
+
+    BadInput (exit 2) for an invalid or existing name, an unknown reason or missing/too old tools
+    (nothing written); OperationFailed (exit 1) when the dump fails (nothing left that is listed).
+    """
+    if reason not in REASONS:
+        raise BadInput(f"unknown backup reason {reason!r}: one of {', '.join(REASONS)}")
+    engine = get_engine(using)
+    name = validate_name(name) if name is not None else _default_name(engine, reason)
+    directory = backup_dir()
+    manifest_path = directory / f"{name}{MANIFEST_SUFFIX}"
+    backup_format = engine.preferred_format()
+    final = directory / f"{name}{engine.file_suffix(backup_format)}"
+    if manifest_path.exists() or final.exists():
+        raise BadInput(f"a backup named {name!r} already exists in {directory}")
+    engine.check_dump_tools()
+    database = engine.database_info()
+    temporary = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    started = time.monotonic()
+    created_at = _now()
+    audit.record("backup.start", name=name, reason=reason, engine=engine.vendor, database=database)
+    published = False
+    try:
+        result = engine.dump(temporary, backup_format, progress=progress, lock_timeout=_lock_timeout())
+        _publish(temporary, final)
+        published = True
+        manifest = BackupManifest(
+            name=name,
+            created_at=created_at,
+            engine=engine.vendor,
+            database=database,
+            server_version=result.server_version,
+            tool_version=result.tool_version,
+            format=result.format,
+            file=final.name,
+            size_bytes=result.size_bytes,
+            sha256=result.sha256,
+            duration_s=round(time.monotonic() - started, 3),
+            reason=reason,
+            migrations=result.migrations,
+            tables=result.tables,
+            directory=directory,
+        )
+        _write_manifest(manifest)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if published:
+            final.unlink(missing_ok=True)
+        audit.record(
+            "backup.end",
+            name=name,
+            outcome="failed",
+            duration_s=round(time.monotonic() - started, 3),
+            error=_error_text(exc),
+        )
+        if isinstance(exc, OpsError | KeyboardInterrupt):
+            raise
+        raise OperationFailed(f"backup failed: {_error_text(exc)}") from exc
+    audit.record(
+        "backup.end",
+        name=name,
+        outcome="ok",
+        bytes=manifest.size_bytes,
+        duration_s=manifest.duration_s,
+        file=manifest.file,
+        error=None,
+    )
+    return manifest
+
+
+# --- the catalog ---
+def _read_manifest(path: Path) -> BackupManifest:
+    with open(path, encoding="utf-8") as handle:
+        return BackupManifest.from_dict(json.load(handle), directory=path.parent)
+
+
+def list_backups() -> list[BackupManifest]:
+    """Every complete backup (valid manifest and its data file present), newest first."""
+    directory = backup_dir(create=False)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.glob(f"*{MANIFEST_SUFFIX}"):
+        if path.name.startswith("."):
+            continue
+        try:
+            manifest = _read_manifest(path)
+        except (OSError, ValueError, TypeError):
+            continue  # not one of ours, or unreadable: never offered as a backup
+        if manifest.manifest_path == path and manifest.path.is_file():
+            found.append(manifest)
+    return sorted(found, key=lambda m: (m.created_at, m.name), reverse=True)
+
+
+def get_backup(name_or_path: str, allow_path: bool = False) -> BackupManifest:
+    """The manifest of a backup by name (or, with ``allow_path``, by the path of its manifest or file)."""
+    if allow_path and os.sep in str(name_or_path):
+        return _backup_at_path(Path(name_or_path))
+    name = validate_name(name_or_path)
+    path = backup_dir(create=False) / f"{name}{MANIFEST_SUFFIX}"
+    if not path.is_file():
+        raise BadInput(f"no backup named {name!r} in {backup_dir(create=False)} (see list_backups)")
+    try:
+        manifest = _read_manifest(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise BadInput(f"the manifest of backup {name!r} is unreadable: {exc}") from None
+    if manifest.name != name:
+        raise BadInput(f"the manifest {path.name} names another backup ({manifest.name!r})")
+    return manifest
+
+
+def _backup_at_path(path: Path) -> BackupManifest:
+    path = path.expanduser()
+    if not path.is_file():
+        raise BadInput(f"no backup at {path}")
+    candidates = [path] if path.name.endswith(MANIFEST_SUFFIX) else []
+    if not candidates:
+        stem = path.name
+        while "." in stem and not candidates:
+            stem = stem.rsplit(".", 1)[0]
+            if (path.parent / f"{stem}{MANIFEST_SUFFIX}").is_file():
+                candidates.append(path.parent / f"{stem}{MANIFEST_SUFFIX}")
+    if not candidates:
+        raise BadInput(f"{path} has no manifest beside it: only backups made by backup_db can be restored")
+    try:
+        manifest = _read_manifest(candidates[0])
+    except (OSError, ValueError, TypeError) as exc:
+        raise BadInput(f"{candidates[0]} is not a backup manifest: {exc}") from None
+    if not path.name.endswith(MANIFEST_SUFFIX) and manifest.file != path.name:
+        raise BadInput(f"the manifest beside {path} describes another file ({manifest.file})")
+    return manifest
+
+
+def integrity_problems(manifest: BackupManifest) -> list[str]:
+    """Size and sha256 of the data file against its manifest."""
+    path = manifest.path
+    if not path.is_file():
+        return [f"data file {path.name} is missing"]
+    size = path.stat().st_size
+    if size != manifest.size_bytes:
+        return [f"{path.name} is {size} bytes, the manifest says {manifest.size_bytes} (truncated or altered)"]
+    digest = sha256_of(path)
+    if digest != manifest.sha256:
+        return [f"sha256 of {path.name} is {digest[:16]}..., the manifest says {manifest.sha256[:16]}... (corrupted)"]
+    return []
+
+
+# --- temporary connection aliases (scratch databases, restore targets) ---
+@contextmanager
+def _alias_for(settings_dict: dict[str, Any]) -> Iterator[str]:
+    alias = f"mops_{secrets.token_hex(6)}"
+    configured = connections.configure_settings({DEFAULT_DB_ALIAS: {}, alias: settings_dict})
+    connections.settings[alias] = configured[alias]
+    try:
+        yield alias
+    finally:
+        with suppress(Exception):
+            connections[alias].close()
+        connections.settings.pop(alias, None)
+        if hasattr(connections._connections, alias):
+            delattr(connections._connections, alias)
+
+
+# --- verification ---
+def verify_backup(
+    name: str,
+    restore_test: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
+    progress: Progress | None = None,
+) -> VerificationReport:
+    """Checksum, then readability by the engine's tools; with ``restore_test`` a restore into a scratch
+    database ``<db>_verify_<random>`` (always dropped) whose row counts must equal the manifest's.
+
+    BadInput for an unknown or invalid name; problems are reported (``ok`` False), not raised.
+    """
+    manifest = get_backup(name)
+    started = time.monotonic()
+    audit.record("verify.start", name=manifest.name, restore_test=restore_test)
+    checks: list[dict[str, Any]] = []
+    report = VerificationReport(name=manifest.name, ok=False, checks=checks)
+    try:
+        problems = integrity_problems(manifest)
+        checks.append({"name": "checksum", "ok": not problems, "details": problems or [manifest.sha256]})
+        if not problems:
+            reader = engine_class(manifest.engine)(connections[using])
+            problems = reader.verify_file(manifest.path, manifest.format)
+            checks.append({"name": "readable", "ok": not problems, "details": problems})
+        if not problems and restore_test:
+            report.restore_test = _restore_test(manifest, using, progress)
+            checks.append(
+                {"name": "restore_test", "ok": report.restore_test["ok"], "details": report.restore_test["details"]}
+            )
+        report.ok = all(check["ok"] for check in checks)
+    except BaseException as exc:
+        audit.record(
+            "verify.end",
+            name=manifest.name,
+            outcome="failed",
+            duration_s=round(time.monotonic() - started, 3),
+            error=_error_text(exc),
+        )
+        raise
+    audit.record(
+        "verify.end",
+        name=manifest.name,
+        outcome="ok" if report.ok else "problems",
+        bytes=manifest.size_bytes,
+        duration_s=round(time.monotonic() - started, 3),
+        error=None if report.ok else "; ".join(report.failures()),
+    )
+    return report
+
+
+def _restore_test(manifest: BackupManifest, using: str, progress: Progress | None) -> dict[str, Any]:
+    live = get_engine(using)
+    if live.vendor != manifest.engine:
+        raise BadInput(
+            f"a restore test of a {manifest.engine} backup needs a {manifest.engine} database, "
+            f"and {using!r} is {live.vendor}: give --database-url"
+        )
+    live.check_restore_tools(manifest.format, manifest.tool_version)
+    scratch = live.scratch_settings(f"verify_{secrets.token_hex(4)}")
+    started = time.monotonic()
+    with _alias_for(scratch) as alias:
+        engine = get_engine(alias)
+        engine.create_database()
+        try:
+            try:
+                engine.restore(manifest.path, manifest.format, None, progress, _lock_timeout())
+            except OperationFailed as exc:
+                return {"ok": False, "database": engine.display_name(), "details": [exc.message], "tables": {}}
+            counts = engine.row_counts()
+        finally:
+            engine.drop_database()
+    details = [
+        f"{table}: {counts.get(table)} rows restored, the manifest says {manifest.tables.get(table)}"
+        for table in sorted(set(counts) | set(manifest.tables))
+        if counts.get(table) != manifest.tables.get(table)
+    ]
+    return {
+        "ok": not details,
+        "database": str(scratch["NAME"]),
+        "details": details,
+        "tables": counts,
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+
+
+# --- restore ---
+def _validate(using: str) -> dict[str, Any]:
+    """The full validation when the validation module exists, else the foreign-key check."""
+    try:
+        from migrations_ops.validation import run_validation
+    except ImportError:
+        run_validation = None
+    if run_validation is not None:
+        return run_validation(using=using).to_dict()
+    problems = get_engine(using).foreign_key_violations()
+    return {"ok": not problems, "checks": [{"name": "foreign_keys", "ok": not problems, "details": problems}]}
+
+
+@contextmanager
+def _target(using: str, target_url: str | None) -> Iterator[str]:
+    if not target_url:
+        yield using
+        return
+    try:
+        target_settings = parse_database_url(target_url)
+    except ImproperlyConfigured as exc:
+        raise BadInput(f"--target-database-url: {exc}") from None
+    with _alias_for(target_settings) as alias:
+        yield alias
+
+
+def restore_backup(
+    name_or_path: str,
+    using: str = DEFAULT_DB_ALIAS,
+    safety_backup: bool = True,
+    target_url: str | None = None,
+    terminate_connections: bool = False,
+    confirm: Confirm | None = None,
+    progress: Progress | None = None,
+) -> RestoreResult:
+    """Replace the whole content of database ``using`` (or of ``target_url``, created when missing)
+    with a backup, under the migration lock, after a ``pre-restore`` safety backup.
+
+    Verifies first (checksum, engine, format, tools) and asks ``confirm`` before any change: BadInput
+    (exit 2) and nothing changed on any mismatch or refusal; LockHeld (exit 3) when another operation
+    holds the lock; OperationFailed (exit 1) with the database as it was when the restore fails or other
+    sessions block it; RecoveryFailed (exit 4) naming the safety backup if putting it back failed.
+    """
+    manifest = get_backup(name_or_path, allow_path=True)
+    with _target(using, target_url) as alias:
+        engine = get_engine(alias)
+        if manifest.engine != engine.vendor:
+            raise BadInput(
+                f"backup {manifest.name!r} is a {manifest.engine} backup and the target database is "
+                f"{engine.vendor}: refusing to restore across engines; nothing was changed"
+            )
+        engine.check_restore_tools(manifest.format, manifest.tool_version)
+        problems = integrity_problems(manifest)
+        if problems:
+            raise BadInput(f"backup {manifest.name!r} failed verification: {problems[0]}; nothing was changed")
+        if confirm is not None and not confirm(manifest, engine.display_name()):
+            raise BadInput("restore aborted: the confirmation did not match; nothing was changed")
+        started = time.monotonic()
+        database = engine.database_info()
+        audit.record("restore.start", name=manifest.name, engine=engine.vendor, database=database)
+        try:
+            result = _restore_locked(manifest, engine, alias, safety_backup, terminate_connections, progress)
+        except BaseException as exc:
+            audit.record(
+                "restore.end",
+                name=manifest.name,
+                outcome="failed",
+                duration_s=round(time.monotonic() - started, 3),
+                error=_error_text(exc),
+            )
+            if isinstance(exc, OpsError | KeyboardInterrupt):
+                raise
+            raise OperationFailed(f"restore failed: {_error_text(exc)}") from exc
+        result.duration_s = round(time.monotonic() - started, 3)
+        audit.record(
+            "restore.end",
+            name=manifest.name,
+            outcome="ok",
+            bytes=manifest.size_bytes,
+            duration_s=result.duration_s,
+            safety_backup=result.safety_backup,
+            validation_ok=result.validation.get("ok"),
+            error=None,
+        )
+        return result
+
+
+def _restore_locked(
+    manifest: BackupManifest,
+    engine: DatabaseEngine,
+    alias: str,
+    safety_backup: bool,
+    terminate_connections: bool,
+    progress: Progress | None,
+) -> RestoreResult:
+    created = False
+    if not engine.database_exists():
+        engine.create_database()
+        created = True
+    with engine.migration_lock(current_owner("restore_db")):
+        terminated = engine.terminate_other_sessions() if terminate_connections else []
+        safety = create_backup(using=alias, reason="pre-restore") if safety_backup and not created else None
+        try:
+            engine.restore(manifest.path, manifest.format, manifest.tables, progress, _lock_timeout())
+        except RestoredContentMismatch as exc:
+            _recover(engine, safety, exc.message)
+        validation = _validate(alias)
+        migrations = current_migrations(alias)
+    return RestoreResult(
+        backup=manifest.name,
+        database=engine.database_info(),
+        created_database=created,
+        safety_backup=safety.name if safety else None,
+        terminated_sessions=terminated,
+        duration_s=0.0,
+        migrations=migrations,
+        validation=validation,
+    )
+
+
+def _recover(engine: DatabaseEngine, safety: BackupManifest | None, problem: str) -> None:
+    """The engine replaced the content but it is wrong: put the safety backup back, then fail."""
+    if safety is None:
+        raise RecoveryFailed(f"{problem}, and no safety backup was taken: restore the previous content by hand")
+    try:
+        engine.restore(safety.path, safety.format, safety.tables, None, _lock_timeout())
+    except OpsError as exc:
+        raise RecoveryFailed(
+            f"{problem}, and putting the previous content back failed too ({exc.message}): "
+            f"restore {safety.path} by hand"
+        ) from None
+    raise OperationFailed(f"{problem}; the previous content was put back from safety backup {safety.name}")
+
+
+# --- prune ---
+def prune_backups(keep: int, dry_run: bool = False, reasons: Iterable[str] | None = None) -> list[BackupManifest]:
+    """Remove the oldest backups (among those of ``reasons``, default all) beyond the newest ``keep``.
+
+    ``keep`` must be at least 1, so the newest backup is never removed. The manifest goes first, so an
+    interrupted prune never leaves a listed backup without its file. Returns what was (or would be) removed.
+    """
+    if not isinstance(keep, int) or keep < 1:
+        raise BadInput(f"--keep must be at least 1 (got {keep!r}): the newest backup is never pruned")
+    wanted = set(reasons) if reasons is not None else None
+    candidates = [m for m in list_backups() if wanted is None or m.reason in wanted]
+    doomed = candidates[keep:]
+    if dry_run:
+        return doomed
+    directory = backup_dir(create=False)
+    for manifest in doomed:
+        manifest.manifest_path.unlink(missing_ok=True)
+        manifest.path.unlink(missing_ok=True)
+        audit.record("prune", name=manifest.name, bytes=manifest.size_bytes, outcome="ok", reason=manifest.reason)
+    if directory.is_dir():
+        _fsync_dir(directory)
+        cutoff = time.time() - TEMP_MAX_AGE_S
+        for leftover in directory.glob(".*.tmp"):
+            with suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+    return doomed

@@ -1,0 +1,40 @@
+"""backup_db [--name NAME] [--json]: a verified-on-write backup plus its manifest in BACKUP_DIR."""
+
+from __future__ import annotations
+
+from migrations_ops.backups import create_backup
+from migrations_ops.management.base import OpsCommand
+from migrations_ops.progress import terminal_progress
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+class Command(OpsCommand):
+    help = "Back up the database into BACKUP_DIR (data file + manifest, written atomically, mode 0600)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", help="backup name (default: <db>-<timestamp>-manual)")
+
+    def handle(self, *args, **options):
+        progress = terminal_progress("backup", self._verbosity, self._json)
+        try:
+            manifest = create_backup(using=self.using, name=options["name"], reason="manual", progress=progress)
+        finally:
+            if progress:
+                progress.finish()
+        if self._json:
+            self.print_json(manifest.to_dict())
+            return
+        rows = sum(manifest.tables.values())
+        self.info(
+            f"backup {manifest.name}: {manifest.file}, {human_size(manifest.size_bytes)}, "
+            f"{len(manifest.tables)} tables, {rows} rows, {manifest.duration_s:.1f}s"
+        )
+        self.info(f"sha256 {manifest.sha256}", level=2)
