@@ -1,0 +1,186 @@
+"""The check registry: integrity checks register here, the way Django apps register system checks.
+
+A check is a function ``(connection) -> CheckResult | dict | None``:
+
+* return :func:`passed` / :func:`failed` / :func:`skipped` (a :class:`CheckResult` whose name and
+  duration the runner fills in), or
+* return a details dict: it fails when ``details["count"]`` is non-zero (the usual shape is
+  ``{"count": n, "first": [...first offending ids or rows...]}``), or
+* raise :class:`SkipCheck` with the reason it does not apply.
+
+Vendor differences are declared, never tested inside a check: ``vendors=("postgresql",)`` limits
+a check to those engines. ``requires={"table": ["column", ...]}`` skips a check (with the reason)
+while the tables or columns it reads do not exist yet, e.g. before the migration that adds them.
+
+Checks must only read: they run inside the caller's transaction (safe_migrate validates inside
+its migration transaction), on the caller's connection, each one in a savepoint.
+
+migrations_ops never imports a domain app: each app registers its invariants from its
+``AppConfig.ready()`` (see ``billing/integrity.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+SAMPLE_SIZE = 10  # how many offending ids / rows a failing check shows
+
+CORE = "core"
+DJANGO = "django"
+DOMAIN = "domain"
+_TAG_ORDER = {CORE: 0, DJANGO: 1, DOMAIN: 2}
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    details: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    skipped: bool = False
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"name": self.name, "ok": self.ok, "details": self.details}
+        document["duration_s"] = round(self.duration_s, 6)
+        if self.skipped:
+            document["skipped"] = True
+            document["reason"] = self.reason
+        return document
+
+
+class SkipCheck(Exception):
+    """Raised by a check that does not apply to this database; the reason is reported."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def passed(details: dict[str, Any] | None = None) -> CheckResult:
+    return CheckResult(name="", ok=True, details=details or {})
+
+
+def failed(details: dict[str, Any]) -> CheckResult:
+    return CheckResult(name="", ok=False, details=details)
+
+
+def skipped(reason: str) -> CheckResult:
+    return CheckResult(name="", ok=True, details={"skipped": reason}, skipped=True, reason=reason)
+
+
+CheckFunction = Callable[[BaseDatabaseWrapper], "CheckResult | dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    function: CheckFunction
+    vendors: frozenset[str] | None
+    deep_only: bool
+    tags: tuple[str, ...]
+    requires: Mapping[str, tuple[str, ...]]
+    description: str
+
+    def applies_to(self, vendor: str, deep: bool) -> bool:
+        return (self.vendors is None or vendor in self.vendors) and (deep or not self.deep_only)
+
+
+_registry: dict[tuple[str, frozenset[str] | None], Check] = {}
+
+
+def register(
+    name: str,
+    *,
+    vendors: Iterable[str] | None = None,
+    deep_only: bool = False,
+    tags: Sequence[str] = (),
+    requires: Mapping[str, Iterable[str]] | Iterable[str] | None = None,
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Register ``function`` as the check ``name`` (a decorator).
+
+    ``vendors``: the connection vendors it applies to (None: every vendor). ``deep_only``: run only
+    with ``--deep``. ``requires``: tables (or a mapping table -> columns) that must exist, else the
+    check is reported skipped. Registering a name twice replaces the earlier check (module reloads).
+    """
+    if isinstance(requires, Mapping):
+        required = {table: tuple(columns) for table, columns in requires.items()}
+    else:
+        required = {table: () for table in (requires or ())}
+
+    def decorator(function: CheckFunction) -> CheckFunction:
+        doc = (function.__doc__ or "").strip().splitlines()
+        vendor_set = frozenset(vendors) if vendors is not None else None
+        _registry[(name, vendor_set)] = Check(
+            name=name,
+            function=function,
+            vendors=vendor_set,
+            deep_only=deep_only,
+            tags=tuple(tags),
+            requires=required,
+            description=doc[0] if doc else name,
+        )
+        return function
+
+    return decorator
+
+
+def unregister(name: str) -> None:
+    for key in [key for key in _registry if key[0] == name]:
+        del _registry[key]
+
+
+def registered_checks(
+    vendor: str | None = None, *, deep: bool = True, names: Iterable[str] | None = None
+) -> list[Check]:
+    """Registered checks in registration order, filtered by vendor, depth and (optionally) name."""
+    wanted = set(names) if names is not None else None
+    if wanted is not None and (unknown := wanted - {name for name, _ in _registry}):
+        raise KeyError(f"unknown check(s): {', '.join(sorted(unknown))}")
+    selected = [
+        check
+        for check in _registry.values()
+        if (vendor is None or check.applies_to(vendor, deep)) and (wanted is None or check.name in wanted)
+    ]
+    # Engine checks first, then Django-level ones, then the apps' invariants (registration order within).
+    return sorted(selected, key=lambda check: min((_TAG_ORDER.get(tag, 3) for tag in check.tags), default=3))
+
+
+# --- helpers for check authors -------------------------------------------------------------------
+
+
+def fetch_sample(
+    connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any] = (), limit: int = SAMPLE_SIZE
+) -> tuple[int, list[tuple]]:
+    """Run a query that selects offending rows; return (their count, the first ``limit`` of them).
+
+    One set-based statement on either engine: the count is a window over the whole result.
+    Rows are ordered by their first column.
+    """
+    wrapped = f"SELECT q.*, COUNT(*) OVER () FROM ({sql}) q ORDER BY 1 LIMIT {int(limit)}"
+    with connection.cursor() as cursor:
+        cursor.execute(wrapped, list(params))
+        rows = cursor.fetchall()
+    if not rows:
+        return 0, []
+    return int(rows[0][-1]), [tuple(row[:-1]) for row in rows]
+
+
+def offending(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any] = (), **extra: Any) -> dict:
+    """Details of a check whose offending rows ``sql`` selects: ``{"count", "first", ...extra}``.
+
+    Single-column rows are shown as bare values (ids), wider rows as lists.
+    """
+    count, rows = fetch_sample(connection, sql, params)
+    first = [_jsonable(row[0]) if len(row) == 1 else [_jsonable(v) for v in row] for row in rows]
+    return {"count": count, "first": first, **extra}
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

@@ -1,0 +1,144 @@
+"""Django-level checks, for every vendor: schema against the migrated models, a consistent
+migration history, no model change without a migration, and applied migration files unchanged."""
+
+from __future__ import annotations
+
+from django.apps import apps as global_apps
+from django.conf import settings
+from django.db.migrations.autodetector import MigrationAutodetector
+from django.db.migrations.exceptions import InconsistentMigrationHistory
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.questioner import MigrationQuestioner
+from django.db.migrations.state import ProjectState
+
+from migrations_ops import checksums
+from migrations_ops.checks import DJANGO, SAMPLE_SIZE, SkipCheck, failed, passed, register
+
+
+def _applied_state_apps(loader: MigrationLoader):
+    """The models as the applied migrations leave them (not as the code has them: the database
+    may legitimately lag behind while migrations are pending)."""
+    applied = [key for key in loader.applied_migrations if key in loader.graph.nodes]
+    if not applied:
+        raise SkipCheck("no migration applied yet")
+    state = loader.graph.make_state(nodes=applied, at_end=True, real_apps=loader.unmigrated_apps)
+    return state.apps
+
+
+@register("schema_matches_models", tags=(DJANGO,))
+def schema_matches_models(connection):
+    """Each migrated model's table and columns exist, with the nullability the models declare."""
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    state_apps = _applied_state_apps(loader)
+    with connection.cursor() as cursor:
+        tables = set(connection.introspection.table_names(cursor))
+        problems: list[str] = []
+        checked = 0
+        for model in state_apps.get_models(include_auto_created=True):
+            meta = model._meta
+            if not meta.managed or meta.proxy or meta.swapped:
+                continue
+            checked += 1
+            if meta.db_table not in tables:
+                problems.append(f"table {meta.db_table} ({meta.label}) is missing")
+                continue
+            columns = {col.name: col for col in connection.introspection.get_table_description(cursor, meta.db_table)}
+            for model_field in meta.local_fields:
+                column = model_field.column
+                if column is None or model_field.db_parameters(connection)["type"] is None:
+                    continue
+                if column not in columns:
+                    problems.append(f"column {meta.db_table}.{column} ({meta.label}.{model_field.name}) is missing")
+                elif bool(columns[column].null_ok) != bool(model_field.null):
+                    want = "NULL" if model_field.null else "NOT NULL"
+                    have = "NULL" if columns[column].null_ok else "NOT NULL"
+                    problems.append(f"column {meta.db_table}.{column} is {have}, the models say {want}")
+    details = {"count": len(problems), "models_checked": checked}
+    if problems:
+        details["first"] = problems[:SAMPLE_SIZE]
+        return failed(details)
+    return passed(details)
+
+
+@register("migration_history_consistent", tags=(DJANGO,))
+def migration_history_consistent(connection):
+    """No applied migration has an unapplied dependency (MigrationLoader.check_consistent_history)."""
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    try:
+        loader.check_consistent_history(connection)
+    except InconsistentMigrationHistory as exc:
+        return failed({"count": 1, "error": str(exc)})
+    return passed({"count": 0, "applied": len(loader.applied_migrations)})
+
+
+@register("migrations_complete", tags=(DJANGO,))
+def migrations_complete(connection):
+    """No model change lacks a migration (the `makemigrations --check` question, in-process)."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    autodetector = MigrationAutodetector(
+        loader.project_state(),
+        ProjectState.from_apps(global_apps),
+        MigrationQuestioner(specified_apps=None, dry_run=True),
+    )
+    changes = autodetector.changes(graph=loader.graph)
+    missing = [
+        f"{app}: {operation.describe()}"
+        for app, migrations in sorted(changes.items())
+        for migration in migrations
+        for operation in migration.operations
+    ]
+    if missing:
+        return failed({"count": len(missing), "first": missing[:SAMPLE_SIZE], "fix": "python manage.py makemigrations"})
+    return passed({"count": 0})
+
+
+@register("migration_checksums", tags=(DJANGO,), requires=[checksums.TABLE])
+def migration_checksums(connection):
+    """Every applied migration file is unchanged since it was applied (whitespace-only edits aside)."""
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT app, name, sha256, baseline FROM {connection.ops.quote_name(checksums.TABLE)} ORDER BY app, name"
+        )
+        stored = cursor.fetchall()
+    changed, gone = [], []
+    for app, name, sha256, baseline in stored:
+        migration = loader.disk_migrations.get((app, name))
+        if migration is None:
+            gone.append(f"{app}.{name}")
+            continue
+        now = checksums.migration_checksum(migration)
+        if now != sha256:
+            changed.append(
+                {
+                    "migration": f"{app}.{name}",
+                    "file": _display_path(checksums.migration_file(migration)),
+                    "stored": sha256[:12],
+                    "now": (now or "unreadable")[:12],
+                    "baseline": bool(baseline),
+                }
+            )
+    recorded = {(app, name) for app, name, *_ in stored}
+    unrecorded = sorted(f"{app}.{name}" for app, name in loader.applied_migrations if (app, name) not in recorded)
+    details: dict = {"count": len(changed), "checked": len(stored)}
+    notes = []
+    if unrecorded:
+        notes.append(f"{len(unrecorded)} applied migration(s) without a stored checksum (run migrate once)")
+    if gone:
+        notes.append(f"{len(gone)} recorded migration(s) no longer on disk: {', '.join(gone[:SAMPLE_SIZE])}")
+    if notes:
+        details["note"] = "; ".join(notes)
+    if changed:
+        details["changed"] = changed[:SAMPLE_SIZE]
+        details["fix"] = "restore the file as it was applied; put new changes in a new migration"
+        return failed(details)
+    return passed(details)
+
+
+def _display_path(path) -> str:
+    if path is None:
+        return "?"
+    try:
+        return str(path.resolve().relative_to(settings.BASE_DIR))
+    except ValueError:
+        return str(path)
