@@ -55,7 +55,7 @@ def schema_matches_models(connection):
                     problems.append(f"column {meta.db_table}.{column} is {have}, the models say {want}")
     details = {"count": len(problems), "models_checked": checked}
     if problems:
-        details["first"] = problems[:SAMPLE_SIZE]
+        details["first"] = sorted(problems)[:SAMPLE_SIZE]
         return failed(details)
     return passed(details)
 

@@ -1,8 +1,14 @@
-"""Which migrations are applied and which are pending, per database alias."""
+"""Which migrations are applied and which are pending, per database alias.
+
+Pure reading: nothing here creates the django_migrations table or changes the database.
+"""
 
 from __future__ import annotations
 
+import sys
+
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -32,3 +38,74 @@ def current_migrations(using: str = DEFAULT_DB_ALIAS) -> dict[str, str]:
         heads = sorted(nodes - ancestors_of_others)
         current[app] = heads[-1][1] if heads else sorted(nodes)[-1][1]
     return current
+
+
+def describe_migration(migration) -> str:
+    """One line: the migration's docstring (class, else module), else its operations' describe()."""
+    module = sys.modules.get(type(migration).__module__)
+    for doc in (type(migration).__doc__, getattr(module, "__doc__", None)):
+        if doc and doc.strip():
+            return " ".join(doc.strip().split("\n\n")[0].split())
+    described = "; ".join(operation.describe() for operation in migration.operations)
+    return described or "(no operations)"
+
+
+def pending_migrations(using: str = DEFAULT_DB_ALIAS) -> list[dict[str, str]]:
+    """Unapplied migrations in the order `migrate` would apply them (to every app's head)."""
+    executor = MigrationExecutor(connections[using])
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [
+        {
+            "app": migration.app_label,
+            "name": migration.name,
+            "revision": f"{migration.app_label}.{migration.name}",
+            "description": describe_migration(migration),
+        }
+        for migration, backwards in plan
+        if not backwards
+    ]
+
+
+def migration_history(using: str = DEFAULT_DB_ALIAS) -> list[dict[str, str]]:
+    """Applied migrations in the order they were applied, with the time each was applied."""
+    recorder = MigrationRecorder(connections[using])
+    if not recorder.has_table():
+        return []
+    return [
+        {"app": app, "name": name, "revision": f"{app}.{name}", "applied": applied.isoformat()}
+        for app, name, applied in recorder.migration_qs.order_by("applied", "id").values_list("app", "name", "applied")
+    ]
+
+
+def migration_status(using: str = DEFAULT_DB_ALIAS, *, history: bool = False) -> dict:
+    """The contract's `migration_status --json` document (``history`` adds the applied list)."""
+    applied = applied_migrations(using)
+    pending = pending_migrations(using)
+    status = {
+        "current": current_migrations(using),
+        "pending": pending,
+        "applied_count": sum(len(names) for names in applied.values()),
+        "pending_count": len(pending),
+    }
+    if history:
+        status["history"] = migration_history(using)
+    return status
+
+
+def render_status(status: dict) -> str:
+    """Human output of :func:`migration_status`."""
+    lines = ["Current migration per app:"]
+    if status["current"]:
+        width = max(len(app) for app in status["current"])
+        lines += [f"  {app:<{width}}  {name}" for app, name in status["current"].items()]
+    else:
+        lines.append("  (nothing applied)")
+    if status.get("history") is not None:
+        lines.append(f"Applied ({status['applied_count']}, oldest first):")
+        lines += [f"  {entry['applied']}  {entry['revision']}" for entry in status["history"]]
+    if status["pending"]:
+        lines.append(f"Pending ({status['pending_count']}, in plan order):")
+        lines += [f"  {entry['revision']}: {entry['description']}" for entry in status["pending"]]
+    else:
+        lines.append(f"No pending migrations ({status['applied_count']} applied).")
+    return "\n".join(lines)

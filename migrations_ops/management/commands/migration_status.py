@@ -1,0 +1,25 @@
+"""migration_status [--check] [--history] [--json]: applied and pending migrations."""
+
+from __future__ import annotations
+
+from migrations_ops.errors import OperationFailed
+from migrations_ops.management.base import OpsCommand
+from migrations_ops.status import migration_status, render_status
+
+
+class Command(OpsCommand):
+    help = "Show the current migration per app and the pending ones; --check exits 1 when any is pending."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--check", action="store_true", help="exit with status 1 when migrations are pending")
+        parser.add_argument("--history", action="store_true", help="also list applied migrations with their time")
+
+    def handle(self, *args, **options):
+        status = migration_status(self.using, history=options["history"])
+        if self._json:
+            self.print_json(status)
+        else:
+            self.info(render_status(status))
+        if options["check"] and status["pending"]:
+            revisions = ", ".join(entry["revision"] for entry in status["pending"])
+            raise OperationFailed(f"{status['pending_count']} migration(s) pending: {revisions}")

@@ -1,0 +1,31 @@
+"""MigrationService: the async API and its synchronous twin."""
+
+from __future__ import annotations
+
+import asyncio
+
+from migrations_ops.service import MigrationService
+
+
+def test_async_status_is_usable_as_documented(baseline_db):
+    async def main():
+        service = MigrationService(using=baseline_db.alias)
+        status = await service.get_migration_status()
+        return status["current_revision"], len(status["pending_migrations"]), status
+
+    current, pending, status = asyncio.run(main())
+    assert current["billing"] == "0001_initial"
+    assert pending == status["pending_count"] > 0
+    first = status["pending_migrations"][0]
+    assert first["revision"] == f"{first['app']}.{first['name']}" and first["description"]
+
+
+def test_sync_twin_agrees_and_follows_migrations(baseline_db):
+    service = MigrationService(using=baseline_db.alias)
+    before = service.get_migration_status_sync()
+    assert before == asyncio.run(service.get_migration_status())
+    baseline_db.migrate()
+    after = service.get_migration_status_sync()
+    assert after["pending_migrations"] == [] and after["pending_count"] == 0
+    assert after["current_revision"]["billing"] == "0004_default_pricing_configs"
+    assert after["applied_count"] == before["applied_count"] + before["pending_count"]

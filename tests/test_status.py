@@ -1,0 +1,72 @@
+"""migration_status: current per app, pending in plan order with descriptions, history, --check."""
+
+from __future__ import annotations
+
+import json
+
+from migrations_ops import status
+from tests.test_validation import manage
+
+
+def test_pending_migrations_in_plan_order_with_descriptions(baseline_db):
+    document = status.migration_status(baseline_db.alias)
+    assert document["current"]["billing"] == "0001_initial" and document["current"]["accounts"] == "0001_initial"
+    revisions = [entry["revision"] for entry in document["pending"]]
+    assert document["pending_count"] == len(revisions) > 0
+    assert all(entry["revision"] == f"{entry['app']}.{entry['name']}" for entry in document["pending"])
+    # plan order: every dependency comes before its dependants
+    assert revisions.index("billing.0002_enhanced_subscription_payment_models") < revisions.index(
+        "billing.0003_backfill_subscription_costs"
+    )
+    assert revisions.index("loyalty.0001_initial") < revisions.index(
+        "billing.0002_enhanced_subscription_payment_models"
+    )
+    described = {entry["revision"]: entry["description"] for entry in document["pending"]}
+    # the docstring's first paragraph, on one line
+    assert described["billing.0003_backfill_subscription_costs"] == (
+        "Backfill the cost breakdown of existing subscriptions from their baseline price."
+    )
+    # no docstring: the operations' describe()
+    assert described["sessions.0001_initial"] == "Create model Session"
+    assert described["migrations_ops.0001_initial"].startswith("Checksums of applied migration files")
+    assert document["applied_count"] == len(baseline_db.query("SELECT 1 FROM django_migrations"))
+
+
+def test_history_in_applied_order(migrated_db):
+    history = status.migration_history(migrated_db.alias)
+    revisions = [entry["revision"] for entry in history]
+    assert revisions.index("billing.0001_initial") < revisions.index(
+        "billing.0002_enhanced_subscription_payment_models"
+    )
+    assert all(entry["applied"][:4].isdigit() for entry in history)
+    assert status.migration_status(migrated_db.alias)["pending"] == []
+
+
+def test_empty_database_has_everything_pending_and_is_not_touched(empty_db):
+    document = status.migration_status(empty_db.alias, history=True)
+    assert document["current"] == {} and document["applied_count"] == 0 and document["history"] == []
+    assert document["pending_count"] >= 30
+    with empty_db.connection.cursor() as cursor:  # reading created no django_migrations table
+        assert empty_db.connection.introspection.table_names(cursor) == []
+
+
+def test_migration_status_check_exit_codes_before_and_after_migrating(baseline_db):
+    db = baseline_db
+    before = manage(db, "migration_status", "--check")
+    assert before.returncode == 1
+    assert "billing.0002_enhanced_subscription_payment_models: Enhanced subscription payment models" in before.stdout
+    assert before.stderr.startswith("error: ") and "pending: " in before.stderr
+
+    as_json = manage(db, "migration_status", "--check", "--json")
+    assert as_json.returncode == 1
+    document = json.loads(as_json.stdout)
+    assert set(document) == {"current", "pending", "applied_count", "pending_count"}
+    assert set(document["pending"][0]) == {"app", "name", "revision", "description"}
+
+    db.migrate()
+    db.connection.close()
+    after = manage(db, "migration_status", "--check", "--history")
+    assert after.returncode == 0, after.stderr
+    assert "No pending migrations" in after.stdout
+    assert "billing.0002_enhanced_subscription_payment_models" in after.stdout  # in the history
+    assert json.loads(manage(db, "migration_status", "--json").stdout)["pending_count"] == 0
