@@ -94,6 +94,7 @@ def run_validation(
     """
     load_checks()
     connection = connections[using]
+    connection.ensure_connection()  # unreachable: OperationalError for the caller, not N failed checks
     started = time.perf_counter()
     report = ValidationReport(using=using, vendor=connection.vendor, deep=deep)
     selected = checks.registered_checks(connection.vendor, deep=deep, names=only)

@@ -464,3 +464,12 @@ def test_validate_db_command_json_and_exit_codes(seeded_db):
     assert any(line.startswith("✓ schema_matches_models (") for line in lines)
     assert "points_transactions" in done.stdout  # the details, under the failing line
     assert done.stderr.strip() == "error: validation failed: foreign_keys"
+
+
+def test_validate_db_unreachable_database_is_exit_2(tmp_path):
+    class Missing:
+        url = "postgres://postgres@127.0.0.1:5432/no_such_database_for_validate_db"
+
+    done = manage(Missing, "validate_db")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: database unreachable") and len(done.stderr.strip().splitlines()) == 1
