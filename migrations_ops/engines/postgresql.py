@@ -206,9 +206,13 @@ class PostgreSQLEngine(DatabaseEngine):
         return path
 
     def _tool_version(self, name: str) -> str:
-        out = subprocess.run([self._tool(name), "--version"], capture_output=True, timeout=30).stdout.decode()
-        match = re.search(r"(\d+(?:\.\d+)*)", out)
-        return match.group(1) if match else out.strip()
+        done = subprocess.run([self._tool(name), "--version"], capture_output=True, timeout=30)
+        match = re.search(r"(\d+(?:\.\d+)*)", done.stdout.decode(errors="replace"))
+        if done.returncode != 0 or not match:
+            raise BadInput(
+                f"{name} --version failed ({_returncode_text(name, done.returncode)}): cannot check its version"
+            )
+        return match.group(1)
 
     def _server_major(self) -> int:
         return _major(self.server_version())
@@ -254,6 +258,7 @@ class PostgreSQLEngine(DatabaseEngine):
             meta.autocommit = False
             meta.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with meta.cursor() as cur:
+                cur.execute(f"SET lock_timeout = {self._lock_timeout_ms(lock_timeout)}")
                 cur.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
                 snapshot, server_version = cur.fetchone()
                 cur.execute(self._table_sql())
@@ -326,6 +331,8 @@ class PostgreSQLEngine(DatabaseEngine):
                 process.wait()
             for reader in readers:
                 reader.join()
+            if any(process.returncode != 0 for process in processes):
+                meta.cancel()  # the dump failed: do not wait for the row counts
             counter.join()
             if dumper.returncode != 0:
                 raise OperationFailed(

@@ -1,0 +1,94 @@
+"""Engine details: the migration lock on both engines, tool checks, the foreign-key fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from migrations_ops.engines import engine_class, get_engine
+from migrations_ops.engines.base import LockOwner, current_owner, parse_lock_timeout
+from migrations_ops.errors import BadInput, LockHeld
+from tests import dbs
+
+
+def test_second_holder_gets_lock_held_naming_the_first(migrated_db):
+    engine = get_engine(migrated_db.alias)
+    first = LockOwner(pid=4242, host="deploy-host", since="2030-01-02T03:04:05+00:00", command="safe_migrate")
+    with engine.migration_lock(first):
+        with pytest.raises(LockHeld) as held:
+            with get_engine(migrated_db.alias).migration_lock(current_owner("restore_db")):
+                pass
+        assert held.value.exit_code == 3
+        assert "pid 4242" in held.value.message and "deploy-host" in held.value.message
+        assert "2030" in held.value.message
+    with get_engine(migrated_db.alias).migration_lock(current_owner()):
+        pass  # released when the block ended
+
+
+def test_lock_is_released_when_the_holding_process_dies(migrated_db):
+    code = (
+        "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; django.setup();"
+        "from migrations_ops.engines import get_engine; from migrations_ops.engines.base import current_owner;"
+        "cm = get_engine().migration_lock(current_owner('holder')); cm.__enter__();"
+        "print('held', flush=True); sys.stdin.read()"
+    )
+    env = {**os.environ, "DATABASE_URL": migrated_db.url}
+    holder = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
+            with get_engine(migrated_db.alias).migration_lock(current_owner()):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with get_engine(migrated_db.alias).migration_lock(current_owner()):
+        pass  # a dead holder's lock is gone (advisory lock of a closed session, flock of a closed file)
+
+
+def test_sqlite_lock_file_of_a_dead_process_is_taken_over(tmp_path, django_db_blocker):
+    with django_db_blocker.unblock():
+        db = dbs.new_database("sqlite", tmp_path)
+    engine = get_engine(db.alias)
+    engine.lock_path().write_text(json.dumps({"pid": 999999, "host": "gone", "since": "2000-01-01T00:00:00"}))
+    me = current_owner("test")
+    with engine.migration_lock(me):
+        assert json.loads(engine.lock_path().read_text())["pid"] == os.getpid()
+    dbs.dispose(db)
+
+
+def test_unsupported_vendor_is_bad_input():
+    with pytest.raises(BadInput, match="unsupported database engine 'oracle'"):
+        engine_class("oracle")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("500ms", 0.5), ("2min", 120.0), ("3", 3.0)])
+def test_lock_timeout_parsing(text, seconds):
+    assert parse_lock_timeout(text) == seconds
+
+
+def test_foreign_key_fallback_names_orphans(migrated_db):
+    engine = get_engine(migrated_db.alias)
+    assert engine.foreign_key_violations() == []
+    if migrated_db.vendor == "postgresql":
+        migrated_db.query("SET session_replication_role = replica")
+        migrated_db.query("INSERT INTO auth_group_permissions (group_id, permission_id) VALUES (123456, 1)")
+        migrated_db.query("SET session_replication_role = DEFAULT")
+    else:
+        migrated_db.query("PRAGMA foreign_keys = OFF")
+        migrated_db.query("INSERT INTO auth_group_permissions (group_id, permission_id) VALUES (123456, 1)")
+    problems = engine.foreign_key_violations()
+    assert len(problems) == 1 and "auth_group_permissions" in problems[0] and "auth_group" in problems[0]
+
+
+def test_pg_dump_major_version_is_checked_against_the_server(pg_migrated_db):
+    engine = get_engine(pg_migrated_db.alias)
+    version = engine.check_dump_tools()
+    assert int(version.split(".")[0]) >= int(engine.server_version().split(".")[0])
+    env = engine.tool_env()
+    assert "PGPASSWORD" not in env or env["PGPASSWORD"] == (pg_migrated_db.connection.settings_dict["PASSWORD"])
+    assert env["PGDATABASE"] == pg_migrated_db.name

@@ -1,0 +1,261 @@
+"""restore_db on both engines: full, atomic replacement; refusals that change nothing; locks; secrets."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from migrations_ops import audit, backups
+from migrations_ops.engines import get_engine
+from migrations_ops.engines.base import current_owner
+from migrations_ops.errors import BadInput, LockHeld, OperationFailed
+from tests import dbs
+from tests.test_backups import _backup_env, add_users, content_checksums, corrupt, manage  # noqa: F401
+
+
+@pytest.fixture
+def unblocked(django_db_blocker):
+    with django_db_blocker.unblock():
+        yield
+
+
+def test_round_trip_restores_identical_content_and_drops_later_objects(migrated_db, backup_env):
+    db = migrated_db
+    add_users(db, 3)
+    before = content_checksums(db)
+    backups.create_backup(using=db.alias, name="snap")
+
+    add_users(db, 2, prefix="later")
+    db.query("DELETE FROM django_migrations WHERE app = 'loyalty'")
+    db.query("UPDATE users SET full_name = 'changed'")
+    db.query("CREATE TABLE created_after_backup (id integer PRIMARY KEY)")
+    assert content_checksums(db) != before
+
+    result = backups.restore_backup("snap", using=db.alias)
+    assert content_checksums(db) == before
+    assert "created_after_backup" not in get_engine(db.alias).table_names()
+    assert result.safety_backup and result.safety_backup.endswith("pre-restore")
+    assert result.validation["ok"] is True
+    assert result.migrations["loyalty"] == "0003_create_accounts_for_existing_users"
+    # The safety backup holds the state just before the restore (5 users, the extra table).
+    safety = backups.get_backup(result.safety_backup)
+    assert safety.reason == "pre-restore" and safety.tables["users"] == 5 and "created_after_backup" in safety.tables
+    # Sequences came back too: new rows still get fresh keys.
+    add_users(db, 1, prefix="after")
+    ends = [e for e in audit.read_events() if e["event"] == "restore.end"]
+    assert len(ends) == 1 and ends[0]["outcome"] == "ok" and ends[0]["safety_backup"] == result.safety_backup
+
+
+def test_postgresql_restore_recreates_btree_gist_and_the_exclusion_constraint(pg_migrated_db, backup_env):
+    db = pg_migrated_db
+    backups.create_backup(using=db.alias, name="gist")
+    db.query("ALTER TABLE pricing_configs DROP CONSTRAINT IF EXISTS pricing_configs_no_overlap")
+    backups.restore_backup("gist", using=db.alias, safety_backup=False)
+    assert db.scalar("SELECT count(*) FROM pg_extension WHERE extname = 'btree_gist'") == 1
+    assert (
+        db.scalar("SELECT count(*) FROM pg_constraint WHERE contype = 'x' AND conrelid = 'pricing_configs'::regclass")
+        == 1
+    )
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_corrupted_backup_is_refused_with_exit_2_and_database_untouched(migrated_db, backup_env, how):
+    db = migrated_db
+    manifest = backups.create_backup(using=db.alias, name="bad")
+    db.query("CREATE TABLE created_after_backup (id integer PRIMARY KEY)")
+    before = content_checksums(db)
+    corrupt(manifest.path, how)
+    result = manage(backup_env, "restore_db", "bad", "--noinput", url=db.url)
+    assert result.returncode == 2, result.stderr
+    assert "failed verification" in result.stderr and result.stderr.count("\n") == 1
+    assert content_checksums(db) == before
+    assert backups.list_backups() == [backups.get_backup("bad")], "no safety backup was taken"
+
+
+@pytest.mark.parametrize("name", ["unknown", "../up", "a/b/c", ".."])
+def test_unknown_or_invalid_backup_is_refused(migrated_db, backup_env, name):
+    with pytest.raises(BadInput):
+        backups.restore_backup(name, using=migrated_db.alias)
+
+
+def test_backup_of_the_other_engine_is_refused_with_exit_2(tmp_path, backup_env, settings, unblocked):
+    if settings.POSTGRES_UNAVAILABLE:
+        pytest.skip(settings.POSTGRES_UNAVAILABLE)
+    sqlite_db = dbs.new_database("sqlite", tmp_path, template=None)
+    pg_db = dbs.new_database("postgresql", tmp_path)
+    try:
+        sqlite_db.query("CREATE TABLE t (id integer)")
+        backups.create_backup(using=sqlite_db.alias, name="lite")
+        result = manage(backup_env, "restore_db", "lite", "--noinput", url=pg_db.url)
+        assert result.returncode == 2
+        assert "sqlite backup" in result.stderr and "postgresql" in result.stderr
+        assert pg_db.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+    finally:
+        dbs.dispose(sqlite_db)
+        dbs.dispose(pg_db)
+
+
+def test_confirmation_must_be_the_database_name(migrated_db, backup_env):
+    db = migrated_db
+    backups.create_backup(using=db.alias, name="snap")
+    db.query("CREATE TABLE created_after_backup (id integer PRIMARY KEY)")
+    before = content_checksums(db)
+    typed = get_engine(db.alias).display_name()
+
+    refused = manage(backup_env, "restore_db", "snap", url=db.url, stdin="y\n")
+    assert refused.returncode == 2 and "confirmation" in refused.stderr
+    assert "Type the database name" in refused.stdout and "snap" in refused.stdout
+    empty = manage(backup_env, "restore_db", "snap", url=db.url, stdin="\n")
+    assert empty.returncode == 2
+    assert content_checksums(db) == before
+
+    accepted = manage(backup_env, "restore_db", "snap", url=db.url, stdin=typed + "\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "migration state:" in accepted.stdout
+    assert "created_after_backup" not in get_engine(db.alias).table_names()
+
+
+def test_restore_into_a_new_target_database(migrated_db, backup_env, tmp_path):
+    db = migrated_db
+    add_users(db, 2)
+    backups.create_backup(using=db.alias, name="copy")
+    engine = get_engine(db.alias)
+    target = engine.scratch_settings(f"target_{secrets.token_hex(3)}")
+    url = dbs.postgres_url(target["NAME"]) if db.vendor == "postgresql" else f"sqlite:///{tmp_path / 't.sqlite3'}"
+    try:
+        result = manage(
+            backup_env, "restore_db", "copy", "--noinput", "--json", "--target-database-url", url, url=db.url
+        )
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["created_database"] is True and summary["safety_backup"] is None
+        assert summary["migrations"]["billing"] == "0004_default_pricing_configs"
+        dbs.register("restore_target", url)
+        target_db = dbs.ScratchDatabase("restore_target", db.vendor, url, target["NAME"])
+        assert target_db.scalar("SELECT count(*) FROM users") == 2
+    finally:
+        dbs.unregister("restore_target")
+        if db.vendor == "postgresql":
+            dbs.drop_postgres_database(target["NAME"])
+
+
+def _other_session(db):
+    """A session reading users inside an open transaction: it blocks any schema replacement."""
+    if db.vendor == "postgresql":
+        conn = psycopg2.connect(dbname=db.name, user="postgres", host="127.0.0.1", port=5432)
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM users")
+        cur.execute("SELECT pg_backend_pid()")
+        return conn, str(cur.fetchone()[0])
+    conn = sqlite3.connect(db.name, isolation_level=None)
+    conn.execute("BEGIN")
+    conn.execute("SELECT count(*) FROM users").fetchone()
+    return conn, "another connection"
+
+
+def test_restore_blocked_by_another_session_fails_cleanly(migrated_db, backup_env):
+    db = migrated_db
+    add_users(db, 2)
+    backups.create_backup(using=db.alias, name="snap")
+    db.query("CREATE TABLE created_after_backup (id integer PRIMARY KEY)")
+    before = content_checksums(db)
+    blocker, who = _other_session(db)
+    try:
+        with pytest.raises(OperationFailed) as failure:
+            backups.restore_backup("snap", using=db.alias, safety_backup=False)
+        assert "blocked" in failure.value.message and who in failure.value.message
+        assert "nothing was changed" in failure.value.message
+        assert failure.value.exit_code == 1
+        assert content_checksums(db) == before
+        if db.vendor == "postgresql":
+            backups.restore_backup("snap", using=db.alias, safety_backup=False, terminate_connections=True)
+            assert "created_after_backup" not in get_engine(db.alias).table_names()
+            with pytest.raises(psycopg2.Error):
+                blocker.cursor().execute("SELECT 1")
+    finally:
+        blocker.close()
+
+
+def test_restore_waits_for_nobody_when_the_migration_lock_is_held(migrated_db, backup_env):
+    db = migrated_db
+    backups.create_backup(using=db.alias, name="snap")
+    db.query("CREATE TABLE created_after_backup (id integer PRIMARY KEY)")
+    holder = current_owner("safe_migrate")
+    with get_engine(db.alias).migration_lock(holder):
+        with pytest.raises(LockHeld) as held:
+            backups.restore_backup("snap", using=db.alias)
+        assert f"pid {holder.pid}" in held.value.message and holder.host in held.value.message
+        result = manage(backup_env, "restore_db", "snap", "--noinput", url=db.url)
+        assert result.returncode == 3, result.stderr
+        assert f"pid {holder.pid}" in result.stderr
+    assert "created_after_backup" in get_engine(db.alias).table_names()
+    assert [m.reason for m in backups.list_backups()] == ["manual"], "no safety backup while locked out"
+    backups.restore_backup("snap", using=db.alias, safety_backup=False)  # the lock was released
+
+
+def test_interrupted_restore_stream_rolls_back(pg_migrated_db, backup_env):
+    """A backup whose archive ends early (checksum recomputed to pass) must not commit half a restore."""
+    db = pg_migrated_db
+    add_users(db, 3)
+    manifest = backups.create_backup(using=db.alias, name="snap")
+    db.query("CREATE TABLE created_after_backup (id integer PRIMARY KEY)")
+    before = content_checksums(db)
+    engine = get_engine(db.alias)
+    whole = Path(manifest.path)
+    partial = whole.with_name("partial.dump")
+    raw = subprocess.run(["zstd", "-dc", str(whole)], capture_output=True, check=True).stdout
+    partial.write_bytes(raw[: len(raw) * 2 // 3])
+    with pytest.raises(OperationFailed):
+        engine.restore(partial, "pg_custom", manifest.tables, None, 2.0)
+    assert content_checksums(db) == before
+
+
+def test_password_never_appears_and_a_non_superuser_can_restore(backup_env, tmp_path, settings, unblocked):
+    if settings.POSTGRES_UNAVAILABLE:
+        pytest.skip(settings.POSTGRES_UNAVAILABLE)
+    token = secrets.token_hex(4)
+    role, password, name = f"mops_owner_{token}", f"Pw-{token}-s3cret", f"mops_pw_{token}"
+    admin = psycopg2.connect(dbname="postgres", user="postgres", host="127.0.0.1", port=5432)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{password}'")
+    admin.cursor().execute(f"CREATE DATABASE {name} OWNER {role}")
+    url = f"postgres://{role}:{password}@127.0.0.1:5432/{name}"
+    outputs = []
+    try:
+        dbs.register("pw_db", url)
+        db = dbs.ScratchDatabase("pw_db", "postgresql", url, name)
+        db.migrate()
+        add_users(db, 2)
+        for expected, args in (
+            (0, ("backup_db", "--name", "pw", "--json")),
+            (0, ("list_backups", "--json")),
+            (0, ("verify_backup", "pw", "--restore-test", "--json")),
+            (0, ("restore_db", "pw", "--noinput", "--json")),
+            (2, ("restore_db", "nosuch", "--noinput")),
+            (2, ("backup_db", "--name", "../bad")),
+        ):
+            result = manage(backup_env, *args, url=url)
+            outputs += [result.stdout, result.stderr]
+            assert result.returncode == expected, result
+        restored = json.loads(outputs[6])
+        assert restored["validation"]["ok"] is True and restored["safety_backup"]
+        assert db.scalar("SELECT count(*) FROM users") == 2
+        wrong = manage(backup_env, "backup_db", url=url.replace(f"/{name}", "/no_such_db_here"))
+        outputs += [wrong.stdout, wrong.stderr]
+        assert wrong.returncode == 2
+        files = [p.read_text(errors="replace") for p in Path(backup_env["BACKUP_DIR"]).glob("*.json")]
+        files.append(Path(backup_env["MIGRATION_LOG"]).read_text())
+        assert len(files) >= 3
+        for text in outputs + files:
+            assert password not in text
+    finally:
+        dbs.unregister("pw_db")
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.cursor().execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
