@@ -1,0 +1,272 @@
+"""seed_demo_data: counts, the invariants validate_db checks, determinism, the baseline mode, refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from accounts.models import User
+from billing.models import Subscription
+from billing.seeding import SeedRefused, seed
+from tests.conftest import _scratch
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS, SUBSCRIPTIONS, INTENTS, DAYS = 120, 200, 150, 14
+
+
+@pytest.fixture
+def other_migrated_db(request, engine):
+    """A second fresh head database of the same engine (for determinism)."""
+    return _scratch(request, engine, "head")
+
+
+def seed_small(db, **options):
+    defaults = {"users": USERS, "subscriptions": SUBSCRIPTIONS, "payment_intents": INTENTS, "days": DAYS, "seed": 7}
+    return seed(**{**defaults, **options}, batch_size=50, using=db.alias)
+
+
+def digest(db) -> str:
+    """Content of users' emails and roles and subscriptions' prices, read back through the ORM."""
+    users = list(User.objects.using(db.alias).order_by("email").values_list("email", "role", "date_joined"))
+    subs = list(
+        Subscription.objects.using(db.alias)
+        .order_by("id")
+        .values_list("id", "user__email", "plan", "status", "price", "total_cost", "variant_id")
+    )
+    return hashlib.sha256(repr((users, subs)).encode()).hexdigest()
+
+
+def test_head_counts_and_shape(migrated_db):
+    report = seed_small(migrated_db)
+    db = migrated_db
+    assert report.state == "head"
+    assert db.scalar("SELECT COUNT(*) FROM users") == USERS
+    assert db.scalar("SELECT COUNT(*) FROM subscriptions") == SUBSCRIPTIONS
+    assert db.scalar("SELECT COUNT(*) FROM payment_intents") == INTENTS
+    assert db.scalar("SELECT COUNT(*) FROM loyalty_accounts") == USERS
+    assert db.scalar("SELECT COUNT(*) FROM points_transactions") == report.counts["points_transactions"] > 0
+    assert db.scalar("SELECT COUNT(DISTINCT email) FROM users") == USERS
+    roles = dict(db.query("SELECT role, COUNT(*) FROM users GROUP BY role"))
+    assert roles["user"] >= 0.9 * USERS and USERS - roles["user"] >= 1
+    assert {r[0] for r in db.query("SELECT DISTINCT plan FROM subscriptions")} == {"basic", "standard", "premium"}
+    statuses = {r[0] for r in db.query("SELECT DISTINCT status FROM subscriptions")}
+    assert statuses == {"active", "paused", "past_due", "cancelled"}
+    assert db.scalar("SELECT COUNT(*) FROM subscriptions WHERE status = 'cancelled' AND cancelled_at IS NULL") == 0
+    # Rows read back through Django: UUIDs in the engine's own format, unusable passwords.
+    user = User.objects.using(db.alias).order_by("email").first()
+    assert not user.has_usable_password()
+    assert user.permissions == {"admin": user.role == "admin", "manage_users": user.role != "user"}
+    sub = Subscription.objects.using(db.alias).select_related("user", "loyalty_account").order_by("id").first()
+    assert sub.loyalty_account.user_id == sub.user_id
+    # The sequences were moved past the assigned ids: the ORM can insert next.
+    created = Subscription.objects.using(db.alias).create(user=user, plan="basic", price=1)
+    assert created.pk == SUBSCRIPTIONS + 1
+
+
+def test_head_invariants_hold(migrated_db):
+    seed_small(migrated_db)
+    db = migrated_db
+    # Cost breakdown adds up (SQLite stores decimals as REAL: compare to within a tenth of a cent).
+    assert (
+        db.scalar(
+            "SELECT COUNT(*) FROM subscriptions WHERE total_cost IS NULL OR ABS(total_cost - "
+            "(base_cost + delivery_cost + tax_amount - discount_amount - loyalty_discount)) > 0.001 "
+            "OR ABS(price - total_cost) > 0.001 OR base_cost < 0 OR delivery_cost < 0 OR tax_amount < 0 "
+            "OR discount_amount < 0 OR loyalty_discount < 0 OR total_cost < 0"
+        )
+        == 0
+    )
+    assert db.scalar("SELECT COUNT(*) FROM subscriptions WHERE loyalty_discount > 0") > 0
+    assert db.scalar("SELECT COUNT(*) FROM subscriptions WHERE delivery_cost > 0 AND tax_amount > 0") > 0
+    # Every subscription is priced by an active config of its own plan and variant.
+    assert (
+        db.scalar(
+            "SELECT COUNT(*) FROM subscriptions s LEFT JOIN pricing_configs p ON p.id = s.pricing_config_id "
+            "WHERE p.id IS NULL OR p.plan <> s.plan OR p.variant_id <> s.variant_id OR NOT p.is_active"
+        )
+        == 0
+    )
+    # One loyalty account per user; balances are the sums of their ledgers.
+    assert (
+        db.scalar("SELECT COUNT(*) FROM users u LEFT JOIN loyalty_accounts a ON a.user_id = u.id WHERE a.id IS NULL")
+        == 0
+    )
+    assert (
+        db.scalar(
+            "SELECT COUNT(*) FROM loyalty_accounts a WHERE a.points_balance <> "
+            "COALESCE((SELECT SUM(points) FROM points_transactions t WHERE t.account_id = a.id), 0) "
+            "OR a.lifetime_points <> COALESCE((SELECT SUM(points) FROM points_transactions t "
+            "WHERE t.account_id = a.id AND t.kind = 'earn'), 0)"
+        )
+        == 0
+    )
+    # balance_after is the running sum in id order, never negative; signs match kinds.
+    assert (
+        db.scalar(
+            "SELECT COUNT(*) FROM (SELECT balance_after, SUM(points) OVER "
+            "(PARTITION BY account_id ORDER BY id) AS running FROM points_transactions) x "
+            "WHERE balance_after <> running OR balance_after < 0"
+        )
+        == 0
+    )
+    kinds = {
+        k: (low, high)
+        for k, low, high in db.query("SELECT kind, MIN(points), MAX(points) FROM points_transactions GROUP BY kind")
+    }
+    assert kinds["earn"][0] > 0 and kinds["redeem"][1] < 0
+    assert db.scalar("SELECT COUNT(*) FROM points_transactions WHERE kind IN ('redeem', 'expire') AND points >= 0") == 0
+    assert (
+        db.scalar(
+            "SELECT COUNT(*) FROM subscriptions s JOIN loyalty_accounts a ON a.id = s.loyalty_account_id "
+            "WHERE a.user_id <> s.user_id"
+        )
+        == 0
+    )
+    # Payment intents: unique Stripe ids, the subscription's user and total.
+    assert db.scalar("SELECT COUNT(DISTINCT stripe_payment_intent_id) FROM payment_intents") == INTENTS
+    assert db.scalar("SELECT COUNT(*) FROM payment_intents WHERE SUBSTR(stripe_payment_intent_id, 1, 3) <> 'pi_'") == 0
+    assert (
+        db.scalar(
+            "SELECT COUNT(*) FROM payment_intents p JOIN subscriptions s ON s.id = p.subscription_id "
+            "WHERE p.user_id <> s.user_id OR p.amount <> ROUND(s.total_cost * 100) "
+            "OR (p.status = 'succeeded' AND p.amount_received <> p.amount) "
+            "OR (p.status <> 'succeeded' AND p.amount_received <> 0)"
+        )
+        == 0
+    )
+    assert db.scalar("SELECT COUNT(*) FROM payment_intents WHERE subscription_id IS NULL") == 0
+    # No two active pricing configs of one plan and variant overlap (half-open windows).
+    assert (
+        db.scalar(
+            "SELECT COUNT(*) FROM pricing_configs a JOIN pricing_configs b ON a.plan = b.plan "
+            "AND a.variant_id = b.variant_id AND a.id < b.id AND a.is_active AND b.is_active "
+            "WHERE (a.effective_until IS NULL OR a.effective_until > b.effective_from) "
+            "AND (b.effective_until IS NULL OR b.effective_until > a.effective_from)"
+        )
+        == 0
+    )
+    assert db.scalar("SELECT COUNT(*) FROM pricing_configs WHERE SUBSTR(name, 1, 17) = 'Default pricing: '") == 3
+    # Analytics: one row per date, within their ranges.
+    for table in ("subscription_analytics", "payment_analytics"):
+        assert (
+            db.scalar(f"SELECT COUNT(DISTINCT date) FROM {table}") == db.scalar(f"SELECT COUNT(*) FROM {table}") == DAYS
+        )
+    assert db.scalar("SELECT COUNT(*) FROM subscription_analytics WHERE churn_rate < 0 OR churn_rate > 1") == 0
+    assert db.scalar("SELECT SUM(total_payments) FROM payment_analytics") > 0
+
+
+def test_same_seed_same_data_other_seed_other_data(migrated_db, other_migrated_db):
+    seed_small(migrated_db)
+    seed_small(other_migrated_db)
+    assert digest(migrated_db) == digest(other_migrated_db)
+    first_ledger = migrated_db.query(
+        "SELECT account_id, points, kind, balance_after FROM points_transactions ORDER BY id"
+    )
+    assert first_ledger == other_migrated_db.query(
+        "SELECT account_id, points, kind, balance_after FROM points_transactions ORDER BY id"
+    )
+    third = seed_small(migrated_db, seed=8, append=True)
+    assert third.counts["users"] == USERS
+    assert digest(migrated_db) != digest(other_migrated_db)
+
+
+def test_append_adds_users_with_fresh_emails_and_keeps_invariants(migrated_db):
+    db = migrated_db
+    seed_small(db)
+    seed_small(db, append=True)  # the same seed again: emails must still not collide
+    assert db.scalar("SELECT COUNT(DISTINCT email) FROM users") == 2 * USERS
+    assert db.scalar("SELECT COUNT(*) FROM subscriptions") == 2 * SUBSCRIPTIONS
+    assert db.scalar("SELECT COUNT(*) FROM loyalty_accounts") == 2 * USERS
+    assert db.scalar("SELECT COUNT(DISTINCT id) FROM points_transactions") == db.scalar(
+        "SELECT COUNT(*) FROM points_transactions"
+    )
+    # The demo pricing configs exist once; the second run reused them instead of overlapping.
+    assert db.scalar("SELECT COUNT(*) FROM pricing_configs") == 7
+    assert db.scalar("SELECT COUNT(*) FROM subscription_analytics") == DAYS
+    assert (
+        db.scalar(
+            "SELECT COUNT(*) FROM loyalty_accounts a WHERE a.points_balance <> "
+            "COALESCE((SELECT SUM(points) FROM points_transactions t WHERE t.account_id = a.id), 0)"
+        )
+        == 0
+    )
+
+
+def test_baseline_seeds_users_and_baseline_subscriptions_then_upgrades(baseline_db):
+    db = baseline_db
+    report = seed_small(db)
+    assert report.state == "baseline"
+    assert set(report.counts) == {"users", "subscriptions"}
+    assert db.scalar("SELECT COUNT(*) FROM users") == USERS
+    assert db.scalar("SELECT COUNT(*) FROM subscriptions") == SUBSCRIPTIONS
+    assert db.scalar("SELECT COUNT(*) FROM subscriptions WHERE price <= 0") == 0
+    assert "loyalty_accounts" not in db.connection.introspection.table_names()
+    prices = db.query("SELECT id, price FROM subscriptions ORDER BY id")
+    db.migrate()  # the upgrade runs over the seeded baseline data
+    assert db.scalar("SELECT COUNT(*) FROM loyalty_accounts") == USERS
+    assert db.query("SELECT id, total_cost FROM subscriptions ORDER BY id") == prices
+    assert db.scalar("SELECT COUNT(*) FROM users WHERE permissions IS NULL") == 0
+
+
+def test_refuses_a_database_with_users_unless_append(migrated_db):
+    seed_small(migrated_db)
+    with pytest.raises(CommandError) as excinfo:
+        call_command("seed_demo_data", users=5, subscriptions=5, database=migrated_db.alias, stdout=StringIO())
+    assert excinfo.value.returncode == 2
+    assert "--append" in str(excinfo.value)
+    assert migrated_db.scalar("SELECT COUNT(*) FROM users") == USERS  # nothing written
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"users": -1},
+        {"subscriptions": -5},
+        {"payment_intents": -1},
+        {"days": -2},
+        {"batch_size": 0},
+        {"users": 0, "subscriptions": 3},
+    ],
+)
+def test_bad_numbers_exit_2_and_write_nothing(migrated_db, options):
+    with pytest.raises(CommandError) as excinfo:
+        call_command("seed_demo_data", database=migrated_db.alias, stdout=StringIO(), **options)
+    assert excinfo.value.returncode == 2
+    assert migrated_db.scalar("SELECT COUNT(*) FROM users") == 0
+
+
+def test_unmigrated_database_is_refused(empty_db):
+    with pytest.raises(SeedRefused, match="migrate"):
+        seed(users=1, subscriptions=1, using=empty_db.alias)
+
+
+def test_command_prints_one_summary_line_and_no_progress_off_a_terminal(migrated_db, capsys):
+    out = StringIO()
+    call_command("seed_demo_data", users=30, subscriptions=40, days=3, seed=1, database=migrated_db.alias, stdout=out)
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("seeded head database:") and "users=30" in lines[0] and "subscriptions=40" in lines[0]
+    assert capsys.readouterr().err == ""  # stderr is not a terminal under pytest
+
+
+def test_negative_number_from_the_command_line_is_one_line_and_exit_2(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'none.sqlite3'}", "DJANGO_SETTINGS_MODULE": ""}
+    env.pop("DJANGO_SETTINGS_MODULE")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo_data", "--users", "-3"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["CommandError: --users must not be negative (got -3)"]
