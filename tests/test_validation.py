@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connections, transaction
 from django.test import override_settings
 
@@ -306,7 +307,8 @@ def analytics_migrations_copy(tmp_path, monkeypatch):
     (tmp_path / package / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
-    with override_settings(MIGRATION_MODULES={"analytics": f"{package}.analytics_migrations"}):
+    modules = {**settings.MIGRATION_MODULES, "analytics": f"{package}.analytics_migrations"}
+    with override_settings(MIGRATION_MODULES=modules):
         yield target / "0001_initial.py"
     for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
         del sys.modules[name]
