@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from django.db import connections
 
 from config.database import parse_database_url
 
 
-def register_alias(url: str, alias: str | None = None) -> str:
-    """Make ``url`` usable as a Django connection alias for the rest of the process."""
+def register_alias(target: str | dict[str, Any], alias: str | None = None) -> str:
+    """Make ``target`` (a database URL or a DATABASES entry) usable as a Django connection alias."""
     alias = alias or f"ops_{uuid.uuid4().hex[:10]}"
-    configured = connections.configure_settings({"default": {}, alias: parse_database_url(url)})
+    settings_dict = parse_database_url(target) if isinstance(target, str) else dict(target)
+    configured = connections.configure_settings({"default": {}, alias: settings_dict})
     connections.settings[alias] = configured[alias]
     return alias
 
@@ -28,9 +30,9 @@ def unregister_alias(alias: str) -> None:
 
 
 @contextlib.contextmanager
-def temporary_alias(url: str) -> Iterator[str]:
-    """A connection alias for ``url`` for the duration of the block (closed afterwards)."""
-    alias = register_alias(url)
+def temporary_alias(target: str | dict[str, Any]) -> Iterator[str]:
+    """A connection alias for ``target`` (URL or settings) for the duration of the block."""
+    alias = register_alias(target)
     try:
         yield alias
     finally:

@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +39,7 @@ from migrations_ops.errors import BadInput, OperationFailed, OpsError, RecoveryF
 from migrations_ops.status import current_migrations
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-REASONS = ("manual", "pre-migrate", "pre-restore")
+REASONS = ("manual", "pre-migrate", "pre-restore", "rehearsal")
 MANIFEST_SUFFIX = ".json"
 TEMP_MAX_AGE_S = 3600  # prune removes temporary files of interrupted backups older than this
 
@@ -500,6 +500,8 @@ def restore_backup(
     terminate_connections: bool = False,
     confirm: Confirm | None = None,
     progress: Progress | None = None,
+    take_lock: bool = True,
+    validate: bool = True,
 ) -> RestoreResult:
     """Replace the whole content of database ``using`` (or of ``target_url``, created when missing)
     with a backup, under the migration lock, after a ``pre-restore`` safety backup.
@@ -527,7 +529,9 @@ def restore_backup(
         database = engine.database_info()
         audit.record("restore.start", name=manifest.name, engine=engine.vendor, database=database)
         try:
-            result = _restore_locked(manifest, engine, alias, safety_backup, terminate_connections, progress)
+            result = _restore_locked(
+                manifest, engine, alias, safety_backup, terminate_connections, progress, take_lock, validate
+            )
         except BaseException as exc:
             audit.record(
                 "restore.end",
@@ -560,19 +564,23 @@ def _restore_locked(
     safety_backup: bool,
     terminate_connections: bool,
     progress: Progress | None,
+    take_lock: bool = True,
+    validate: bool = True,
 ) -> RestoreResult:
     created = False
     if not engine.database_exists():
         engine.create_database()
         created = True
-    with engine.migration_lock(current_owner("restore_db")):
+    # safe_migrate restores its pre-migrate backup while it already holds the lock (take_lock=False).
+    lock = engine.migration_lock(current_owner("restore_db")) if take_lock else nullcontext()
+    with lock:
         terminated = engine.terminate_other_sessions() if terminate_connections else []
         safety = create_backup(using=alias, reason="pre-restore") if safety_backup and not created else None
         try:
             engine.restore(manifest.path, manifest.format, manifest.tables, progress, _lock_timeout())
         except RestoredContentMismatch as exc:
             _recover(engine, safety, exc.message)
-        validation = _validate(alias)
+        validation = _validate(alias) if validate else {}
         migrations = current_migrations(alias)
     return RestoreResult(
         backup=manifest.name,

@@ -25,3 +25,26 @@ class AppliedMigrationChecksum(models.Model):
 
     def __str__(self) -> str:
         return f"{self.app}.{self.name} {self.sha256[:12]}"
+
+
+class MigrationRun(models.Model):
+    """One safe_migrate run, written after its outcome (so a rollback or restore cannot erase it)."""
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=32, db_index=True)
+    exit_code = models.SmallIntegerField()
+    applied = models.JSONField(default=list)
+    backup = models.CharField(max_length=255, blank=True)
+    rollback = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    durations = models.JSONField(default=dict)
+    operator = models.CharField(max_length=150, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(null=True)
+
+    class Meta:
+        db_table = "migrations_ops_migrationrun"
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"

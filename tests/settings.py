@@ -51,13 +51,3 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 _TMP = Path(tempfile.mkdtemp(prefix="billing-tests-"))
 BACKUP_DIR = _TMP / "backups"
 MIGRATION_LOG = _TMP / "log" / "migration.log"
-
-# Test-only migration apps (tests/migration_apps) for manage.py subprocesses; in-process tests
-# add them with the `settings` fixture instead.
-INSTALLED_APPS = [
-    *INSTALLED_APPS,
-    *(
-        f"tests.migration_apps.{label}.apps.Config"
-        for label in filter(None, os.environ.get("TEST_MIGRATION_APPS", "").split(","))
-    ),
-]

@@ -28,6 +28,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql as pgsql
 
+from migrations_ops.engines.apply import PostgreSQLApplyMixin
 from migrations_ops.engines.base import (
     HASH_CHUNK,
     DatabaseEngine,
@@ -114,7 +115,7 @@ def _kill_all(processes: list[subprocess.Popen]) -> None:
             process.wait(timeout=10)
 
 
-class PostgreSQLEngine(DatabaseEngine):
+class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
     vendor = "postgresql"
     _lock_backend_pid: int | None = None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from migrations_ops.engines.apply import SQLiteApplyMixin
 from migrations_ops.engines.base import (
     DatabaseEngine,
     DumpResult,
@@ -83,7 +84,7 @@ def _copy(source: sqlite3.Connection, target: sqlite3.Connection, progress: Prog
     source.backup(target, pages=PAGES_PER_STEP, progress=step, sleep=0.05)
 
 
-class SQLiteEngine(DatabaseEngine):
+class SQLiteEngine(SQLiteApplyMixin, DatabaseEngine):
     vendor = "sqlite"
 
     def _path(self) -> Path:

@@ -1,0 +1,17 @@
+"""Settings for `manage.py` subprocesses started by tests: the real settings (DATABASE_URL /
+--database-url decide the database), plus the test-only migration apps named in
+TEST_MIGRATION_APPS (comma-separated labels from tests/migration_apps)."""
+
+import os
+
+from config.settings import *  # noqa: F403
+from config.settings import INSTALLED_APPS
+
+INSTALLED_APPS = [
+    *INSTALLED_APPS,
+    *(
+        f"tests.migration_apps.{label}.apps.Config"
+        for label in filter(None, os.environ.get("TEST_MIGRATION_APPS", "").split(","))
+    ),
+]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

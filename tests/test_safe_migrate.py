@@ -1,0 +1,352 @@
+"""safe_migrate: every failure leaves the database exactly as it was (real PostgreSQL and SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from migrations_ops import audit, backups
+from migrations_ops.errors import ExitCode
+from migrations_ops.fingerprint import table_checksums
+from migrations_ops.runner import SafeMigrateOptions, SafeMigration
+from tests.test_migration_history import seed_baseline
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_backups(settings, tmp_path):
+    settings.BACKUP_DIR = tmp_path / "backups"
+    settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
+    settings.MIGRATION_LOCK_TIMEOUT = "2s"
+
+
+def with_apps(settings, *labels: str) -> None:
+    settings.INSTALLED_APPS = [
+        *settings.INSTALLED_APPS,
+        *(f"tests.migration_apps.{label}.apps.Config" for label in labels),
+    ]
+
+
+def fingerprint(db) -> dict:
+    """Schema (tables, columns, constraints) and content checksum of every table."""
+    connection = connections[db.alias]
+    schema = {}
+    with connection.cursor() as cursor:
+        for table in sorted(connection.introspection.table_names(cursor)):
+            columns = [(c.name, c.null_ok) for c in connection.introspection.get_table_description(cursor, table)]
+            constraints = sorted(connection.introspection.get_constraints(cursor, table))
+            schema[table] = (columns, constraints)
+    content = table_checksums(using=db.alias)
+    # The record of the run itself is written after the outcome, on purpose (see records.py).
+    content.pop("migrations_ops_migrationrun", None)
+    return {"schema": schema, "content": content}
+
+
+def run(db, **options) -> object:
+    return SafeMigration(db.alias, SafeMigrateOptions(**options)).run()
+
+
+def add_customer(db, email: str = "c@example.com", price: str = "9.99") -> None:
+    from accounts.models import User
+    from billing.models import Subscription
+
+    user = User.objects.db_manager(db.alias).create_user(email=email, password="x-secret-x")
+    Subscription.objects.using(db.alias).create(
+        user=user,
+        plan="basic",
+        price=Decimal(price),
+        base_cost=Decimal(price),
+        delivery_cost=0,
+        tax_amount=0,
+        discount_amount=0,
+        loyalty_discount=0,
+        total_cost=Decimal(price),
+    )
+
+
+def manage(db, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args, "--database-url", db.url],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# ---------------------------------------------------------------- the happy paths
+
+
+def test_upgrade_from_baseline_applies_backs_up_and_validates(baseline_db):
+    seed_baseline(baseline_db)
+    summary = run(baseline_db)
+    assert summary.status == "applied", summary.error
+    assert summary.exit_code == 0
+    assert "billing.0002_enhanced_subscription_payment_models" in summary.applied
+    assert summary.rollback is None
+    assert summary.validation["ok"] is True
+    manifest = backups.get_backup(summary.backup)
+    assert manifest.reason == "pre-migrate"
+    assert manifest.tables["subscriptions"] == 3
+    # The backfill really ran inside the pipeline.
+    assert baseline_db.scalar("SELECT COUNT(*) FROM subscriptions WHERE total_cost = price") == 3
+    events = [e["event"] for e in audit.read_events()]
+    for phase in (
+        "safe_migrate.start",
+        "safe_migrate.plan",
+        "safe_migrate.backup",
+        "safe_migrate.validate",
+        "safe_migrate.end",
+    ):
+        assert phase in events
+
+
+def test_nothing_to_do_takes_no_backup(migrated_db):
+    summary = run(migrated_db)
+    assert summary.status == "nothing_to_do"
+    assert summary.exit_code == 0
+    assert summary.backup is None
+    assert backups.list_backups() == []
+
+
+def test_run_is_recorded_after_the_outcome(baseline_db, settings):
+    seed_baseline(baseline_db)
+    run(baseline_db)
+    rows = baseline_db.query("SELECT status, backup FROM migrations_ops_migrationrun")
+    assert [r[0] for r in rows] == ["applied"]
+
+
+# ---------------------------------------------------------------- failures roll back
+
+
+def test_failure_in_the_middle_of_a_plan_rolls_back_everything(migrated_db, settings):
+    with_apps(settings, "ma_raises")
+    migrated_db.migrate("ma_raises:0001_initial")
+    add_customer(migrated_db)
+    before = fingerprint(migrated_db)
+    summary = run(migrated_db)
+    assert summary.status == "rolled_back", summary.error
+    assert summary.exit_code == ExitCode.FAILED
+    assert summary.rollback == "transaction"
+    assert "fails on purpose" in summary.error
+    assert summary.applied == []
+    after = fingerprint(migrated_db)
+    assert _diff(after["content"], before["content"]) == {}
+    assert after == before
+    assert "size" not in [c[0] for c in fingerprint(migrated_db)["schema"]["ma_widgets"][0]]
+
+
+def test_deferred_foreign_key_violation_is_caught_and_named(migrated_db, settings):
+    with_apps(settings, "ma_orphan")
+    add_customer(migrated_db)
+    before = fingerprint(migrated_db)
+    summary = run(migrated_db)
+    assert summary.exit_code == ExitCode.FAILED
+    assert summary.rollback == "transaction"
+    assert "ma_orphan.0002_orphan" in summary.error
+    assert fingerprint(migrated_db) == before
+    assert "ma_notes" not in before["schema"]
+
+
+def test_non_atomic_failure_restores_the_backup(migrated_db, settings):
+    with_apps(settings, "ma_nonatomic")
+    add_customer(migrated_db)
+    before = fingerprint(migrated_db)
+    summary = run(migrated_db)
+    assert summary.plan["rollback_path"] == "restore"
+    assert summary.status == "restored"
+    assert summary.rollback == "restore"
+    assert summary.exit_code == ExitCode.FAILED
+    assert fingerprint(migrated_db)["content"] == before["content"]
+    assert set(fingerprint(migrated_db)["schema"]) == set(before["schema"])
+
+
+def test_conflicting_leaves_are_refused(migrated_db, settings):
+    with_apps(settings, "ma_conflict")
+    summary = run(migrated_db)
+    assert summary.exit_code == ExitCode.BAD_INPUT
+    assert "0002_left" in summary.error and "0002_right" in summary.error
+    assert "makemigrations --merge" in summary.error
+
+
+# ---------------------------------------------------------------- backwards and row loss
+
+
+def test_backwards_target_guards_rows_unless_allowed(baseline_db):
+    seed_baseline(baseline_db)
+    baseline_db.migrate()
+    accounts = baseline_db.scalar("SELECT COUNT(*) FROM loyalty_accounts")
+    assert accounts == 3
+    before = fingerprint(baseline_db)
+
+    refused = run(baseline_db, app_label="loyalty", migration_name="0002")
+    assert refused.exit_code == ExitCode.FAILED
+    assert "row_count_guard" in refused.error and "loyalty_accounts" in refused.error
+    assert fingerprint(baseline_db) == before
+
+    allowed = run(
+        baseline_db, app_label="loyalty", migration_name="0002", allow_row_loss=frozenset({"loyalty_accounts"})
+    )
+    assert allowed.status == "applied", allowed.error
+    assert allowed.applied == ["loyalty.0003_create_accounts_for_existing_users"]
+    assert baseline_db.scalar("SELECT COUNT(*) FROM loyalty_accounts") == 0
+
+
+# ---------------------------------------------------------------- modes that must not change anything
+
+
+def test_plan_and_dry_run_leave_the_database_unchanged(baseline_db):
+    seed_baseline(baseline_db)
+    before = fingerprint(baseline_db)
+    planned = run(baseline_db, plan_only=True)
+    assert planned.status == "planned"
+    assert planned.backup is None
+    assert planned.plan["rollback_path"] == "transaction"
+    assert "subscriptions" in planned.plan["tables"]
+    assert fingerprint(baseline_db) == before
+
+    dry = run(baseline_db, dry_run=True)
+    assert dry.status == "dry_run"
+    assert backups.get_backup(dry.backup).reason == "pre-migrate"
+    assert fingerprint(baseline_db) == before
+
+
+def test_rehearse_runs_on_a_copy_and_proves_the_reverse(baseline_db):
+    seed_baseline(baseline_db)
+    before = fingerprint(baseline_db)
+    summary = run(baseline_db, rehearse=True)
+    assert summary.status == "rehearsed", summary.error
+    assert fingerprint(baseline_db) == before
+    rehearsal = summary.rehearsal
+    assert rehearsal["irreversible"] == []
+    assert "billing.0002_enhanced_subscription_payment_models" in rehearsal["migration_durations"]
+    assert rehearsal["reverse_checked_tables"] > 5
+    if baseline_db.vendor == "postgresql":
+        assert rehearsal["exclusive_lock_s"].get("subscriptions", 0) > 0
+        leftovers = baseline_db.scalar("SELECT COUNT(*) FROM pg_database WHERE datname LIKE %s", ["%rehearse%"])
+        assert leftovers == 0
+
+
+# ---------------------------------------------------------------- processes: lock, signals, CLI
+
+
+def test_second_run_exits_3_while_the_first_holds_the_lock(migrated_db, tmp_path):
+    marker = tmp_path / "running"
+    env = {
+        "TEST_MIGRATION_APPS": "ma_slow",
+        "MA_SLOW_SECONDS": "6",
+        "MA_SLOW_MARKER": str(marker),
+        "BACKUP_DIR": str(tmp_path / "b"),
+        "MIGRATION_LOG": str(tmp_path / "log"),
+    }
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess", **env}
+    first = subprocess.Popen(
+        [sys.executable, "manage.py", "safe_migrate", "--noinput", "--database-url", migrated_db.url],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        second = manage(migrated_db, "safe_migrate", "--noinput", env=env)
+        assert second.returncode == ExitCode.LOCKED, second.stderr
+        assert "pid" in second.stderr and str(first.pid) in second.stderr
+        assert second.stderr.count("\n") == 1
+    finally:
+        out, err = first.communicate(timeout=90)
+    assert first.returncode == 0, err
+
+
+def test_sigterm_mid_run_rolls_back_and_exits_1(migrated_db, tmp_path):
+    add_customer(migrated_db)
+    before = fingerprint(migrated_db)
+    marker = tmp_path / "running"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess",
+        "TEST_MIGRATION_APPS": "ma_slow",
+        "MA_SLOW_SECONDS": "60",
+        "MA_SLOW_MARKER": str(marker),
+        "BACKUP_DIR": str(tmp_path / "b"),
+        "MIGRATION_LOG": str(tmp_path / "log"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "safe_migrate", "--noinput", "--database-url", migrated_db.url],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.FAILED, err
+    assert "SIGTERM" in err
+    assert "Traceback" not in err
+    connections[migrated_db.alias].close()
+    assert fingerprint(migrated_db) == before
+
+
+def test_json_summary_shape(baseline_db, tmp_path):
+    seed_baseline(baseline_db)
+    env = {"BACKUP_DIR": str(tmp_path / "b"), "MIGRATION_LOG": str(tmp_path / "log")}
+    result = manage(baseline_db, "safe_migrate", "--noinput", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) >= {"status", "applied", "backup", "rollback", "validation", "durations", "error"}
+    assert document["status"] == "applied"
+    assert set(document["durations"]) >= {"backup_s", "migrate_s", "validate_s", "total_s"}
+    again = manage(baseline_db, "safe_migrate", "--noinput", "--json", env=env)
+    assert json.loads(again.stdout)["status"] == "nothing_to_do"
+    assert again.returncode == 0
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_lock_timeout_is_retried_then_rolled_back(baseline_db, settings):
+    """Application traffic holding a lock: the migration waits lock_timeout, retries, then gives up."""
+    import psycopg2
+
+    settings.MIGRATION_LOCK_TIMEOUT = "100ms"
+    seed_baseline(baseline_db)
+    before = fingerprint(baseline_db)
+    blocker = psycopg2.connect(baseline_db.url.replace("postgres://", "postgresql://"))
+    try:
+        with blocker.cursor() as cursor:
+            cursor.execute("BEGIN; SELECT * FROM subscriptions LIMIT 1")  # ACCESS SHARE until commit
+        summary = run(baseline_db)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert summary.exit_code == ExitCode.FAILED
+    assert summary.rollback == "transaction"
+    assert "lock timeout" in summary.error
+    retries = [e for e in audit.read_events() if e["event"] == "safe_migrate.lock_timeout_retry"]
+    assert len(retries) == 3
+    assert fingerprint(baseline_db) == before
+
+
+def _diff(a: dict, b: dict) -> dict:
+    return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
