@@ -6,8 +6,11 @@ Usable from async code exactly like this::
     status = await service.get_migration_status()
     print(status["current_revision"], len(status["pending_migrations"]))
 
-Each async method has a synchronous twin. ``run_migrations`` arrives with the safe_migrate runner;
-until then it does not exist, rather than pretending.
+    result = await service.run_migrations()
+    print(f"Applied {result['applied_count']} migrations")
+
+Each async method has a synchronous twin. ``run_migrations`` is the safe_migrate pipeline
+(runner.SafeMigration): the same lock, backup, validation, rollback and audit as the command.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from migrations_ops import status
+from migrations_ops.runner import SafeMigrateOptions, SafeMigration
 
 
 class MigrationService:
@@ -36,6 +40,27 @@ class MigrationService:
             "database": connections[self.using].vendor,
         }
 
+    def run_migrations_sync(self, target: str | tuple[str, str] | None = None, **options: Any) -> dict[str, Any]:
+        """Run safe_migrate to ``target`` and return its summary plus ``applied_count`` and ``exit_code``.
+
+        ``target``: None (every app to its latest migration), ``"app"``, ``"app.name"`` or
+        ``("app", "name")`` (``name`` may be ``"zero"``). ``options`` are SafeMigrateOptions fields
+        (``plan_only``, ``dry_run``, ``rehearse``, ``allow_row_loss``, ...). Failures do not raise:
+        the summary's ``status``, ``error`` and ``exit_code`` say what happened, as the command's do.
+        """
+        app_label, migration_name = _split_target(target)
+        if "allow_row_loss" in options:
+            options["allow_row_loss"] = frozenset(options["allow_row_loss"])
+        run_options = SafeMigrateOptions(app_label=app_label, migration_name=migration_name, **options)
+        summary = SafeMigration(self.using, run_options).run()
+        return {**summary.to_dict(), "applied_count": summary.applied_count, "exit_code": summary.exit_code}
+
+    async def run_migrations(self, target: str | tuple[str, str] | None = None, **options: Any) -> dict[str, Any]:
+        """Async twin of :meth:`run_migrations_sync`."""
+        return await sync_to_async(self._in_worker, thread_sensitive=True)(
+            lambda: self.run_migrations_sync(target, **options)
+        )
+
     async def get_migration_status(self) -> dict[str, Any]:
         return await sync_to_async(self._in_worker, thread_sensitive=True)(self.get_migration_status_sync)
 
@@ -49,3 +74,12 @@ class MigrationService:
         finally:
             if not was_open and not connection.in_atomic_block:
                 connection.close()
+
+
+def _split_target(target: str | tuple[str, str] | None) -> tuple[str | None, str | None]:
+    if target is None:
+        return None, None
+    if isinstance(target, tuple):
+        return target[0], target[1]
+    app, _, name = target.partition(".")
+    return app, name or None
