@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (see README.md):
-#   make migrate   install into .venv and migrate the database (SQLite by default) safely
+#   make migrate   install into .venv and run safe_migrate on the database (SQLite by default)
 #   make test      install into .venv and run the whole test suite (lint included)
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 install: $(VENV)/.installed
 
 migrate: $(VENV)/.installed
-	$(PY) manage.py migrate --noinput
+	$(PY) manage.py safe_migrate --noinput
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

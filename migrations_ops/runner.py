@@ -265,6 +265,10 @@ class SafeMigration:
             plan = build_plan(self.using, self.options.app_label, self.options.migration_name)
         self.plan = plan
         self.summary.plan = plan.to_dict()
+        if not plan.empty:
+            direction = "backwards" if plan.backwards else "forwards"
+            path = "one transaction" if plan.rollback_path == TRANSACTION else "restore the backup on failure"
+            self.say(f"Plan: {len(plan.steps)} migration(s) {direction}; rollback path: {path}")
         self._event("plan", steps=[s.revision for s in plan.steps], path=plan.rollback_path)
         if plan.empty:
             self.summary.status = "nothing_to_do"
@@ -305,7 +309,11 @@ class SafeMigration:
                 self._accepted_failures = failing
             before = self.snapshot()
         self._event("preflight", tables=before.row_counts, accepted_failures=sorted(self._accepted_failures))
-        self.say(f"Preflight: ok ({len(before.row_counts)} tables counted)")
+        checks = len(report["checks"])
+        self.say(
+            f"Preflight: ok ({checks} checks, {len(before.row_counts)} tables counted, "
+            f"{self.summary.durations.get('preflight_s', 0.0):.2f}s)"
+        )
         self.pre_validation = report
         return before
 
@@ -329,7 +337,10 @@ class SafeMigration:
                 )
         self.summary.backup = manifest.name
         self._event("backup", name=manifest.name, sha256=manifest.sha256, size_bytes=manifest.size_bytes)
-        self.say(f"Backup: {manifest.name} ({manifest.size_bytes} bytes, sha256 {manifest.sha256[:12]}...) verified")
+        self.say(
+            f"Backup: {manifest.name} ({_size(manifest.size_bytes)}, sha256 {manifest.sha256[:12]}...) "
+            f"verified ({self.summary.durations.get('backup_s', 0.0):.2f}s)"
+        )
         return manifest
 
     # ------------------------------------------------------------------ apply
@@ -365,7 +376,10 @@ class SafeMigration:
                 f"{message}; rolled back ({self.summary.rollback}), the database is as it was before"
             ) from None
         self.summary.status = "applied"
-        self.say(f"Applied {len(self.summary.applied)} migration(s); validation passed.")
+        checks = len(self.summary.validation.get("checks", []))
+        self.say(
+            f"Validation: {checks} checks passed ({self.summary.durations.get('validate_s', 0.0):.2f}s); committed."
+        )
         self._prune()
 
     def _migrate_kwargs(self) -> tuple[list[str], dict[str, Any]]:
@@ -425,15 +439,15 @@ class SafeMigration:
             self.summary.applied = []
             self._lock_seen = {}
             try:
-                with self._phase("migrate"), self.engine.transactional_migration():
+                with self.engine.transactional_migration():
                     with transaction.atomic(using=self.using):
                         self.engine.set_lock_timeout(settings.MIGRATION_LOCK_TIMEOUT)
-                        self._run_migrate()
-                        commit_at = time.monotonic()
+                        with self._phase("migrate"):
+                            self._run_migrate()
                         with self._phase("validate"):
                             self.connection.check_constraints()
                             self._post_validate(plan, before)
-                        commit_at = time.monotonic()
+                commit_at = time.monotonic()  # locks are released at COMMIT, just above
                 for table, since in self._lock_seen.items():
                     self.exclusive_locks[table] = commit_at - since
                 return
@@ -549,6 +563,14 @@ class SafeMigration:
         from migrations_ops.records import record_migration_run
 
         record_migration_run(self.using, self.summary)
+
+
+def _size(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} bytes"
 
 
 def _reset_connection(connection) -> None:
