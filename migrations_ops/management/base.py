@@ -33,7 +33,14 @@ class OpsCommand(BaseCommand):
             parser.add_argument(
                 "--json", action="store_true", help="print one JSON document on stdout and nothing else there"
             )
-        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", default=True)
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            default=True,
+            help="never prompt (for scripts and deploys)",
+        )
         return parser
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from migrations_ops.errors import BadInput
 from migrations_ops.management.base import OpsCommand
 from migrations_ops.planning import TRANSACTION, MigrationPlan
 from migrations_ops.runner import SafeMigrateOptions, SafeMigration
@@ -37,6 +38,8 @@ class Command(OpsCommand):
         parser.add_argument("--fake-initial", action="store_true", help="as migrate --fake-initial")
 
     def handle(self, *args, **options):
+        if options["from_backup"] and not options["rehearse"]:
+            raise BadInput("--from-backup goes with --rehearse (to restore a backup, use restore_db)")
         run_options = SafeMigrateOptions(
             app_label=options["app_label"],
             migration_name=options["migration_name"],
@@ -94,7 +97,7 @@ class Command(OpsCommand):
             + "; ".join(plan.non_transactional_reasons)
             + ")"
         )
-        out(f"Plan: {len(plan.steps)} migration(s); rollback path: {path}")
+        out(f"Rollback path: {path}")
         for step in plan.steps:
             flags = [
                 "backwards" if step.backwards else "forwards",
