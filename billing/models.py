@@ -279,3 +279,26 @@ class PaymentIntent(models.Model):
 
     def __str__(self) -> str:
         return self.stripe_payment_intent_id
+
+
+class StripeEvent(models.Model):
+    """A Stripe webhook event we have processed: the unique event id makes redelivery a no-op."""
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        STALE = "stale", "Stale (older than the intent's state, or the intent is final)"
+        IGNORED = "ignored", "Ignored (not a payment intent event, or no user to attach it to)"
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=128, db_index=True)
+    created = models.DateTimeField(help_text="when Stripe created the event")
+    processed_at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+
+    class Meta:
+        db_table = "stripe_events"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.type})"

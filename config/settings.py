@@ -89,6 +89,9 @@ MIGRATION_LOCK_TIMEOUT = env.str("MIGRATION_LOCK_TIMEOUT", default="5s")
 # Loyalty tiers: the lowest lifetime-points threshold of each tier.
 LOYALTY_TIER_THRESHOLDS = {"bronze": 0, "silver": 1_000, "gold": 5_000, "platinum": 20_000}
 
+# Stripe: the signing secret of the webhook endpoint (whsec_...). Empty refuses every webhook (400).
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
