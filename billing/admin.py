@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from billing.models import PaymentIntent, PricingConfig, Subscription, SubscriptionCostHistory
+from billing.models import PaymentIntent, PricingConfig, StripeEvent, Subscription, SubscriptionCostHistory
+from billing.pricing import preview_config
 
 
 class ReadOnlyModelAdmin(admin.ModelAdmin):
@@ -55,8 +60,10 @@ class PricingConfigAdmin(admin.ModelAdmin):
     list_filter = ["plan", "variant_id", "is_active"]
     search_fields = ["name", "plan", "variant_id", "variant_name"]
     list_select_related = ["created_by"]
-    readonly_fields = ["created_by", "created_at", "updated_at"]
+    readonly_fields = ["created_by", "created_at", "updated_at", "impact", "history_links"]
     date_hierarchy = "effective_from"
+    actions = ["preview_impact"]
+    preview_template = "admin/billing/pricingconfig/preview.html"
     fieldsets = (
         (None, {"fields": ("name", "plan", "variant_id", "variant_name", "is_active")}),
         (
@@ -74,8 +81,56 @@ class PricingConfigAdmin(admin.ModelAdmin):
             },
         ),
         ("Window (half-open: from inclusive, until exclusive)", {"fields": ("effective_from", "effective_until")}),
+        ("Impact and history", {"fields": ("impact", "history_links")}),
         ("Audit", {"fields": ("created_by", "created_at", "updated_at")}),
     )
+
+    # --- impact preview: what the config would do to its plan/variant's subscriptions, writing nothing ---
+
+    def get_urls(self):
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [path("<path:object_id>/preview/", preview, name="billing_pricingconfig_preview"), *super().get_urls()]
+
+    def render_preview(self, request, configs):
+        previews = [preview_config(config) for config in configs]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Impact preview",
+            "opts": self.model._meta,
+            "previews": previews,
+        }
+        return TemplateResponse(request, self.preview_template, context)
+
+    def preview_view(self, request, object_id):
+        config = self.get_object(request, object_id)
+        if config is None or not self.has_view_permission(request, config):
+            raise PermissionDenied
+        return self.render_preview(request, [config])
+
+    @admin.action(description="Preview impact (subscriptions affected, MRR before and after)", permissions=["view"])
+    def preview_impact(self, request, queryset):
+        return self.render_preview(request, list(queryset.order_by("plan", "variant_id", "effective_from")[:50]))
+
+    @admin.display(description="Impact")
+    def impact(self, obj: PricingConfig):
+        if not obj.pk:
+            return "Save the config (inactive, or with a future window) to preview its impact."
+        url = reverse("admin:billing_pricingconfig_preview", args=[obj.pk])
+        return format_html('<a href="{}">Preview subscriptions affected and MRR before/after</a>', url)
+
+    @admin.display(description="History")
+    def history_links(self, obj: PricingConfig):
+        if not obj.pk:
+            return "-"
+        changes = reverse("admin:billing_pricingconfig_history", args=[obj.pk])
+        costs = reverse("admin:billing_subscriptioncosthistory_changelist") + f"?pricing_config__id__exact={obj.pk}"
+        count = obj.cost_history.count()
+        return format_html(
+            '<a href="{}">Changes to this config</a> &middot; <a href="{}">{} subscription cost changes</a>',
+            changes,
+            costs,
+            count,
+        )
 
     def save_model(self, request, obj: PricingConfig, form, change: bool) -> None:
         if not change and obj.created_by_id is None:
@@ -123,7 +178,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
 @admin.register(SubscriptionCostHistory)
 class SubscriptionCostHistoryAdmin(ReadOnlyModelAdmin):
     list_display = ["subscription", "reason", "old_total", "new_total", "pricing_config", "changed_by", "changed_at"]
-    list_filter = ["reason"]
+    list_filter = ["reason", "pricing_config"]
     search_fields = ["subscription__user__email"]
     list_select_related = ["subscription", "pricing_config", "changed_by"]
     date_hierarchy = "changed_at"
@@ -145,3 +200,10 @@ class PaymentIntentAdmin(ReadOnlyModelAdmin):
     list_filter = ["status", "currency"]
     search_fields = ["=stripe_payment_intent_id", "user__email"]
     list_select_related = ["user", "subscription"]
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyModelAdmin):
+    list_display = ["event_id", "type", "outcome", "stripe_payment_intent_id", "created", "processed_at"]
+    list_filter = ["outcome", "type"]
+    search_fields = ["=event_id", "=stripe_payment_intent_id"]
