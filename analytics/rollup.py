@@ -1,8 +1,10 @@
 """Daily analytics rollup: `subscription_analytics` and `payment_analytics`, one row per UTC day.
 
 Set-based: one INSERT ... SELECT ... ON CONFLICT (date) DO UPDATE per table for all requested days
-(the days are a VALUES list of [start, end) bounds), so re-running a day replaces its row (idempotent).
-The SQL is the same on PostgreSQL and SQLite (>= 3.24 for the upsert).
+(a VALUES list of dates), so re-running a day replaces its row (idempotent). Subscriptions are read in
+two scans whatever the number of days: the state at the start of the first day, plus per-day deltas
+(starts, cancellations) summed with a window function. The SQL is shared by PostgreSQL and SQLite
+(>= 3.24 for the upsert, 3.25 for window functions) except the UTC day of a timestamp (`Dialect`).
 
 Definitions (README, "Analytics"); a day D is the half-open UTC interval [D 00:00, D+1 00:00):
 - live at a moment t: started_at < t, not paused (status <> 'paused'), and not cancelled by t
@@ -24,6 +26,7 @@ Definitions (README, "Analytics"); a day D is the half-open UTC interval [D 00:0
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -43,61 +46,101 @@ class RollupResult:
     last: datetime.date | None
 
 
+class Dialect:
+    """The one spelling the engines disagree on: the UTC calendar day of a timestamp column."""
+
+    def day_of(self, column: str) -> str:
+        raise NotImplementedError
+
+
+class PostgresDialect(Dialect):
+    def day_of(self, column: str) -> str:
+        return f"CAST(({column} AT TIME ZONE 'UTC') AS DATE)"
+
+
+class SQLiteDialect(Dialect):
+    def day_of(self, column: str) -> str:  # Django stores UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+        return f"date({column})"
+
+
+DIALECTS = {"postgresql": PostgresDialect(), "sqlite": SQLiteDialect()}
+
+
 def _days_values(connection, days: list[datetime.date]) -> tuple[str, list]:
     rows, params = [], []
-    ops = connection.ops
     for day in days:
-        start = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
-        rows.append("(%s, %s, %s)")
-        params += [
-            ops.adapt_datefield_value(day),
-            ops.adapt_datetimefield_value(start),
-            ops.adapt_datetimefield_value(start + datetime.timedelta(days=1)),
-        ]
+        rows.append("(%s)")
+        params.append(connection.ops.adapt_datefield_value(day))
     return "VALUES " + ", ".join(rows), params
 
 
-MONTHLY_CENTS = (
-    "CASE WHEN s.billing_interval = 'year' THEN 0 ELSE CAST(ROUND(COALESCE(s.total_cost, s.price) * 100) AS BIGINT) END"
-)
-YEARLY_CENTS = (
-    "CASE WHEN s.billing_interval = 'year' THEN CAST(ROUND(COALESCE(s.total_cost, s.price) * 100) AS BIGINT) ELSE 0 END"
-)
+def _cents(column: str) -> str:
+    return f"CAST(ROUND({column} * 100) AS BIGINT)"
 
 
-def _subscription_sql(values: str) -> str:
-    live_end = (
-        "s.status <> 'paused' AND s.started_at < d.day_end AND (s.cancelled_at IS NULL OR s.cancelled_at >= d.day_end)"
-    )
-    live_start = (
-        "s.status <> 'paused' AND s.started_at < d.day_start "
-        "AND (s.cancelled_at IS NULL OR s.cancelled_at >= d.day_start)"
-    )
+MONTHLY = f"CASE WHEN s.billing_interval = 'year' THEN 0 ELSE {_cents('COALESCE(s.total_cost, s.price)')} END"
+YEARLY = f"CASE WHEN s.billing_interval = 'year' THEN {_cents('COALESCE(s.total_cost, s.price)')} ELSE 0 END"
+LIVE = "s.status <> 'paused'"
+
+
+def _subscription_sql(dialect: Dialect, values: str) -> str:
+    """Live counts and MRR from a baseline at the first day's start plus running per-day deltas
+    (starts minus cancellations): two scans of subscriptions whatever the number of days."""
     return f"""
-    WITH d (day, day_start, day_end) AS ({values})
+    WITH d (day) AS ({values}),
+    starts AS (
+        SELECT {dialect.day_of("s.started_at")} AS day, COUNT(*) AS new,
+               SUM(CASE WHEN {LIVE} THEN 1 ELSE 0 END) AS live_in,
+               SUM(CASE WHEN {LIVE} THEN 0 ELSE 1 END) AS paused_in,
+               SUM(CASE WHEN {LIVE} THEN {MONTHLY} ELSE 0 END) AS monthly_in,
+               SUM(CASE WHEN {LIVE} THEN {YEARLY} ELSE 0 END) AS yearly_in
+        FROM subscriptions s WHERE s.started_at >= %(first)s AND s.started_at < %(end)s
+        GROUP BY {dialect.day_of("s.started_at")}
+    ),
+    ends AS (
+        SELECT {dialect.day_of("s.cancelled_at")} AS day, COUNT(*) AS cancelled,
+               SUM(CASE WHEN {LIVE} AND s.started_at <= s.cancelled_at THEN 1 ELSE 0 END) AS live_out,
+               SUM(CASE WHEN {LIVE} AND s.started_at <= s.cancelled_at THEN {MONTHLY} ELSE 0 END) AS monthly_out,
+               SUM(CASE WHEN {LIVE} AND s.started_at <= s.cancelled_at THEN {YEARLY} ELSE 0 END) AS yearly_out
+        FROM subscriptions s WHERE s.cancelled_at >= %(first)s AND s.cancelled_at < %(end)s
+        GROUP BY {dialect.day_of("s.cancelled_at")}
+    ),
+    base AS (
+        SELECT COALESCE(SUM(CASE WHEN {LIVE} AND (s.cancelled_at IS NULL OR s.cancelled_at >= %(first)s)
+                                 THEN 1 ELSE 0 END), 0) AS live,
+               COALESCE(SUM(CASE WHEN {LIVE} THEN 0 ELSE 1 END), 0) AS paused,
+               COALESCE(SUM(CASE WHEN {LIVE} AND (s.cancelled_at IS NULL OR s.cancelled_at >= %(first)s)
+                                 THEN {MONTHLY} ELSE 0 END), 0) AS monthly,
+               COALESCE(SUM(CASE WHEN {LIVE} AND (s.cancelled_at IS NULL OR s.cancelled_at >= %(first)s)
+                                 THEN {YEARLY} ELSE 0 END), 0) AS yearly
+        FROM subscriptions s WHERE s.started_at < %(first)s
+    ),
+    per_day AS (
+        SELECT d.day, COALESCE(st.new, 0) AS new, COALESCE(en.cancelled, 0) AS cancelled,
+               COALESCE(st.live_in, 0) - COALESCE(en.live_out, 0) AS net,
+               SUM(COALESCE(st.live_in, 0) - COALESCE(en.live_out, 0)) OVER w AS live_delta,
+               SUM(COALESCE(st.paused_in, 0)) OVER w AS paused_delta,
+               SUM(COALESCE(st.monthly_in, 0) - COALESCE(en.monthly_out, 0)) OVER w AS monthly_delta,
+               SUM(COALESCE(st.yearly_in, 0) - COALESCE(en.yearly_out, 0)) OVER w AS yearly_delta
+        FROM d LEFT JOIN starts st ON st.day = d.day LEFT JOIN ends en ON en.day = d.day
+        WINDOW w AS (ORDER BY d.day ROWS UNBOUNDED PRECEDING)
+    ),
+    totals AS (
+        SELECT p.day, b.live + p.live_delta AS active, p.new, p.cancelled, b.paused + p.paused_delta AS paused,
+               b.live + p.live_delta - p.net AS live_at_start,
+               (b.monthly + p.monthly_delta) * 12 + b.yearly + p.yearly_delta AS annual_cents
+        FROM per_day p CROSS JOIN base b
+    )
     INSERT INTO subscription_analytics
         (date, active_subscriptions, new_subscriptions, cancelled_subscriptions, paused_subscriptions,
          mrr, churn_rate, computed_at)
     SELECT day, active, new, cancelled, paused,
-           ROUND((monthly_cents * 12 + yearly_cents) / 1200.0, 2),
-           CASE WHEN live_at_start = 0 THEN 0
+           CASE WHEN annual_cents > 0 THEN ROUND(annual_cents / 1200.0, 2) ELSE 0 END,
+           CASE WHEN live_at_start <= 0 THEN 0
                 WHEN cancelled >= live_at_start THEN 1
                 ELSE ROUND(cancelled * 1.0 / live_at_start, 6) END,
-           %s
-    FROM (
-        SELECT d.day,
-               SUM(CASE WHEN {live_end} THEN 1 ELSE 0 END) AS active,
-               SUM(CASE WHEN s.started_at >= d.day_start AND s.started_at < d.day_end THEN 1 ELSE 0 END) AS new,
-               SUM(CASE WHEN s.cancelled_at >= d.day_start AND s.cancelled_at < d.day_end THEN 1 ELSE 0 END)
-                   AS cancelled,
-               SUM(CASE WHEN s.status = 'paused' AND s.started_at < d.day_end THEN 1 ELSE 0 END) AS paused,
-               SUM(CASE WHEN {live_start} THEN 1 ELSE 0 END) AS live_at_start,
-               COALESCE(SUM(CASE WHEN {live_end} THEN {MONTHLY_CENTS} ELSE 0 END), 0) AS monthly_cents,
-               COALESCE(SUM(CASE WHEN {live_end} THEN {YEARLY_CENTS} ELSE 0 END), 0) AS yearly_cents
-        FROM d
-        LEFT JOIN subscriptions s ON s.started_at < d.day_end
-        GROUP BY d.day
-    ) per_day
+           %(now)s
+    FROM totals
     WHERE true
     ON CONFLICT (date) DO UPDATE SET
         active_subscriptions = excluded.active_subscriptions, new_subscriptions = excluded.new_subscriptions,
@@ -107,26 +150,31 @@ def _subscription_sql(values: str) -> str:
     """
 
 
-def _payment_sql(values: str) -> str:
+def _payment_sql(dialect: Dialect, values: str) -> str:
     failed = "(p.status = 'canceled' OR (p.status <> 'succeeded' AND p.failure_code <> ''))"
     return f"""
-    WITH d (day, day_start, day_end) AS ({values})
+    WITH d (day) AS ({values}),
+    per_day AS (
+        SELECT {dialect.day_of("p.created_at")} AS day, COUNT(*) AS total,
+               SUM(CASE WHEN p.status = 'succeeded' THEN 1 ELSE 0 END) AS succeeded,
+               SUM(CASE WHEN {failed} THEN 1 ELSE 0 END) AS failed,
+               SUM(p.amount) AS volume,
+               SUM(CASE WHEN p.status = 'succeeded' THEN p.amount_received ELSE 0 END) AS received
+        FROM payment_intents p WHERE p.created_at >= %(first)s AND p.created_at < %(end)s
+        GROUP BY {dialect.day_of("p.created_at")}
+    ),
+    totals AS (
+        SELECT d.day, COALESCE(x.total, 0) AS total, COALESCE(x.succeeded, 0) AS succeeded,
+               COALESCE(x.failed, 0) AS failed, COALESCE(x.volume, 0) AS volume, COALESCE(x.received, 0) AS received
+        FROM d LEFT JOIN per_day x ON x.day = d.day
+    )
     INSERT INTO payment_analytics
         (date, total_payments, succeeded_payments, failed_payments, volume_minor, succeeded_volume_minor,
          success_rate, computed_at)
     SELECT day, total, succeeded, failed, volume, received,
-           CASE WHEN succeeded + failed = 0 THEN 0 ELSE ROUND(succeeded * 1.0 / (succeeded + failed), 6) END, %s
-    FROM (
-        SELECT d.day,
-               COUNT(p.id) AS total,
-               COALESCE(SUM(CASE WHEN p.status = 'succeeded' THEN 1 ELSE 0 END), 0) AS succeeded,
-               COALESCE(SUM(CASE WHEN {failed} THEN 1 ELSE 0 END), 0) AS failed,
-               COALESCE(SUM(p.amount), 0) AS volume,
-               COALESCE(SUM(CASE WHEN p.status = 'succeeded' THEN p.amount_received ELSE 0 END), 0) AS received
-        FROM d
-        LEFT JOIN payment_intents p ON p.created_at >= d.day_start AND p.created_at < d.day_end
-        GROUP BY d.day
-    ) per_day
+           CASE WHEN succeeded + failed = 0 THEN 0 ELSE ROUND(succeeded * 1.0 / (succeeded + failed), 6) END,
+           %(now)s
+    FROM totals
     WHERE true
     ON CONFLICT (date) DO UPDATE SET
         total_payments = excluded.total_payments, succeeded_payments = excluded.succeeded_payments,
@@ -145,14 +193,42 @@ def days_between(first: datetime.date, last: datetime.date) -> list[datetime.dat
     return [first + datetime.timedelta(days=n) for n in range(count)]
 
 
-def rollup(days: list[datetime.date], *, using: str = DEFAULT_DB_ALIAS) -> RollupResult:
-    """Compute (or recompute) both analytics rows of each day, in one transaction."""
-    if not days:
-        return RollupResult(0, None, None)
+def rollup(first: datetime.date, last: datetime.date | None = None, *, using: str = DEFAULT_DB_ALIAS) -> RollupResult:
+    """Compute (or recompute) both analytics rows of every day from `first` through `last`, in one transaction."""
+    days = days_between(first, last or first)
     connection = connections[using]
-    values, params = _days_values(connection, days)
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    try:
+        dialect = DIALECTS[connection.vendor]
+    except KeyError:
+        raise RollupError(f"the rollup is not implemented for {connection.vendor}") from None
+    values, day_params = _days_values(connection, days)
+    ops = connection.ops
+    start = datetime.datetime.combine(days[0], datetime.time(), tzinfo=datetime.UTC)
+    end = datetime.datetime.combine(days[-1], datetime.time(), tzinfo=datetime.UTC) + datetime.timedelta(days=1)
+    named = {
+        "first": ops.adapt_datetimefield_value(start),
+        "end": ops.adapt_datetimefield_value(end),
+        "now": ops.adapt_datetimefield_value(timezone.now()),
+    }
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute(_subscription_sql(values), [*params, now])
-        cursor.execute(_payment_sql(values), [*params, now])
-    return RollupResult(len(days), min(days), max(days))
+        for build in (_subscription_sql, _payment_sql):
+            sql, params = _named_to_positional(build(dialect, values), day_params, named)
+            cursor.execute(sql, params)
+    return RollupResult(len(days), days[0], days[-1])
+
+
+def _named_to_positional(sql: str, day_params: list, named: dict) -> tuple[str, list]:
+    """The VALUES list is positional (%s); the rest is named (%(first)s). Make it all positional, in order."""
+    params: list = []
+    values_index = 0
+
+    def replace(match: re.Match) -> str:
+        nonlocal values_index
+        if match.group(1) is None:
+            params.append(day_params[values_index])
+            values_index += 1
+        else:
+            params.append(named[match.group(1)])
+        return "%s"
+
+    return re.sub(r"%(?:\((\w+)\))?s", replace, sql), params

@@ -38,18 +38,19 @@ class Command(BaseCommand):
         if options["date"] and options["since"]:
             raise CommandError("give --date or --since, not both", returncode=EXIT_BAD_INPUT)
         if options["date"]:
-            days = [_date(options["date"], "--date")]
-            if days[0] > today:
-                raise CommandError(f"--date {days[0]} is in the future", returncode=EXIT_BAD_INPUT)
+            first = last = _date(options["date"], "--date")
+            if first > today:
+                raise CommandError(f"--date {first} is in the future", returncode=EXIT_BAD_INPUT)
         elif options["since"]:
+            first, last = _date(options["since"], "--since"), yesterday
             try:
-                days = days_between(_date(options["since"], "--since"), yesterday)
+                days_between(first, last)
             except RollupError as exc:
                 raise CommandError(f"--since: {exc}", returncode=EXIT_BAD_INPUT) from None
         else:
-            days = [yesterday]
+            first = last = yesterday
         started = time.perf_counter()
-        result = rollup(days, using=options["database"])
+        result = rollup(first, last, using=options["database"])
         elapsed = time.perf_counter() - started
         span = f"{result.first}" if result.days == 1 else f"{result.first} .. {result.last}"
         self.stdout.write(f"rolled up {result.days} day(s) ({span}) in {elapsed:.2f}s")
