@@ -187,6 +187,7 @@ class SafeMigration:
         take_backup: bool = True,
         take_lock: bool = True,
         confirm: Callable[[MigrationPlan], bool] | None = None,
+        progress: Callable[[str], Any] | None = None,
     ) -> None:
         self.using = using
         self.options = options or SafeMigrateOptions()
@@ -194,6 +195,8 @@ class SafeMigration:
         self.take_backup = take_backup
         self.take_lock = take_lock
         self.confirm = confirm
+        # progress("backup") -> a progress(done, total, item) callable with .finish(), or None
+        self._progress = progress or (lambda label: None)
         self.engine = get_engine(using)
         self.summary = MigrationSummary()
         self.step_durations: dict[str, float] = {}
@@ -326,8 +329,8 @@ class SafeMigration:
     def _backup(self):
         from migrations_ops import backups
 
-        with self._phase("backup"):
-            manifest = backups.create_backup(using=self.using, reason="pre-migrate")
+        with self._phase("backup"), _progress_of(self._progress("backup")) as progress:
+            manifest = backups.create_backup(using=self.using, reason="pre-migrate", progress=progress)
             verification = backups.verify_backup(manifest.name, using=self.using)
             if not verification.ok:
                 raise OperationFailed(
@@ -515,13 +518,18 @@ class SafeMigration:
             raise RecoveryFailed(f"{message}; and no pre-migrate backup exists to restore")
         self.say(f"Failed: {message}. Restoring backup {backup.name} ...")
         try:
-            backups.restore_backup(
-                backup.name, using=self.using, safety_backup=False, take_lock=False, validate=False
-            )
+            with _progress_of(self._progress("restore")) as progress:
+                backups.restore_backup(
+                    backup.name,
+                    using=self.using,
+                    safety_backup=False,
+                    take_lock=False,
+                    validate=False,
+                    progress=progress,
+                )
         except Exception as exc:
             raise RecoveryFailed(
-                f"{message}; restoring {backup.name} also failed ({_one_line(exc)}): "
-                f"restore by hand from {backup.path}"
+                f"{message}; restoring {backup.name} also failed ({_one_line(exc)}): restore by hand from {backup.path}"
             ) from exc
         self.summary.rollback = "restore"
         self.summary.status = "restored"
@@ -563,6 +571,16 @@ class SafeMigration:
         from migrations_ops.records import record_migration_run
 
         record_migration_run(self.using, self.summary)
+
+
+@contextlib.contextmanager
+def _progress_of(progress) -> Iterator[Any]:
+    """Yield a progress callable (or None) and clear its line afterwards."""
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.finish()
 
 
 def _size(size: int) -> str:

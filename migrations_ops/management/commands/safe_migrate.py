@@ -7,6 +7,7 @@ import sys
 from migrations_ops.errors import BadInput
 from migrations_ops.management.base import OpsCommand
 from migrations_ops.planning import TRANSACTION, MigrationPlan
+from migrations_ops.progress import terminal_progress
 from migrations_ops.runner import SafeMigrateOptions, SafeMigration
 
 
@@ -57,6 +58,7 @@ class Command(OpsCommand):
             run_options,
             report=lambda line: self.info(line),
             confirm=self._confirm if options["interactive"] else None,
+            progress=lambda label: terminal_progress(label, self._verbosity, self._json),
         )
         summary = runner.run()
         plan = getattr(runner, "plan", None)
