@@ -270,3 +270,105 @@ def test_negative_number_from_the_command_line_is_one_line_and_exit_2(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["CommandError: --users must not be negative (got -3)"]
+
+
+# --- PostgreSQL bulk load: foreign keys and indexes dropped for the load, then re-created ------------
+
+SCHEMA_SQL = """
+SELECT 'constraint', conrelid::regclass::text, conname, pg_get_constraintdef(oid), convalidated::text
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND conrelid <> 0
+UNION ALL
+SELECT 'index', tablename, indexname, indexdef, '' FROM pg_indexes WHERE schemaname = 'public'
+ORDER BY 1, 2, 3
+"""
+SEEDED_TABLES = ("users", "subscriptions", "payment_intents", "loyalty_accounts", "points_transactions")
+
+
+def schema_objects(db) -> list[tuple]:
+    return db.query(SCHEMA_SQL)
+
+
+def foreign_keys_of_seeded_tables(db) -> int:
+    return db.scalar(
+        "SELECT COUNT(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = ANY (%s::regclass[])",
+        [list(SEEDED_TABLES)],
+    )
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_constraints_and_indexes_are_back_after_seeding(migrated_db):
+    db = migrated_db
+    before = schema_objects(db)
+    assert foreign_keys_of_seeded_tables(db) >= 8 and len(before) > 40
+    report = seed_small(db)
+    assert report.rebuilt == list(SEEDED_TABLES)
+    assert schema_objects(db) == before  # same names, same definitions, still validated
+    # and they are enforced again, with the seeded rows in place
+    assert db.scalar("SELECT COUNT(*) FROM pg_index WHERE NOT indisvalid OR NOT indisready") == 0
+    with pytest.raises(Exception, match="foreign key"):
+        db.query(
+            "INSERT INTO loyalty_accounts (user_id, points_balance, lifetime_points, tier, created_at, updated_at)"
+            " VALUES (gen_random_uuid(), 0, 0, 'bronze', now(), now())"
+        )
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_failure_midway_leaves_no_rows_and_every_constraint(migrated_db, monkeypatch):
+    from billing import seeding
+
+    db = migrated_db
+    before = schema_objects(db)
+    total_fks = foreign_keys_of_seeded_tables(db)
+    seen = {}
+
+    def failing_accounts(self, users):
+        # the load is under way: users and subscriptions written, their foreign keys dropped
+        self.writer.sync()  # (the writer's thread is done with the connection)
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM subscriptions")
+            seen["subscriptions"] = cursor.fetchone()[0]
+        seen["foreign_keys"] = foreign_keys_of_seeded_tables(db)
+        raise RuntimeError("disk full, say")
+
+    monkeypatch.setattr(seeding._Seeder, "_accounts", failing_accounts)
+    with pytest.raises(RuntimeError, match="disk full"):
+        seed_small(db)
+    # those of complete tables are already back, those touching loyalty_accounts not yet
+    assert seen["subscriptions"] == SUBSCRIPTIONS and seen["foreign_keys"] <= total_fks - 3
+    for table in (*SEEDED_TABLES, "pricing_configs", "subscription_analytics"):
+        assert db.scalar(f"SELECT COUNT(*) FROM {table}") == (3 if table == "pricing_configs" else 0), table
+    assert schema_objects(db) == before
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_rows_breaking_a_dropped_foreign_key_roll_the_whole_seed_back(migrated_db, monkeypatch):
+    from billing import seeding
+
+    db = migrated_db
+    before = schema_objects(db)
+    original = seeding._Seeder._accounts
+
+    def accounts_and_an_orphan(self, users):
+        original(self, users)
+        self.writer.write(
+            "points_transactions",
+            seeding.TRANSACTION_COLUMNS,
+            [("999999", "424242", "5", "earn", "\\N", "\\N", "5", "orphan", "2025-01-01 00:00:00")],
+        )
+
+    monkeypatch.setattr(seeding._Seeder, "_accounts", accounts_and_an_orphan)
+    with pytest.raises(Exception, match="points_transactions"):
+        seed_small(db)
+    assert db.scalar("SELECT COUNT(*) FROM users") == db.scalar("SELECT COUNT(*) FROM points_transactions") == 0
+    assert schema_objects(db) == before
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_table_much_bigger_than_the_load_keeps_its_constraints(migrated_db):
+    db = migrated_db
+    seed_small(db)
+    before = schema_objects(db)
+    report = seed(users=5, subscriptions=5, payment_intents=5, days=1, seed=3, append=True, using=db.alias)
+    assert report.counts["users"] == 5
+    assert report.rebuilt == []  # nothing dropped nor re-created
+    assert schema_objects(db) == before
