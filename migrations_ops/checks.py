@@ -158,12 +158,15 @@ def fetch_sample(
 ) -> tuple[int, list[tuple]]:
     """Run a query that selects offending rows; return (their count, the first ``limit`` of them).
 
-    One set-based statement on either engine: the count is a window over the whole result.
-    Rows are ordered by their first column.
+    Set-based on either engine: a plain count first (PostgreSQL runs it as a parallel scan; the
+    windowed query below it cannot), then, only when something offends, the first rows with the
+    count as a window over the whole result. Rows are ordered by their first column.
     """
-    wrapped = f"SELECT q.*, COUNT(*) OVER () FROM ({sql}) q ORDER BY 1 LIMIT {int(limit)}"
     with connection.cursor() as cursor:
-        cursor.execute(wrapped, list(params))
+        cursor.execute(f"SELECT COUNT(*) FROM ({sql}) q", list(params))
+        if not cursor.fetchone()[0]:
+            return 0, []
+        cursor.execute(f"SELECT q.*, COUNT(*) OVER () FROM ({sql}) q ORDER BY 1 LIMIT {int(limit)}", list(params))
         rows = cursor.fetchall()
     if not rows:
         return 0, []
