@@ -129,3 +129,14 @@ def dispose(db: ScratchDatabase) -> None:
     else:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(db.name + suffix).unlink(missing_ok=True)
+
+
+def latest_migration(app_label: str) -> str:
+    """The name of the app's leaf migration on disk (so tests do not hard-code the head)."""
+    from django.db.migrations.loader import MigrationLoader
+
+    leaves = [
+        name for app, name in MigrationLoader(None, ignore_no_migrations=True).graph.leaf_nodes() if app == app_label
+    ]
+    assert len(leaves) == 1, leaves
+    return leaves[0]

@@ -16,6 +16,7 @@ from migrations_ops.engines import get_engine
 from migrations_ops.engines.base import current_owner
 from migrations_ops.errors import BadInput, LockHeld, OperationFailed
 from tests import dbs
+from tests.dbs import latest_migration
 from tests.test_backups import _backup_env, add_users, content_checksums, corrupt, manage  # noqa: F401
 
 
@@ -135,7 +136,7 @@ def test_restore_into_a_new_target_database(migrated_db, backup_env, tmp_path):
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout)
         assert summary["created_database"] is True and summary["safety_backup"] is None
-        assert summary["migrations"]["billing"] == "0004_default_pricing_configs"
+        assert summary["migrations"]["billing"] == latest_migration("billing")
         dbs.register("restore_target", url)
         target_db = dbs.ScratchDatabase("restore_target", db.vendor, url, target["NAME"])
         assert target_db.scalar("SELECT count(*) FROM users") == 2
