@@ -135,6 +135,21 @@ def main() -> None:
     results["manage.py backup_db"]["bytes"] = manifest["size_bytes"]
     print(f"  backup_db file {manifest['size_bytes'] / 1e6:.1f} MB, format {manifest['format']}")
 
+    # The same work without the Django start-up of a new process (the framework's own cost).
+    in_process = (
+        "import django, sys, time; django.setup(); from migrations_ops.backups import create_backup;"
+        "t = time.perf_counter(); create_backup(name=sys.argv[1]); print(time.perf_counter() - t)"
+    )
+
+    def backup_in_process() -> float:
+        nonlocal counter
+        counter += 1
+        argv = [sys.executable, "-c", in_process, f"bench{counter}"]
+        out = sh(argv, env=env, cwd=ROOT, capture_output=True, text=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+    record("create_backup() in-process", statistics.median(backup_in_process() for _ in range(args.runs)))
+
     record(
         "pg_restore --single-transaction (fresh db)",
         median_of(
@@ -191,6 +206,9 @@ def main() -> None:
     ratios = {
         "backup_time_vs_plain": round(ours["seconds"] / plain_r["seconds"], 3),
         "backup_size_vs_plain": round(ours["bytes"] / plain_r["bytes"], 3),
+        "backup_in_process_time_vs_plain": round(
+            results["create_backup() in-process"]["seconds"] / plain_r["seconds"], 3
+        ),
         "restore_time_vs_pg_restore_single_transaction": round(
             results["manage.py restore_db --target (fresh db)"]["seconds"] / raw_restore, 3
         ),
