@@ -17,6 +17,12 @@ ROLE_PERMISSIONS: dict[str, dict[str, bool]] = {
 }
 
 
+def user_permissions() -> dict[str, bool]:
+    """The permissions of a plain user: the column default, so adding the column (accounts 0002)
+    gives every existing row the common case without rewriting the table."""
+    return dict(ROLE_PERMISSIONS["user"])
+
+
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
@@ -56,7 +62,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     full_name = models.CharField(max_length=150, blank=True)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.USER, db_index=True)
     # Added by the upgrade (accounts 0002) and filled from `role` (accounts 0003).
-    permissions = models.JSONField(default=dict, blank=True)
+    permissions = models.JSONField(default=user_permissions, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)

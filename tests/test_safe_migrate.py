@@ -185,23 +185,35 @@ def test_conflicting_leaves_are_refused(migrated_db, settings):
 
 
 def test_backwards_target_guards_rows_unless_allowed(baseline_db):
+    """Migrating loyalty back before 0003 unapplies the billing backfill and default pricing that
+    depend on it: loyalty accounts and pricing configs lose rows, which must be named to proceed."""
     seed_baseline(baseline_db)
     baseline_db.migrate()
-    accounts = baseline_db.scalar("SELECT COUNT(*) FROM loyalty_accounts")
-    assert accounts == 3
+    assert baseline_db.scalar("SELECT COUNT(*) FROM loyalty_accounts") == 3
     before = fingerprint(baseline_db)
 
     refused = run(baseline_db, app_label="loyalty", migration_name="0002")
     assert refused.exit_code == ExitCode.FAILED
-    assert "row_count_guard" in refused.error and "loyalty_accounts" in refused.error
+    assert "row_count_guard" in refused.error and "loyalty_accounts: 3 -> 0" in refused.error
+    assert fingerprint(baseline_db) == before
+
+    only_one = run(
+        baseline_db, app_label="loyalty", migration_name="0002", allow_row_loss=frozenset({"loyalty_accounts"})
+    )
+    assert only_one.exit_code == ExitCode.FAILED and "pricing_configs" in only_one.error
     assert fingerprint(baseline_db) == before
 
     allowed = run(
-        baseline_db, app_label="loyalty", migration_name="0002", allow_row_loss=frozenset({"loyalty_accounts"})
+        baseline_db,
+        app_label="loyalty",
+        migration_name="0002",
+        allow_row_loss=frozenset({"loyalty_accounts", "pricing_configs"}),
     )
     assert allowed.status == "applied", allowed.error
-    assert allowed.applied == ["loyalty.0003_create_accounts_for_existing_users"]
+    assert "loyalty.0003_create_accounts_for_existing_users" in allowed.applied
+    assert "billing.0003_backfill_subscription_costs" in allowed.applied
     assert baseline_db.scalar("SELECT COUNT(*) FROM loyalty_accounts") == 0
+    assert baseline_db.scalar("SELECT COUNT(*) FROM subscriptions WHERE total_cost IS NOT NULL") == 0
 
 
 # ---------------------------------------------------------------- modes that must not change anything
@@ -350,3 +362,81 @@ def test_lock_timeout_is_retried_then_rolled_back(baseline_db, settings):
 
 def _diff(a: dict, b: dict) -> dict:
     return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+
+# ---------------------------------------------------------------- pass-through and preflight
+
+
+def test_fake_records_without_running_under_the_same_safety(migrated_db, settings):
+    """--fake for a schema that already exists (made by hand): recorded, the RunPython never runs."""
+    with_apps(settings, "ma_slow")
+    pk = "bigserial PRIMARY KEY" if migrated_db.vendor == "postgresql" else "integer NOT NULL PRIMARY KEY AUTOINCREMENT"
+    migrated_db.query(f"CREATE TABLE ma_ticks (id {pk}, n integer NOT NULL)")
+    summary = run(migrated_db, fake=True)
+    assert summary.status == "applied", summary.error
+    assert summary.applied == ["ma_slow.0001_initial"]
+    assert summary.backup is not None
+    assert migrated_db.scalar("SELECT COUNT(*) FROM ma_ticks") == 0
+    assert migrated_db.scalar("SELECT COUNT(*) FROM django_migrations WHERE app = 'ma_slow'") == 1
+
+
+def test_existing_problems_stop_the_run_unless_accepted(migrated_db, settings):
+    with_apps(settings, "ma_slow")
+    add_customer(migrated_db)
+    migrated_db.query("UPDATE subscriptions SET total_cost = total_cost + 1")  # breaks the cost invariant
+    before = fingerprint(migrated_db)
+    refused = run(migrated_db)
+    assert refused.exit_code == ExitCode.BAD_INPUT
+    assert "billing.subscription_total_cost" in refused.error
+    assert refused.backup is None
+    assert fingerprint(migrated_db) == before
+
+    accepted = run(migrated_db, accept_existing_issues=True)
+    assert accepted.status == "applied", accepted.error
+    assert accepted.applied == ["ma_slow.0001_initial"]
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_preflight_names_each_missing_privilege(migrated_db, settings):
+    """A role that can connect but not read or alter the tables is stopped before any backup."""
+    import psycopg2
+
+    from migrations_ops.aliases import temporary_alias
+
+    with_apps(settings, "ma_slow")
+    role = f"mops_ro_{migrated_db.alias[-6:]}"
+    admin = psycopg2.connect(migrated_db.url.replace("postgres://", "postgresql://"))
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} LOGIN")
+        cursor.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        cursor.execute(f"REVOKE SELECT ON users FROM {role}")
+    try:
+        url = migrated_db.url.replace("postgres://postgres@", f"postgres://{role}@")
+        with temporary_alias(url) as alias:
+            summary = SafeMigration(alias, SafeMigrateOptions()).run()
+            connections[alias].close()
+        assert summary.exit_code == ExitCode.BAD_INPUT
+        assert "SELECT on table users" in summary.error
+        assert "ownership of table subscriptions" in summary.error
+        assert "CREATE on schema public" in summary.error
+        assert summary.backup is None and backups.list_backups() == []
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP OWNED BY {role}")
+            cursor.execute(f"DROP ROLE {role}")
+        admin.close()
+
+
+def test_migration_runs_are_shown_read_only_in_the_admin(client, django_user_model, db):
+    from migrations_ops.models import MigrationRun
+
+    MigrationRun.objects.create(status="rolled_back", exit_code=1, error="boom", rollback="transaction")
+    admin = django_user_model.objects.create_superuser(email="ops@example.com", password="pw-123456!")
+    client.force_login(admin)
+    listing = client.get("/admin/migrations_ops/migrationrun/")
+    assert listing.status_code == 200 and b"rolled_back" in listing.content
+    assert client.get("/admin/migrations_ops/migrationrun/add/").status_code == 403
+    run_id = MigrationRun.objects.get().pk
+    page = client.get(f"/admin/migrations_ops/migrationrun/{run_id}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content

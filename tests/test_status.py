@@ -24,7 +24,7 @@ def test_pending_migrations_in_plan_order_with_descriptions(baseline_db):
     described = {entry["revision"]: entry["description"] for entry in document["pending"]}
     # the docstring's first paragraph, on one line
     assert described["billing.0003_backfill_subscription_costs"] == (
-        "Backfill the cost breakdown of existing subscriptions from their baseline price."
+        "Backfill existing subscriptions: cost breakdown from the baseline price, and the owner's loyalty account."
     )
     # no docstring: the operations' describe()
     assert described["sessions.0001_initial"] == "Create model Session"

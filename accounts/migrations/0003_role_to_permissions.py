@@ -11,9 +11,10 @@ ROLE_PERMISSIONS = {
 def role_to_permissions(apps, schema_editor):
     User = apps.get_model("accounts", "User")
     db = schema_editor.connection.alias
-    # One set-based UPDATE per role, never a loop over users.
+    # One set-based UPDATE per role, never a loop over users; rows that already hold their role's
+    # permissions (every plain user, thanks to 0002's column default) are not rewritten.
     for role, permissions in ROLE_PERMISSIONS.items():
-        User.objects.using(db).filter(role=role).update(permissions=permissions)
+        User.objects.using(db).filter(role=role).exclude(permissions=permissions).update(permissions=permissions)
 
 
 def permissions_to_role(apps, schema_editor):

@@ -168,9 +168,14 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="subscription",
             name="loyalty_account",
+            # Added without its index and foreign-key constraint: the backfill (billing 0003) fills
+            # it for every row, and billing 0006 then adds both in one pass each, instead of a
+            # million index insertions and a million deferred trigger checks during the UPDATE.
             field=models.ForeignKey(
                 blank=True,
                 null=True,
+                db_constraint=False,
+                db_index=False,
                 on_delete=django.db.models.deletion.SET_NULL,
                 related_name="subscriptions",
                 to="loyalty.loyaltyaccount",
@@ -246,18 +251,11 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(
                 blank=True,
                 null=True,
+                db_index=False,  # indexed by billing 0006, after the backfill rewrote every row
                 on_delete=django.db.models.deletion.SET_NULL,
                 related_name="subscriptions",
                 to="billing.pricingconfig",
             ),
-        ),
-        migrations.AddIndex(
-            model_name="subscription",
-            index=models.Index(fields=["plan", "variant_id"], name="subscriptions_plan_variant"),
-        ),
-        migrations.AddIndex(
-            model_name="subscription",
-            index=models.Index(fields=["next_delivery_date"], name="subscriptions_next_delivery"),
         ),
         migrations.AddConstraint(
             model_name="subscription",
