@@ -1,19 +1,13 @@
 from django.db import migrations
 
-# Plain SQL that PostgreSQL and SQLite (3.33+, for UPDATE ... FROM) both run: two set-based
-# statements whatever the number of users.
+# Plain SQL that PostgreSQL and SQLite both run: one set-based statement whatever the number of
+# users. Subscriptions are linked to these accounts by billing 0003's single backfill UPDATE.
 CREATE_ACCOUNTS = """
 INSERT INTO loyalty_accounts (user_id, points_balance, lifetime_points, tier, created_at, updated_at)
 SELECT u.id, 0, 0, 'bronze', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP
 FROM users u
 WHERE NOT EXISTS (SELECT 1 FROM loyalty_accounts la WHERE la.user_id = u.id)
 """
-LINK_SUBSCRIPTIONS = """
-UPDATE subscriptions SET loyalty_account_id = la.id
-FROM loyalty_accounts la
-WHERE la.user_id = subscriptions.user_id AND subscriptions.loyalty_account_id IS NULL
-"""
-UNLINK_SUBSCRIPTIONS = "UPDATE subscriptions SET loyalty_account_id = NULL WHERE loyalty_account_id IS NOT NULL"
 # Only accounts that never saw a transaction are this migration's own; others hold history.
 DELETE_EMPTY_ACCOUNTS = """
 DELETE FROM loyalty_accounts
@@ -24,20 +18,17 @@ WHERE points_balance = 0 AND lifetime_points = 0
 
 def create_accounts(apps, schema_editor):
     schema_editor.execute(CREATE_ACCOUNTS)
-    schema_editor.execute(LINK_SUBSCRIPTIONS)
 
 
 def delete_accounts(apps, schema_editor):
-    schema_editor.execute(UNLINK_SUBSCRIPTIONS)
     schema_editor.execute(DELETE_EMPTY_ACCOUNTS)
 
 
 class Migration(migrations.Migration):
-    """Create a loyalty account for each existing user and link their subscriptions to it."""
+    """Create a loyalty account for each existing user."""
 
     dependencies = [
         ("loyalty", "0002_pointstransaction_payment_intent"),
-        ("billing", "0002_enhanced_subscription_payment_models"),
         ("accounts", "0001_initial"),
     ]
 
