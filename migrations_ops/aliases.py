@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from config.database import parse_database_url
 
@@ -23,7 +23,9 @@ def register_alias(target: str | dict[str, Any], alias: str | None = None) -> st
 
 def unregister_alias(alias: str) -> None:
     if alias in connections.settings:
-        connections[alias].close()
+        # The database may already be dropped (scratch copies): closing must not stop the cleanup.
+        with contextlib.suppress(DatabaseError):
+            connections[alias].close()
         del connections.settings[alias]
     if hasattr(connections._connections, alias):
         delattr(connections._connections, alias)

@@ -26,6 +26,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from config.database import parse_database_url
 from migrations_ops import audit
+from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import engine_class, get_engine
 from migrations_ops.engines.base import (
     DatabaseEngine,
@@ -365,22 +366,6 @@ def integrity_problems(manifest: BackupManifest) -> list[str]:
     return []
 
 
-# --- temporary connection aliases (scratch databases, restore targets) ---
-@contextmanager
-def _alias_for(settings_dict: dict[str, Any]) -> Iterator[str]:
-    alias = f"mops_{secrets.token_hex(6)}"
-    configured = connections.configure_settings({DEFAULT_DB_ALIAS: {}, alias: settings_dict})
-    connections.settings[alias] = configured[alias]
-    try:
-        yield alias
-    finally:
-        with suppress(Exception):
-            connections[alias].close()
-        connections.settings.pop(alias, None)
-        if hasattr(connections._connections, alias):
-            delattr(connections._connections, alias)
-
-
 # --- verification ---
 def verify_backup(
     name: str,
@@ -441,7 +426,7 @@ def _restore_test(manifest: BackupManifest, using: str, progress: Progress | Non
     live.check_restore_tools(manifest.format, manifest.tool_version)
     scratch = live.scratch_settings(f"verify_{secrets.token_hex(4)}")
     started = time.monotonic()
-    with _alias_for(scratch) as alias:
+    with temporary_alias(scratch) as alias:
         engine = get_engine(alias)
         engine.create_database()
         try:
@@ -488,7 +473,7 @@ def _target(using: str, target_url: str | None) -> Iterator[str]:
         target_settings = parse_database_url(target_url)
     except ImproperlyConfigured as exc:
         raise BadInput(f"--target-database-url: {exc}") from None
-    with _alias_for(target_settings) as alias:
+    with temporary_alias(target_settings) as alias:
         yield alias
 
 
