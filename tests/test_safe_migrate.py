@@ -440,3 +440,28 @@ def test_migration_runs_are_shown_read_only_in_the_admin(client, django_user_mod
     run_id = MigrationRun.objects.get().pk
     page = client.get(f"/admin/migrations_ops/migrationrun/{run_id}/change/")
     assert page.status_code == 200 and b'name="_save"' not in page.content
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:////nonexistent-folder/db.sqlite3", "postgres://postgres:pw-s3cret@127.0.0.1:1/nope", "mysql://u@h/db"],
+)
+def test_unusable_database_is_one_line_and_exit_2(tmp_path, url):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess",
+        "BACKUP_DIR": str(tmp_path / "b"),
+        "MIGRATION_LOG": str(tmp_path / "log"),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "safe_migrate", "--noinput", "--database-url", url],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "s3cret" not in result.stderr + result.stdout
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())

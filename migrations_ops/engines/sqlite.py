@@ -245,6 +245,8 @@ class SQLiteEngine(SQLiteApplyMixin, DatabaseEngine):
     @contextmanager
     def migration_lock(self, owner: LockOwner) -> Iterator[LockOwner]:
         path = self.lock_path()
+        if not path.parent.is_dir():
+            raise BadInput(f"database unreachable: the folder of the SQLite database, {path.parent}, does not exist")
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
