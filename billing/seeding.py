@@ -62,24 +62,24 @@ UPGRADE_TABLES = frozenset(
         "payment_analytics",
     }
 )
-UPGRADE_SUBSCRIPTION_COLUMNS = frozenset(
-    {
-        "variant_id",
-        "variant_name",
-        "pricing_config_id",
-        "base_cost",
-        "delivery_cost",
-        "tax_amount",
-        "discount_amount",
-        "loyalty_discount",
-        "total_cost",
-        "delivery_frequency",
-        "next_delivery_date",
-        "delivery_address",
-        "loyalty_account_id",
-        "points_earned",
-    }
+# The fourteen columns billing 0002 adds, in the order COPY writes them.
+UPGRADE_SUBSCRIPTION_COLUMN_ORDER = (
+    "variant_id",
+    "variant_name",
+    "pricing_config_id",
+    "base_cost",
+    "delivery_cost",
+    "tax_amount",
+    "discount_amount",
+    "loyalty_discount",
+    "total_cost",
+    "delivery_frequency",
+    "next_delivery_date",
+    "delivery_address",
+    "loyalty_account_id",
+    "points_earned",
 )
+UPGRADE_SUBSCRIPTION_COLUMNS = frozenset(UPGRADE_SUBSCRIPTION_COLUMN_ORDER)
 
 USER_COLUMNS = (
     "id",
@@ -106,22 +106,7 @@ BASELINE_SUBSCRIPTION_COLUMNS = (
     "created_at",
     "updated_at",
 )
-HEAD_SUBSCRIPTION_COLUMNS = BASELINE_SUBSCRIPTION_COLUMNS + (
-    "variant_id",
-    "variant_name",
-    "pricing_config_id",
-    "base_cost",
-    "delivery_cost",
-    "tax_amount",
-    "discount_amount",
-    "loyalty_discount",
-    "total_cost",
-    "delivery_frequency",
-    "next_delivery_date",
-    "delivery_address",
-    "loyalty_account_id",
-    "points_earned",
-)
+HEAD_SUBSCRIPTION_COLUMNS = BASELINE_SUBSCRIPTION_COLUMNS + UPGRADE_SUBSCRIPTION_COLUMN_ORDER
 TRANSACTION_COLUMNS = (
     "id",
     "account_id",

@@ -15,7 +15,8 @@ from django.conf import settings
 from migrations_ops.errors import scrub
 
 
-def _operator() -> str:
+def operator() -> str:
+    """Who runs the operation (the OS user, or the uid where it has no name)."""
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers): the uid still identifies the operator
@@ -35,7 +36,7 @@ def record(event: str, **fields: Any) -> dict[str, Any]:
         "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "event": event,
         "pid": os.getpid(),
-        "user": _operator(),
+        "user": operator(),
         "host": socket.gethostname(),
     }
     entry.update(fields)

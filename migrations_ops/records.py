@@ -6,7 +6,6 @@ nor a restore can erase the record of the run that caused it.
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 from typing import Any
@@ -35,7 +34,7 @@ def record_migration_run(using: str, summary: Any) -> bool:
             rollback=summary.rollback or "",
             error=summary.error or "",
             durations=summary.durations,
-            operator=_operator(),
+            operator=audit.operator(),
             host=socket.gethostname(),
             pid=os.getpid(),
         )
@@ -43,10 +42,3 @@ def record_migration_run(using: str, summary: Any) -> bool:
         audit.record("safe_migrate.run_not_recorded", reason=str(exc).splitlines()[0])
         return False
     return True
-
-
-def _operator() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry for this uid (containers): fall back to the uid
-        return str(os.getuid())
