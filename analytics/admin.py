@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from analytics.models import PaymentAnalytics, SubscriptionAnalytics
-from billing.admin import ReadOnlyModelAdmin
+from common.admin import ReadOnlyModelAdmin
 
 
 @admin.register(SubscriptionAnalytics)

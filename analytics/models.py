@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from billing.money import MoneyField
+from common.money import MoneyField
 
 
 class SubscriptionAnalytics(models.Model):

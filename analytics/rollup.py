@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
+from common.dialect import UnsupportedVendor, for_vendor
+
 MAX_DAYS = 3660
 
 
@@ -198,9 +200,9 @@ def rollup(first: datetime.date, last: datetime.date | None = None, *, using: st
     days = days_between(first, last or first)
     connection = connections[using]
     try:
-        dialect = DIALECTS[connection.vendor]
-    except KeyError:
-        raise RollupError(f"the rollup is not implemented for {connection.vendor}") from None
+        dialect = for_vendor(DIALECTS, connection, feature="the analytics rollup")
+    except UnsupportedVendor as exc:
+        raise RollupError(str(exc)) from None
     values, day_params = _days_values(connection, days)
     ops = connection.ops
     start = datetime.datetime.combine(days[0], datetime.time(), tzinfo=datetime.UTC)

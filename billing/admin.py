@@ -16,21 +16,7 @@ from django.utils.html import format_html
 
 from billing.models import PaymentIntent, PricingConfig, StripeEvent, Subscription, SubscriptionCostHistory
 from billing.pricing import preview_config
-
-
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    """View-only: rows are written by the application, webhooks or migrations, never by hand."""
-
-    show_full_result_count = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from common.admin import ReadOnlyModelAdmin
 
 
 class PricingConfigForm(forms.ModelForm):

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.money import MoneyField, RateField
+from common.money import MoneyField, RateField
 
 
 class Plan(models.TextChoices):

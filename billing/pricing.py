@@ -29,7 +29,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import PricingConfig, Subscription, SubscriptionCostHistory
-from billing.money import quantize_money
+from common.dialect import UnsupportedVendor, for_vendor
+from common.money import quantize_money
 
 DELIVERIES_PER_MONTH = {"weekly": 4, "biweekly": 2, "monthly": 1}
 LIVE_STATUSES = ("active", "past_due")  # what MRR counts (README, "Analytics")
@@ -224,9 +225,9 @@ DIALECTS = {"postgresql": PostgresDialect(), "sqlite": SQLiteDialect()}
 
 def dialect_for(connection) -> Dialect:
     try:
-        return DIALECTS[connection.vendor]
-    except KeyError:
-        raise PricingError(f"set-based pricing is not implemented for {connection.vendor}") from None
+        return for_vendor(DIALECTS, connection, feature="set-based pricing")
+    except UnsupportedVendor as exc:  # callers of the pricing engine handle PricingError
+        raise PricingError(str(exc)) from None
 
 
 def _cents(expr: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from billing.admin import ReadOnlyModelAdmin
+from common.admin import ReadOnlyModelAdmin
 from loyalty.models import LoyaltyAccount, PointsTransaction
 
 
