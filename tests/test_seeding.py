@@ -16,6 +16,7 @@ from django.core.management.base import CommandError
 from accounts.models import User
 from billing.models import Subscription
 from billing.seeding import SeedRefused, seed
+from loyalty.models import PointsTransaction
 from tests.conftest import _scratch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,7 +331,7 @@ def test_a_failure_midway_leaves_no_rows_and_every_constraint(migrated_db, monke
         seen["foreign_keys"] = foreign_keys_of_seeded_tables(db)
         raise RuntimeError("disk full, say")
 
-    monkeypatch.setattr(seeding._Seeder, "_accounts", failing_accounts)
+    monkeypatch.setattr(seeding.Seeder, "_accounts", failing_accounts)
     with pytest.raises(RuntimeError, match="disk full"):
         seed_small(db)
     # those of complete tables are already back, those touching loyalty_accounts not yet
@@ -346,17 +347,17 @@ def test_rows_breaking_a_dropped_foreign_key_roll_the_whole_seed_back(migrated_d
 
     db = migrated_db
     before = schema_objects(db)
-    original = seeding._Seeder._accounts
+    original = seeding.Seeder._accounts
 
     def accounts_and_an_orphan(self, users):
         original(self, users)
         self.writer.write(
             "points_transactions",
-            seeding.TRANSACTION_COLUMNS,
+            seeding.seeded_columns(PointsTransaction, "head"),
             [("999999", "424242", "5", "earn", "\\N", "\\N", "5", "orphan", "2025-01-01 00:00:00")],
         )
 
-    monkeypatch.setattr(seeding._Seeder, "_accounts", accounts_and_an_orphan)
+    monkeypatch.setattr(seeding.Seeder, "_accounts", accounts_and_an_orphan)
     with pytest.raises(Exception, match="points_transactions"):
         seed_small(db)
     assert db.scalar("SELECT COUNT(*) FROM users") == db.scalar("SELECT COUNT(*) FROM points_transactions") == 0

@@ -1,0 +1,122 @@
+"""The daily analytics tables, summed from the generated subscriptions and payments (no query)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from analytics.models import PaymentAnalytics, SubscriptionAnalytics
+from billing.seeding.base import DAY, REFERENCE, date, money, timestamp
+
+if TYPE_CHECKING:
+    from billing.seeding.run import Seeder
+
+
+class SubscriptionDays:
+    """Per-day subscription metrics of the last `days` days before REFERENCE, from deltas."""
+
+    def __init__(self, days: int) -> None:
+        self.days = days
+        self.start = REFERENCE - days * DAY
+        self.live_delta = [0] * (days + 1)  # index 0: before the window
+        self.paused_delta = [0] * (days + 1)
+        self.mrr_delta = [0] * (days + 1)
+        self.new = [0] * (days + 1)
+        self.cancelled = [0] * (days + 1)
+
+    def _slot(self, epoch: int) -> int:
+        return 0 if epoch < self.start else 1 + (epoch - self.start) // DAY
+
+    def add(self, started: int, ended: int | None, status: str, monthly_cents: int) -> None:
+        slot = self._slot(started)
+        self.new[slot] += 1
+        if status == "paused":
+            self.paused_delta[slot] += 1
+            return
+        self.live_delta[slot] += 1
+        self.mrr_delta[slot] += monthly_cents
+        if ended is not None:
+            end = self._slot(ended)
+            self.live_delta[end] -= 1
+            self.mrr_delta[end] -= monthly_cents
+            self.cancelled[end] += 1
+
+    def rows(self) -> list[tuple]:
+        """Rows in the model's field order, without the id and `computed_at`."""
+        rows = []
+        live, paused, mrr = self.live_delta[0], self.paused_delta[0], self.mrr_delta[0]
+        for day in range(1, self.days + 1):
+            before = live
+            live += self.live_delta[day]
+            paused += self.paused_delta[day]
+            mrr += self.mrr_delta[day]
+            churn = min(self.cancelled[day] / before, 1.0) if before else 0.0
+            rows.append(
+                (
+                    date(self.start + (day - 1) * DAY),
+                    str(live),
+                    str(self.new[day]),
+                    str(self.cancelled[day]),
+                    str(paused),
+                    money(max(mrr, 0)),
+                    f"{churn:.6f}",
+                )
+            )
+        return rows
+
+
+class PaymentDays:
+    """Per-day payment metrics of the last `days` days before REFERENCE."""
+
+    def __init__(self, days: int) -> None:
+        self.days = days
+        self.start = REFERENCE - days * DAY
+        self.counts = [[0, 0, 0, 0, 0] for _ in range(days)]  # total, succeeded, failed, volume, received
+
+    def add(self, created: int, amount: int, succeeded: bool, failed: bool) -> None:
+        if created < self.start:
+            return
+        day = self.counts[(created - self.start) // DAY]
+        day[0] += 1
+        day[1] += succeeded
+        day[2] += failed
+        day[3] += amount
+        day[4] += amount if succeeded else 0
+
+    def rows(self) -> list[tuple]:
+        """Rows in the model's field order, without the id and `computed_at`."""
+        rows = []
+        for index, (total, succeeded, failed, volume, received) in enumerate(self.counts):
+            rate = succeeded / total if total else 0.0
+            rows.append(
+                (
+                    date(self.start + index * DAY),
+                    str(total),
+                    str(succeeded),
+                    str(failed),
+                    str(volume),
+                    str(received),
+                    f"{rate:.6f}",
+                )
+            )
+        return rows
+
+
+def write_analytics(seeder: Seeder, days: int) -> int:
+    """Daily rows for the window's dates that have none yet (both tables); the database assigns ids."""
+    stamp = timestamp(REFERENCE)
+    written = 0
+    # Queries of this thread wait until the writer's thread is idle: one connection, one user
+    # at a time (a query interleaved with a COPY in flight would hang both).
+    seeder.writer.sync()
+    tables = ((SubscriptionAnalytics, seeder.subscription_days), (PaymentAnalytics, seeder.payment_days))
+    taken: dict[str, set[str]] = {}
+    with seeder.connection.cursor() as cursor:
+        for model, _source in tables:
+            table = model._meta.db_table
+            cursor.execute(f"SELECT date FROM {table} WHERE date >= %s", [date(REFERENCE - days * DAY)])
+            taken[table] = {str(row[0]) for row in cursor.fetchall()}
+    for model, source in tables:
+        rows = [row + (stamp,) for row in source.rows() if row[0] not in taken[model._meta.db_table]]
+        seeder.write_rows(model, rows, with_pk=False)
+        written = max(written, len(rows))
+    return written
