@@ -14,12 +14,17 @@ every movement takes, and the unique user_id makes concurrent first uses safe.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import Sum
 
+from billing.currency import to_major
 from loyalty.models import LoyaltyAccount, PointsTransaction, Tier
+
+log = logging.getLogger(__name__)
 
 
 class LedgerError(Exception):
@@ -44,9 +49,12 @@ def account_for(user, *, using: str = DEFAULT_DB_ALIAS) -> LoyaltyAccount:
     return account
 
 
-def points_for_amount(amount_minor: int, points_per_unit: Decimal) -> int:
-    """Points for a payment: whole currency units x points per unit, rounded down (no partial points)."""
-    return int(Decimal(amount_minor) * Decimal(points_per_unit) // 100)
+def points_for_amount(amount_minor: int, points_per_unit: Decimal, currency: str = "usd") -> int:
+    """Points for a payment: currency units x points per unit, rounded down (no partial points).
+
+    Units follow Stripe's minor units per currency: JPY 1000 is 1000 yen, KWD 1000 is 1.000 dinar.
+    """
+    return int(to_major(amount_minor, currency) * Decimal(points_per_unit) // 1)
 
 
 def _post(
@@ -58,6 +66,7 @@ def _post(
     description: str = "",
     subscription_id=None,
     payment_intent_id=None,
+    lifetime: bool = False,
 ) -> PointsTransaction:
     with transaction.atomic(using=using):
         account = LoyaltyAccount.objects.using(using).select_for_update().get(pk=account_id)
@@ -66,8 +75,8 @@ def _post(
             raise InsufficientPoints(f"account {account_id} has {account.points_balance} points, not {-points}")
         account.points_balance = balance
         fields = ["points_balance", "updated_at"]
-        if kind == PointsTransaction.Kind.EARN:
-            account.lifetime_points += points
+        if kind == PointsTransaction.Kind.EARN or lifetime:
+            account.lifetime_points = max(0, account.lifetime_points + points)
             account.tier = tier_for(account.lifetime_points)
             fields += ["lifetime_points", "tier"]
         account.save(using=using, update_fields=fields)
@@ -115,7 +124,7 @@ def earn_for_payment(payment_intent, points_per_unit: Decimal, *, using: str = D
 
     Returns the transaction, or None (already earned, or nothing to earn).
     """
-    points = points_for_amount(payment_intent.amount_received, points_per_unit)
+    points = points_for_amount(payment_intent.amount_received, points_per_unit, payment_intent.currency)
     if points <= 0:
         return None
     account = account_for(payment_intent.user_id, using=using)
@@ -135,3 +144,49 @@ def earn_for_payment(payment_intent, points_per_unit: Decimal, *, using: str = D
             payment_intent_id=payment_intent.pk,
         )
         return entry
+
+
+def take_back_for_payment(payment_intent, *, using: str = DEFAULT_DB_ALIAS) -> PointsTransaction | None:
+    """Take back what a payment earned beyond what its kept amount deserves, once.
+
+    Kept = amount_received - amount_refunded - amount_disputed_lost (cumulative figures, so a repeated
+    or reordered refund event takes nothing twice); the points kept are the earned points in
+    proportion, rounded down. One `adjust` transaction (negative, lowering lifetime points and tier
+    too) per call that has something to take. Never below zero: points already spent cannot be taken
+    back, and the shortfall is logged.
+    """
+    received = payment_intent.amount_received
+    if received <= 0:
+        return None
+    lost = min(received, payment_intent.amount_refunded + payment_intent.amount_disputed_lost)
+    account = account_for(payment_intent.user_id, using=using)
+    with transaction.atomic(using=using):
+        account = LoyaltyAccount.objects.using(using).select_for_update().get(pk=account.pk)
+        entries = PointsTransaction.objects.using(using).filter(payment_intent_id=payment_intent.pk)
+        earned = entries.filter(kind=PointsTransaction.Kind.EARN).aggregate(n=Sum("points"))["n"] or 0
+        taken = -(entries.filter(kind=PointsTransaction.Kind.ADJUST).aggregate(n=Sum("points"))["n"] or 0)
+        kept = earned * (received - lost) // received
+        due = earned - kept - taken
+        if due <= 0:
+            return None
+        if due > account.points_balance:
+            log.warning(
+                "payment %s: %s points to take back, only %s left on account %s",
+                payment_intent.stripe_payment_intent_id,
+                due,
+                account.points_balance,
+                account.pk,
+            )
+            due = account.points_balance
+        if due == 0:
+            return None
+        return _post(
+            account.pk,
+            -due,
+            PointsTransaction.Kind.ADJUST,
+            using=using,
+            lifetime=True,
+            description=f"refund/dispute of payment {payment_intent.stripe_payment_intent_id}",
+            subscription_id=payment_intent.subscription_id,
+            payment_intent_id=payment_intent.pk,
+        )
