@@ -66,6 +66,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    # The Stripe customer (cus_...) whose payments are this user's: Stripe Billing and Checkout
+    # intents carry no metadata of ours, only the customer. Filled by the webhook.
+    stripe_customer_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
 
     objects = UserManager()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from analytics.models import PaymentAnalytics, SubscriptionAnalytics
+from analytics.models import PaymentAnalytics, PaymentCurrencyAnalytics, SubscriptionAnalytics
 from common.admin import ReadOnlyModelAdmin
 
 
@@ -33,4 +33,18 @@ class PaymentAnalyticsAdmin(ReadOnlyModelAdmin):
         "succeeded_volume_minor",
         "success_rate",
     ]
+    date_hierarchy = "date"
+
+
+@admin.register(PaymentCurrencyAnalytics)
+class PaymentCurrencyAnalyticsAdmin(ReadOnlyModelAdmin):
+    list_display = [
+        "date",
+        "currency",
+        "total_payments",
+        "succeeded_payments",
+        "volume_minor",
+        "succeeded_volume_minor",
+    ]
+    list_filter = ["currency"]
     date_hierarchy = "date"

@@ -64,3 +64,31 @@ class PaymentAnalytics(models.Model):
                 condition=Q(success_rate__gte=0) & Q(success_rate__lte=1), name="payment_analytics_success_range"
             ),
         ]
+
+
+class PaymentCurrencyAnalytics(models.Model):
+    """Payment volume per day and currency: minor units of different currencies are never added up
+    (a yen is not a cent); payment_analytics keeps counts across currencies."""
+
+    date = models.DateField()
+    currency = models.CharField(max_length=3, help_text="lower-case ISO code, as Stripe sends it")
+    total_payments = models.IntegerField(default=0)
+    succeeded_payments = models.IntegerField(default=0)
+    volume_minor = models.BigIntegerField(default=0, help_text="attempted amount, minor units of the currency")
+    succeeded_volume_minor = models.BigIntegerField(default=0, help_text="received amount, minor units")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "payment_currency_analytics"
+        ordering = ["-date", "currency"]
+        verbose_name_plural = "payment analytics per currency"
+        constraints = [
+            models.UniqueConstraint(fields=["date", "currency"], name="payment_currency_analytics_day_currency"),
+            models.CheckConstraint(
+                condition=Q(total_payments__gte=0)
+                & Q(succeeded_payments__gte=0)
+                & Q(volume_minor__gte=0)
+                & Q(succeeded_volume_minor__gte=0),
+                name="payment_currency_analytics_non_negative",
+            ),
+        ]

@@ -254,6 +254,10 @@ class PaymentIntent(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
+    # Refunds (charge.amount_refunded, cumulative) and lost disputes take back the points the payment
+    # earned. db_default: old code keeps inserting during a deploy.
+    amount_refunded = models.BigIntegerField(default=0, db_default=0, help_text="Stripe minor units")
+    amount_disputed_lost = models.BigIntegerField(default=0, db_default=0, help_text="Stripe minor units")
 
     class Meta:
         db_table = "payment_intents"
@@ -288,6 +292,8 @@ class StripeEvent(models.Model):
         APPLIED = "applied", "Applied"
         STALE = "stale", "Stale (older than the intent's state, or the intent is final)"
         IGNORED = "ignored", "Ignored (not a payment intent event, or no user to attach it to)"
+        # Not counted as processed: a redelivery is checked again (the configuration may be fixed).
+        REFUSED = "refused", "Refused (livemode differs from STRIPE_LIVEMODE)"
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=128, db_index=True)
