@@ -20,7 +20,10 @@ Definitions (README, "Analytics"); a day D is the half-open UTC interval [D 00:0
   status succeeded; failed: canceled, or carrying a failure code (a declined attempt);
   success_rate: succeeded / (succeeded + failed), 0 when neither; intents still in flight count in
   total and volume only. volume_minor: sum of amount; succeeded_volume_minor: sum of amount_received
-  of succeeded intents.
+  of succeeded intents; both of intents in settings.ANALYTICS_CURRENCY only (minor units of
+  different currencies are never added).
+- payment_currency_analytics: per day and currency, counts and the two volumes; the days' rows are
+  deleted and re-inserted in the same transaction (a currency that disappeared leaves no row).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import datetime
 import re
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
@@ -152,6 +156,11 @@ def _subscription_sql(dialect: Dialect, values: str) -> str:
     """
 
 
+# payment_analytics adds up minor units of ANALYTICS_CURRENCY only (a yen is not a cent); every
+# currency's volume is in payment_currency_analytics.
+SAME_CURRENCY = "LOWER(p.currency) = %(currency)s"
+
+
 def _payment_sql(dialect: Dialect, values: str) -> str:
     failed = "(p.status = 'canceled' OR (p.status <> 'succeeded' AND p.failure_code <> ''))"
     return f"""
@@ -160,8 +169,9 @@ def _payment_sql(dialect: Dialect, values: str) -> str:
         SELECT {dialect.day_of("p.created_at")} AS day, COUNT(*) AS total,
                SUM(CASE WHEN p.status = 'succeeded' THEN 1 ELSE 0 END) AS succeeded,
                SUM(CASE WHEN {failed} THEN 1 ELSE 0 END) AS failed,
-               SUM(p.amount) AS volume,
-               SUM(CASE WHEN p.status = 'succeeded' THEN p.amount_received ELSE 0 END) AS received
+               SUM(CASE WHEN {SAME_CURRENCY} THEN p.amount ELSE 0 END) AS volume,
+               SUM(CASE WHEN {SAME_CURRENCY} AND p.status = 'succeeded' THEN p.amount_received ELSE 0 END)
+                   AS received
         FROM payment_intents p WHERE p.created_at >= %(first)s AND p.created_at < %(end)s
         GROUP BY {dialect.day_of("p.created_at")}
     ),
@@ -183,6 +193,23 @@ def _payment_sql(dialect: Dialect, values: str) -> str:
         failed_payments = excluded.failed_payments, volume_minor = excluded.volume_minor,
         succeeded_volume_minor = excluded.succeeded_volume_minor, success_rate = excluded.success_rate,
         computed_at = excluded.computed_at
+    """
+
+
+def _currency_delete_sql(dialect: Dialect, values: str) -> str:
+    return "DELETE FROM payment_currency_analytics WHERE date >= %(first_day)s AND date <= %(last_day)s"
+
+
+def _currency_sql(dialect: Dialect, values: str) -> str:
+    """Volumes per day and currency (replacing the days' rows): minor units of one currency only."""
+    day = dialect.day_of("p.created_at")
+    return f"""
+    INSERT INTO payment_currency_analytics
+        (date, currency, total_payments, succeeded_payments, volume_minor, succeeded_volume_minor, computed_at)
+    SELECT {day}, LOWER(p.currency), COUNT(*), SUM(CASE WHEN p.status = 'succeeded' THEN 1 ELSE 0 END),
+           SUM(p.amount), SUM(CASE WHEN p.status = 'succeeded' THEN p.amount_received ELSE 0 END), %(now)s
+    FROM payment_intents p WHERE p.created_at >= %(first)s AND p.created_at < %(end)s
+    GROUP BY {day}, LOWER(p.currency)
     """
 
 
@@ -211,9 +238,12 @@ def rollup(first: datetime.date, last: datetime.date | None = None, *, using: st
         "first": ops.adapt_datetimefield_value(start),
         "end": ops.adapt_datetimefield_value(end),
         "now": ops.adapt_datetimefield_value(timezone.now()),
+        "first_day": ops.adapt_datefield_value(days[0]),
+        "last_day": ops.adapt_datefield_value(days[-1]),
+        "currency": settings.ANALYTICS_CURRENCY.lower(),
     }
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        for build in (_subscription_sql, _payment_sql):
+        for build in (_subscription_sql, _payment_sql, _currency_delete_sql, _currency_sql):
             sql, params = _named_to_positional(build(dialect, values), day_params, named)
             cursor.execute(sql, params)
     return RollupResult(len(days), days[0], days[-1])
