@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -28,6 +29,7 @@ INSTALLED_APPS = [
     "loyalty",
     "analytics",
     "migrations_ops",
+    "axes",  # admin login lockout (django-axes): see AXES_* below
 ]
 
 MIDDLEWARE = [
@@ -38,6 +40,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout response.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes checks every authenticate() call first; ModelBackend does the real work.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -62,6 +72,12 @@ ASGI_APPLICATION = "config.asgi.application"
 
 DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": parse_database_url(DATABASE_URL)}
+# SQLite: write transactions take the write lock at BEGIN (IMMEDIATE) and wait up to SQLITE_TIMEOUT
+# seconds for it. A DEFERRED transaction that reads, then writes, fails at once with "database is
+# locked" when another writer got there first; an immediate one queues (concurrent webhooks).
+SQLITE_TIMEOUT = env.float("SQLITE_TIMEOUT", default=5.0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(transaction_mode="IMMEDIATE", timeout=SQLITE_TIMEOUT)
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -91,6 +107,27 @@ LOYALTY_TIER_THRESHOLDS = {"bronze": 0, "silver": 1_000, "gold": 5_000, "platinu
 
 # Stripe: the signing secret of the webhook endpoint (whsec_...). Empty refuses every webhook (400).
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# The mode of that secret: an event whose `livemode` differs is refused and recorded (a test-mode
+# endpoint pointed at production must never apply test payments). settings_production defaults to True.
+STRIPE_LIVEMODE = env.bool("STRIPE_LIVEMODE", default=False)
+# Loyalty points per whole unit of a currency (lower-case ISO code, as Stripe sends it) for payments
+# the subscription's pricing config does not price: no subscription, or another currency.
+# A currency missing here earns nothing. Env syntax: LOYALTY_POINTS_PER_UNIT="usd=1,eur=1,jpy=0.01".
+LOYALTY_POINTS_PER_UNIT = {
+    code.lower(): Decimal(rate) for code, rate in env.dict("LOYALTY_POINTS_PER_UNIT", default={"usd": "1"}).items()
+}
+
+# payment_analytics volumes add up minor units of this currency only; every currency has its own
+# rows in payment_currency_analytics.
+ANALYTICS_CURRENCY = env.str("ANALYTICS_CURRENCY", default="usd").lower()
+
+# django-axes: 5 failed logins for one username from one address lock that pair out for an hour
+# (HTTP 429); a correct password during the lockout is refused too. Locking by the pair keeps an
+# attacker from locking every admin out by username alone.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 LOGGING = {
     "version": 1,

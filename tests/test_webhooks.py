@@ -45,6 +45,7 @@ def event(event_type: str, intent_id: str, status: str, created: int, *, subscri
     return {
         "id": f"evt_{uuid.uuid4().hex[:16]}",
         "object": "event",
+        "livemode": False,
         "type": event_type,
         "created": created,
         "data": {"object": obj},
@@ -203,7 +204,13 @@ def test_events_in_order_move_the_intent_forward_and_failures_keep_code_not_card
 @pytest.mark.django_db
 def test_other_events_and_unknown_owners_are_recorded_but_change_nothing(client):
     now = int(time.time())
-    other = {"id": "evt_charge", "type": "charge.succeeded", "created": now, "data": {"object": {"object": "charge"}}}
+    other = {
+        "id": "evt_charge",
+        "type": "charge.succeeded",
+        "livemode": False,
+        "created": now,
+        "data": {"object": {"object": "charge"}},
+    }
     assert post(client, other).json()["outcome"] == "ignored"
     orphan = event("payment_intent.succeeded", "pi_orphan", "succeeded", now)  # no metadata: no user
     assert post(client, orphan).json()["outcome"] == "ignored"
