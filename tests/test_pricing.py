@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import random
 import uuid
 from decimal import Decimal
 
@@ -81,22 +82,25 @@ def test_discount_is_capped_at_the_base_and_loyalty_at_the_subtotal():
 # --- applying it (one subscription) and repricing (set-based), both engines -------------------
 
 
+def family_config(using: str, **values) -> PricingConfig:
+    """A saved config of the standard plan's family box (yearly terms get 10 % more off)."""
+    defaults = {
+        "plan": "standard",
+        "variant_id": "family-box",
+        "delivery_fee": D("4.99"),
+        "tax_rate": D("0.0825"),
+        "discount_rate": D("0.0500"),
+        "discount_rules": {"min_months": 12, "rate": "0.10"},
+        "effective_from": datetime.datetime(2024, 1, 1, tzinfo=UTC),
+    }
+    return PricingConfig.objects.using(using).create(**{**defaults, **values})
+
+
 def make_subscriptions(using: str) -> tuple[PricingConfig, list[Subscription]]:
     """A priced config and subscriptions of every interval, frequency and status, priced by it."""
     user = User.objects.db_manager(using).create_user(email=f"{uuid.uuid4().hex[:8]}@example.com")
     PricingConfig.objects.using(using).filter(plan="standard").update(is_active=False)
-    cfg = PricingConfig.objects.using(using).create(
-        name="family",
-        plan="standard",
-        variant_id="family-box",
-        base_price=D("27.99"),
-        delivery_fee=D("4.99"),
-        tax_rate=D("0.0825"),
-        discount_rate=D("0.0500"),
-        discount_rules={"min_months": 12, "rate": "0.10"},
-        loyalty_points_per_unit=D("1"),
-        effective_from=datetime.datetime(2024, 1, 1, tzinfo=UTC),
-    )
+    cfg = family_config(using, name="family", base_price=D("27.99"), loyalty_points_per_unit=D("1"))
     subs = []
     combos = [
         ("month", "weekly", "active", D("0")),
@@ -191,15 +195,10 @@ def test_reprice_filters_by_plan_and_variant(migrated_db):
 @pytest.mark.django_db
 def test_preview_reports_mrr_before_and_after_without_writing():
     cfg, subs = make_subscriptions("default")
-    draft = PricingConfig.objects.create(
+    draft = family_config(
+        "default",
         name="draft",
-        plan="standard",
-        variant_id="family-box",
         base_price=D("37.99"),
-        delivery_fee=D("4.99"),
-        tax_rate=D("0.0825"),
-        discount_rate=D("0.0500"),
-        discount_rules={"min_months": 12, "rate": "0.10"},
         is_active=False,
         effective_from=datetime.datetime(2030, 1, 1, tzinfo=UTC),
     )
@@ -227,3 +226,69 @@ def test_reprice_command_prints_counts_and_mrr_and_refuses_bad_input(capsys):
         with pytest.raises(CommandError) as refused:
             call_command("reprice_subscriptions", *bad)
         assert refused.value.returncode == 2
+
+
+def _random_rules(rng: random.Random) -> dict | list:
+    rate = lambda: f"{rng.randrange(0, 3001) / 10000:.4f}"  # noqa: E731
+    return rng.choice(
+        [
+            {},
+            {"min_months": 12, "rate": rate()},
+            {"min_months": 1, "rate": rate()},
+            [{"min_months": 1, "rate": rate()}, {"min_months": 12, "rate": rate()}],
+        ]
+    )
+
+
+def test_reprice_sql_equals_compute_breakdown_over_many_generated_inputs(migrated_db):
+    """The set-based SQL (integer cents, rates x 10^4) and the Decimal rules are two spellings of one
+    rule: over many random configs and subscriptions, including half-cent ties, discounts past 100 %
+    and loyalty discounts past the subtotal, they agree to the cent."""
+    using = migrated_db.alias
+    rng = random.Random(20260101)
+    user = User.objects.db_manager(using).create_user(email="many@example.com")
+    configs = []
+    for i in range(120):
+        configs.append(
+            PricingConfig(
+                name=f"generated {i}",
+                plan="standard",
+                variant_id=f"gen-{i}",
+                base_price=D(rng.choice([rng.randrange(1, 100_000), rng.randrange(1, 200) * 5 + 1])) / 100,
+                delivery_fee=D(rng.choice([0, rng.randrange(0, 2_000)])) / 100,
+                tax_rate=D(rng.choice([0, 825, 5000, rng.randrange(0, 10_001)])) / 10_000,
+                discount_rate=D(rng.choice([0, 50, 9_000, rng.randrange(0, 10_001)])) / 10_000,
+                discount_rules=_random_rules(rng),
+                effective_from=datetime.datetime(2024, 1, 1, tzinfo=UTC),
+            )
+        )
+    configs = PricingConfig.objects.using(using).bulk_create(configs)
+    subs = [
+        Subscription(
+            user=user,
+            plan="standard",
+            variant_id=cfg.variant_id,
+            status=rng.choice(["active", "paused", "past_due"]),
+            price=D("0"),
+            billing_interval=rng.choice(["month", "year"]),
+            delivery_frequency=rng.choice(["weekly", "biweekly", "monthly", None]),
+            loyalty_discount=D(rng.choice([0, rng.randrange(0, 50_000)])) / 100,
+        )
+        for cfg in configs
+        for _ in range(5)
+    ]
+    Subscription.objects.using(using).bulk_create(subs)
+    result = reprice(plan="standard", using=using)
+    assert result.changed == len(subs)
+    by_variant = {c.variant_id: PricingConfig.objects.using(using).get(pk=c.pk) for c in configs}
+    stored = Subscription.objects.using(using).filter(variant_id__startswith="gen-")
+    assert stored.count() == len(subs)
+    for s, original in zip(stored.order_by("pk"), subs, strict=True):
+        expected = compute_breakdown(
+            by_variant[s.variant_id],
+            billing_interval=s.billing_interval,
+            delivery_frequency=s.delivery_frequency,
+            loyalty_discount=original.loyalty_discount,
+        )
+        assert CostBreakdown.of(s) == expected, (s.variant_id, s.billing_interval, s.delivery_frequency)
+    assert reprice(plan="standard", using=using).changed == 0
