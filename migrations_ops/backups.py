@@ -33,11 +33,12 @@ from migrations_ops.engines.base import (
     Progress,
     RestoredContentMismatch,
     current_owner,
-    parse_lock_timeout,
     sha256_of,
 )
 from migrations_ops.errors import BadInput, OperationFailed, OpsError, RecoveryFailed, scrub
 from migrations_ops.status import current_migrations
+from migrations_ops.timeouts import lock_timeout
+from migrations_ops.validation import run_validation
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 REASONS = ("manual", "pre-migrate", "pre-restore", "rehearsal")
@@ -193,13 +194,6 @@ def _write_manifest(manifest: BackupManifest) -> None:
     _publish(temporary, manifest.manifest_path)
 
 
-def _lock_timeout() -> float:
-    try:
-        return parse_lock_timeout(settings.MIGRATION_LOCK_TIMEOUT)
-    except ValueError as exc:
-        raise BadInput(f"MIGRATION_LOCK_TIMEOUT: {exc}") from None
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -242,7 +236,7 @@ def create_backup(
     audit.record("backup.start", name=name, reason=reason, engine=engine.vendor, database=database)
     published = False
     try:
-        result = engine.dump(temporary, backup_format, progress=progress, lock_timeout=_lock_timeout())
+        result = engine.dump(temporary, backup_format, progress=progress, lock_timeout=lock_timeout())
         _publish(temporary, final)
         published = True
         manifest = BackupManifest(
@@ -431,7 +425,7 @@ def _restore_test(manifest: BackupManifest, using: str, progress: Progress | Non
         engine.create_database()
         try:
             try:
-                engine.restore(manifest.path, manifest.format, None, progress, _lock_timeout())
+                engine.restore(manifest.path, manifest.format, None, progress, lock_timeout())
             except OperationFailed as exc:
                 return {"ok": False, "database": engine.display_name(), "details": [exc.message], "tables": {}}
             counts = engine.row_counts()
@@ -453,15 +447,7 @@ def _restore_test(manifest: BackupManifest, using: str, progress: Progress | Non
 
 # --- restore ---
 def _validate(using: str) -> dict[str, Any]:
-    """The full validation when the validation module exists, else the foreign-key check."""
-    try:
-        from migrations_ops.validation import run_validation
-    except ImportError:
-        run_validation = None
-    if run_validation is not None:
-        return run_validation(using=using).to_dict()
-    problems = get_engine(using).foreign_key_violations()
-    return {"ok": not problems, "checks": [{"name": "foreign_keys", "ok": not problems, "details": problems}]}
+    return run_validation(using=using).to_dict()
 
 
 @contextmanager
@@ -562,7 +548,7 @@ def _restore_locked(
         terminated = engine.terminate_other_sessions() if terminate_connections else []
         safety = create_backup(using=alias, reason="pre-restore") if safety_backup and not created else None
         try:
-            engine.restore(manifest.path, manifest.format, manifest.tables, progress, _lock_timeout())
+            engine.restore(manifest.path, manifest.format, manifest.tables, progress, lock_timeout())
         except RestoredContentMismatch as exc:
             _recover(engine, safety, exc.message)
         validation = _validate(alias) if validate else {}
@@ -584,7 +570,7 @@ def _recover(engine: DatabaseEngine, safety: BackupManifest | None, problem: str
     if safety is None:
         raise RecoveryFailed(f"{problem}, and no safety backup was taken: restore the previous content by hand")
     try:
-        engine.restore(safety.path, safety.format, safety.tables, None, _lock_timeout())
+        engine.restore(safety.path, safety.format, safety.tables, None, lock_timeout())
     except OpsError as exc:
         raise RecoveryFailed(
             f"{problem}, and putting the previous content back failed too ({exc.message}): "

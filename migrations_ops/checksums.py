@@ -21,6 +21,8 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
+from migrations_ops.models import AppliedMigrationChecksum
+
 TABLE = "migrations_ops_applied_checksum"
 
 
@@ -64,8 +66,6 @@ def record_after_migrate(sender, using: str = DEFAULT_DB_ALIAS, plan=None, stdou
 
 def record(using: str, plan: list[tuple[Migration, bool]]) -> int:
     """Apply a migrate plan to the checksum table; return how many baseline checksums were added."""
-    from migrations_ops.models import AppliedMigrationChecksum
-
     if not table_exists(using):
         return 0
     rows = AppliedMigrationChecksum.objects.using(using)

@@ -8,7 +8,10 @@ SQLite: ``PRAGMA foreign_key_check`` and ``PRAGMA quick_check`` (``integrity_che
 
 from __future__ import annotations
 
+from django.db import DatabaseError, transaction
+
 from migrations_ops.checks import CORE, SAMPLE_SIZE, failed, fetch_sample, passed, register, skipped
+from migrations_ops.errors import first_line
 
 POSTGRESQL = ("postgresql",)
 SQLITE = ("sqlite",)
@@ -188,8 +191,6 @@ def pg_indexes(connection):
 @register("amcheck", vendors=POSTGRESQL, deep_only=True, tags=(CORE,))
 def pg_amcheck(connection):
     """amcheck's bt_index_check on every valid btree index of the application schema."""
-    from django.db import DatabaseError, transaction
-
     installed = _rows(
         connection,
         "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
@@ -214,7 +215,7 @@ def pg_amcheck(connection):
             with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
                 cursor.execute(f"SELECT {schema}.bt_index_check(%s::regclass)", [oid])
         except DatabaseError as exc:
-            corrupt.append({"index": index, "table": table, "error": str(exc).strip().splitlines()[0]})
+            corrupt.append({"index": index, "table": table, "error": first_line(exc)})
     details = {"count": len(corrupt), "indexes_checked": len(indexes)}
     if corrupt:
         details["corrupt"] = corrupt[:SAMPLE_SIZE]

@@ -49,6 +49,19 @@ class RecoveryFailed(OpsError):
     exit_code = ExitCode.RECOVERY_FAILED
 
 
+def first_line(exc: BaseException | str, default: str | None = None, limit: int = 500) -> str:
+    """The first line of an exception's message (or of a text), cut at ``limit`` characters.
+
+    Errors from drivers and tools run over many lines; the operator gets the first, scrubbed.
+    ``default`` stands in for an empty message (else the exception's class name).
+    """
+    text = str(exc).strip()
+    if not text:
+        text = default or (exc.__class__.__name__ if isinstance(exc, BaseException) else "")
+    line = text.splitlines()[0] if text else ""
+    return scrub(line if len(line) <= limit else line[: limit - 3] + "...")
+
+
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s?#]*:)(?P<pw>[^@\s/?#]+)(?=@)")
 _KEYWORD_PASSWORD = re.compile(r"(?i)(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\"[^\"]*\"|\S+)")
 

@@ -16,6 +16,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
 from migrations_ops.errors import BadInput
+from migrations_ops.status import describe_migration
 
 TRANSACTION = "transaction"
 RESTORE = "restore"
@@ -62,6 +63,26 @@ class TableEffect:
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v}
 
+    def render(self) -> str:
+        parts = []
+        if self.created:
+            parts.append("created")
+        if self.dropped:
+            parts.append("DROPPED")
+        if self.columns_added:
+            parts.append("+columns " + ", ".join(self.columns_added))
+        if self.columns_removed:
+            parts.append("-columns " + ", ".join(self.columns_removed))
+        if self.columns_altered:
+            parts.append("~ " + ", ".join(self.columns_altered))
+        if self.indexes:
+            parts.append("indexes: " + ", ".join(self.indexes))
+        if self.constraints:
+            parts.append("constraints: " + ", ".join(self.constraints))
+        if self.data_migrations:
+            parts.append("data migrations (rows touched unknown until run): " + ", ".join(self.data_migrations))
+        return "; ".join(parts)
+
 
 @dataclass
 class MigrationPlan:
@@ -82,6 +103,29 @@ class MigrationPlan:
     def dropped_tables(self) -> set[str]:
         return {name for name, effect in self.tables.items() if effect.dropped}
 
+    def render(self) -> str:
+        """Human output: the rollback path, each step with its flags, and the effect per table."""
+        path = (
+            "one transaction: any failure rolls back, no restore needed"
+            if self.rollback_path == TRANSACTION
+            else "migration by migration: a failure restores the pre-migrate backup ("
+            + "; ".join(self.non_transactional_reasons)
+            + ")"
+        )
+        lines = [f"Rollback path: {path}"]
+        for step in self.steps:
+            flags = [
+                "backwards" if step.backwards else "forwards",
+                "atomic" if step.atomic else "NON-ATOMIC",
+                "reversible" if step.reversible else "IRREVERSIBLE",
+            ]
+            lines.append(f"  {step.revision}  [{', '.join(flags)}]")
+            lines.append(f"      {step.description}")
+        if self.tables:
+            lines.append("Tables:")
+            lines += [f"  {name}: {effect.render()}" for name, effect in sorted(self.tables.items())]
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": [step.to_dict() for step in self.steps],
@@ -89,18 +133,6 @@ class MigrationPlan:
             "non_transactional_reasons": self.non_transactional_reasons,
             "tables": {name: effect.to_dict() for name, effect in sorted(self.tables.items())},
         }
-
-
-def describe_migration(migration: Migration) -> str:
-    """One line: the migration's docstring, else its operations' own descriptions."""
-    doc = (type(migration).__doc__ or "").strip()
-    if doc and doc != (Migration.__doc__ or "").strip():
-        return " ".join(doc.split("\n\n")[0].split())
-    described = [operation.describe() for operation in migration.operations]
-    if not described:
-        return "(no operations)"
-    text = "; ".join(described[:3])
-    return text + (f"; and {len(described) - 3} more" if len(described) > 3 else "")
 
 
 def resolve_targets(

@@ -13,12 +13,12 @@ from typing import Any
 from django.db import DatabaseError, connections
 
 from migrations_ops import audit
+from migrations_ops.errors import first_line
+from migrations_ops.models import MigrationRun
 
 
 def record_migration_run(using: str, summary: Any) -> bool:
     """Insert one MigrationRun row; False (and an audit line) if the table is not there."""
-    from migrations_ops.models import MigrationRun
-
     connection = connections[using]
     with connection.cursor() as cursor:
         present = MigrationRun._meta.db_table in connection.introspection.table_names(cursor)
@@ -39,6 +39,6 @@ def record_migration_run(using: str, summary: Any) -> bool:
             pid=os.getpid(),
         )
     except DatabaseError as exc:
-        audit.record("safe_migrate.run_not_recorded", reason=str(exc).splitlines()[0])
+        audit.record("safe_migrate.run_not_recorded", reason=first_line(exc))
         return False
     return True

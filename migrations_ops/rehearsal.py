@@ -1,72 +1,145 @@
 """`safe_migrate --rehearse`: the whole migration on a scratch copy, then proof it reverses.
 
-The live database is only read (by the backup). The copy is always dropped, also on failure or
-Ctrl-C.
+A peer of the runner, not part of it: :func:`rehearse` takes the live database's lock and plan
+through a :class:`SafeMigration` (the same audit trail), backs the live database up (its only
+access to it: reading), restores that backup into a scratch copy and runs a second, ordinary
+:class:`SafeMigration` there. The copy is always dropped, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from django.conf import settings
 from django.core.management import call_command
-from django.db import connections, migrations
+from django.db import DEFAULT_DB_ALIAS, connections, migrations
 
 from migrations_ops import backups
 from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import get_engine
-from migrations_ops.engines.base import parse_lock_timeout
+from migrations_ops.errors import OperationFailed
 from migrations_ops.fingerprint import table_checksums
-from migrations_ops.status import current_migrations
-
-if TYPE_CHECKING:
-    from migrations_ops.runner import SafeMigration
-
-# Django's bookkeeping rows legitimately change on a round trip (ids of django_migrations rows,
-# content types and permissions that post_migrate creates and a reverse does not remove).
-ROUND_TRIP_IGNORED = {"django_migrations", "django_content_type", "auth_permission", "django_admin_log"}
+from migrations_ops.planning import MigrationPlan, PlanStep
+from migrations_ops.runner import MigrationSummary, Reporter, SafeMigrateOptions, SafeMigration
+from migrations_ops.status import BOOKKEEPING_TABLES, current_migrations
+from migrations_ops.timeouts import lock_timeout
 
 
-def rehearse(runner: SafeMigration) -> None:
-    """Run the plan of ``runner`` on a restored copy and record the findings in its summary."""
-    from migrations_ops.errors import OperationFailed
-    from migrations_ops.runner import SafeMigrateOptions, SafeMigration
+@dataclass
+class RehearsalResult(MigrationSummary):
+    """A safe_migrate summary (status ``rehearsed`` or ``failed``) plus what the copy showed."""
 
-    summary = runner.summary
-    options = runner.options
+    path: str | None = None  # the plan's rollback path
+    copy: str | None = None  # the scratch database's display name
+    inner: MigrationSummary | None = None  # the run on the copy
+    migration_durations: dict[str, float] = field(default_factory=dict)
+    exclusive_lock_s: dict[str, float] = field(default_factory=dict)
+    irreversible: list[str] = field(default_factory=list)
+    reverse_checked_tables: int | None = None
+    reapply_s: float | None = None
+
+    @property
+    def ran(self) -> bool:
+        return self.path is not None
+
+    def findings(self) -> dict[str, Any]:
+        """The ``rehearsal`` part of the --json summary."""
+        inner = self.inner or MigrationSummary(status="failed")
+        document: dict[str, Any] = {
+            "backup": self.backup,
+            "path": self.path,
+            "copy": self.copy,
+            "status": inner.status,
+            "applied": inner.applied,
+            "durations": {key: round(value, 3) for key, value in inner.durations.items()},
+            "migration_durations": {key: round(value, 4) for key, value in self.migration_durations.items()},
+            "exclusive_lock_s": {key: round(value, 4) for key, value in sorted(self.exclusive_lock_s.items())},
+            "validation": inner.validation.to_dict() if inner.validation else {},
+            "error": inner.error,
+            "irreversible": self.irreversible,
+        }
+        if self.reverse_checked_tables is not None:
+            document["reverse_checked_tables"] = self.reverse_checked_tables
+        if self.reapply_s is not None:
+            document["reapply_s"] = self.reapply_s
+        return document
+
+    def to_dict(self) -> dict[str, Any]:
+        document = super().to_dict()
+        if self.ran:
+            document["rehearsal"] = self.findings()
+        return document
+
+    def render(self) -> str:
+        if not self.ran:
+            return super().render()
+        lines = [f"Rehearsal on a copy of {self.backup} (path: {self.path}):"]
+        lines += [f"  {revision}: {seconds:.3f}s" for revision, seconds in self.migration_durations.items()]
+        if self.exclusive_lock_s:
+            lines.append("  longest ACCESS EXCLUSIVE hold per table:")
+            for table, seconds in sorted(self.exclusive_lock_s.items(), key=lambda kv: -kv[1]):
+                lines.append(f"    {table}: {seconds:.3f}s")
+        if self.irreversible:
+            lines.append("  reverse check FAILED:")
+            lines += [f"    {line}" for line in self.irreversible]
+        elif self.inner is not None and self.inner.status == "applied":
+            lines.append(f"  reverse check: {self.reverse_checked_tables or 0} tables identical after migrating back")
+        lines.append(super().render())
+        return "\n".join(lines)
+
+
+def rehearse(
+    using: str = DEFAULT_DB_ALIAS,
+    options: SafeMigrateOptions | None = None,
+    report: Reporter | None = None,
+    **runner_options: Any,
+) -> RehearsalResult:
+    """Rehearse the plan for ``options``' target on a copy of ``using``; the live database is only read.
+
+    ``runner_options`` (``confirm``, ``progress``, ``take_lock``) go to the live-side runner.
+    """
+    result = RehearsalResult()
+    live = SafeMigration(using, options, report, summary=result, **runner_options)
+    live.execute(lambda plan: _rehearse(live, plan, result))
+    return result
+
+
+def _rehearse(live: SafeMigration, plan: MigrationPlan, result: RehearsalResult) -> None:
+    options = live.options
     started = time.monotonic()
     if options.from_backup:
         manifest = backups.get_backup(options.from_backup)
     else:
-        manifest = backups.create_backup(using=runner.using, reason="rehearsal")
-    summary.backup = manifest.name
-    runner.say(f"Rehearsal: restoring backup {manifest.name} into a scratch copy")
-    findings: dict[str, Any] = {"backup": manifest.name, "path": runner.plan.rollback_path}
-    scratch = runner.engine.scratch_settings(f"rehearse_{secrets.token_hex(4)}")
+        manifest = backups.create_backup(using=live.using, reason="rehearsal")
+    result.backup = manifest.name
+    result.path = plan.rollback_path
+    live.say(f"Rehearsal: restoring backup {manifest.name} into a scratch copy")
+    scratch = live.engine.scratch_settings(f"rehearse_{secrets.token_hex(4)}")
     with temporary_alias(scratch) as alias:
         copy = get_engine(alias)
         copy.create_database()
         try:
-            copy.restore(manifest.path, manifest.format, manifest.tables, None, _lock_timeout_s())
-            summary.durations["backup_s"] = time.monotonic() - started
-            findings["copy"] = copy.display_name()
-            findings.update(_rehearse_on_copy(runner, alias, SafeMigration, SafeMigrateOptions))
+            copy.restore(manifest.path, manifest.format, manifest.tables, None, lock_timeout())
+            result.durations["backup_s"] = time.monotonic() - started
+            result.copy = copy.display_name()
+            _rehearse_on_copy(live, alias, result)
         finally:
             connections[alias].close()
             copy.drop_database()
-    summary.rehearsal = findings
-    if findings.get("error"):
-        summary.status = "failed"
-        raise OperationFailed(f"rehearsal failed on the copy: {findings['error']} (the live database is untouched)")
-    summary.status = "rehearsed"
-    if findings["irreversible"]:
-        runner.say("Reverse loses data: " + "; ".join(findings["irreversible"]))
+    if result.inner is not None and result.inner.error:
+        result.status = "failed"
+        raise OperationFailed(
+            f"rehearsal failed on the copy: {result.inner.error} (the live database is untouched)"
+        )
+    result.status = "rehearsed"
+    if result.irreversible:
+        live.say("Reverse loses data: " + "; ".join(result.irreversible))
 
 
-def _rehearse_on_copy(runner, alias: str, SafeMigration, SafeMigrateOptions) -> dict[str, Any]:  # noqa: N803
-    options = runner.options
+def _rehearse_on_copy(live: SafeMigration, alias: str, result: RehearsalResult) -> None:
+    options = live.options
     pre_state = current_migrations(alias)
     pre_checksums = table_checksums(using=alias)
     inner = SafeMigration(
@@ -77,47 +150,39 @@ def _rehearse_on_copy(runner, alias: str, SafeMigration, SafeMigrateOptions) -> 
             allow_row_loss=options.allow_row_loss,
             accept_existing_issues=options.accept_existing_issues,
         ),
-        report=lambda line: runner.say(f"  [copy] {line.strip()}"),
+        report=lambda line: live.say(f"  [copy] {line.strip()}"),
         take_backup=False,
         take_lock=False,
     )
-    result = inner.run()
-    findings: dict[str, Any] = {
-        "status": result.status,
-        "applied": result.applied,
-        "durations": {k: round(v, 3) for k, v in result.durations.items()},
-        "migration_durations": {k: round(v, 4) for k, v in inner.step_durations.items()},
-        "exclusive_lock_s": {k: round(v, 4) for k, v in sorted(inner.exclusive_locks.items())},
-        "validation": result.validation,
-        "error": result.error,
-        "irreversible": [],
-    }
-    runner.summary.applied = []
-    runner.summary.validation = result.validation
-    if result.status != "applied":
-        return findings
+    result.inner = inner.run()
+    result.migration_durations = dict(inner.step_durations)
+    result.exclusive_lock_s = dict(inner.exclusive_locks)
+    result.applied = []
+    result.validation = result.inner.validation
+    if result.inner.status != "applied" or inner.plan is None:
+        return
 
     # Reverse on the copy, compare content with the pre-state, then forward again.
-    irreversible_steps = [s.revision for s in inner.plan.steps if not s.reversible]
+    steps = inner.plan.steps
+    irreversible_steps = [step.revision for step in steps if not step.reversible]
     if irreversible_steps:
-        findings["irreversible"] = [f"{r} has an irreversible operation" for r in irreversible_steps]
-        return findings
-    touched_apps = sorted({step.app for step in inner.plan.steps})
-    for app in touched_apps:
+        result.irreversible = [f"{revision} has an irreversible operation" for revision in irreversible_steps]
+        return
+    for app in sorted({step.app for step in steps}):
         call_command("migrate", app, pre_state.get(app, "zero"), database=alias, verbosity=0, interactive=False)
     post_checksums = table_checksums(using=alias)
     differing = sorted(
-        t
-        for t in set(pre_checksums) | set(post_checksums)
-        if t not in ROUND_TRIP_IGNORED and pre_checksums.get(t) != post_checksums.get(t)
+        table
+        for table in set(pre_checksums) | set(post_checksums)
+        if table not in BOOKKEEPING_TABLES and pre_checksums.get(table) != post_checksums.get(table)
     )
-    data_steps = [s.revision for s in inner.plan.steps if _has_data_operation(s.migration)]
+    data_steps = [step.revision for step in steps if _has_data_operation(step)]
     for table in differing:
-        culprits = [s.revision for s in inner.plan.steps if table in s.tables] + data_steps
-        findings["irreversible"].append(
+        culprits = [step.revision for step in steps if table in step.tables] + data_steps
+        result.irreversible.append(
             f"{table} differs after the reverse migration (suspects: {', '.join(culprits) or 'unknown'})"
         )
-    findings["reverse_checked_tables"] = len(set(pre_checksums) - ROUND_TRIP_IGNORED)
+    result.reverse_checked_tables = len(set(pre_checksums) - BOOKKEEPING_TABLES)
     started = time.monotonic()
     call_command(
         "migrate",
@@ -126,13 +191,8 @@ def _rehearse_on_copy(runner, alias: str, SafeMigration, SafeMigrateOptions) -> 
         verbosity=0,
         interactive=False,
     )
-    findings["reapply_s"] = round(time.monotonic() - started, 3)
-    return findings
+    result.reapply_s = round(time.monotonic() - started, 3)
 
 
-def _has_data_operation(migration) -> bool:
-    return any(isinstance(op, migrations.RunPython | migrations.RunSQL) for op in migration.operations)
-
-
-def _lock_timeout_s() -> float:
-    return parse_lock_timeout(settings.MIGRATION_LOCK_TIMEOUT)
+def _has_data_operation(step: PlanStep) -> bool:
+    return any(isinstance(op, migrations.RunPython | migrations.RunSQL) for op in step.migration.operations)

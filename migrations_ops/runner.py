@@ -23,31 +23,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.commands.migrate import Command as MigrateCommand
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.utils import DatabaseError
 
-from migrations_ops import audit
-from migrations_ops.checksums import TABLE as CHECKSUM_TABLE
+from migrations_ops import audit, backups
+from migrations_ops.checks import CheckResult
 from migrations_ops.engines import get_engine
 from migrations_ops.engines.base import current_owner
-from migrations_ops.errors import BadInput, ExitCode, OperationFailed, OpsError, RecoveryFailed
-from migrations_ops.planning import RESTORE, TRANSACTION, MigrationPlan, build_plan
-from migrations_ops.status import applied_migrations
+from migrations_ops.errors import BadInput, ExitCode, OperationFailed, OpsError, RecoveryFailed, first_line
+from migrations_ops.formatting import human_size
+from migrations_ops.planning import TRANSACTION, MigrationPlan, build_plan
+from migrations_ops.records import record_migration_run
+from migrations_ops.status import BOOKKEEPING_TABLES, applied_migrations
+from migrations_ops.timeouts import lock_timeout
+from migrations_ops.validation import ValidationReport, run_validation
 
 Reporter = Callable[[str], None]
 LOCK_RETRIES = 3
 LOCK_BACKOFF_S = (0.5, 1.0, 2.0)
-# Django's and our own bookkeeping: a backwards plan legitimately removes rows there.
-BOOKKEEPING_TABLES = {
-    "django_migrations",
-    "django_content_type",
-    "auth_permission",
-    "django_admin_log",
-    CHECKSUM_TABLE,
-    "migrations_ops_migrationrun",
-}
 
 
 @dataclass
@@ -66,17 +62,16 @@ class SafeMigrateOptions:
 
 @dataclass
 class MigrationSummary:
-    """The contract's `--json` summary of one safe_migrate run (plus a few extras)."""
+    """The outcome of one safe_migrate run; objects until the edge (``to_dict`` for --json, ``render``)."""
 
     status: str = "failed"
     applied: list[str] = field(default_factory=list)
     backup: str | None = None
     rollback: str | None = None
-    validation: dict[str, Any] = field(default_factory=dict)
+    validation: ValidationReport | None = None
     durations: dict[str, float] = field(default_factory=dict)
     error: str | None = None
-    plan: dict[str, Any] = field(default_factory=dict)
-    rehearsal: dict[str, Any] | None = None
+    plan: MigrationPlan | None = None
     exit_code: int = int(ExitCode.OK)
 
     @property
@@ -84,19 +79,22 @@ class MigrationSummary:
         return len(self.applied)
 
     def to_dict(self) -> dict[str, Any]:
-        document = {
+        """The contract's ``--json`` summary."""
+        return {
             "status": self.status,
             "applied": self.applied,
             "backup": self.backup,
             "rollback": self.rollback,
-            "validation": self.validation,
+            "validation": self.validation.to_dict() if self.validation else {},
             "durations": {key: round(value, 3) for key, value in self.durations.items()},
             "error": self.error,
-            "plan": self.plan,
+            "plan": self.plan.to_dict() if self.plan else {},
         }
-        if self.rehearsal is not None:
-            document["rehearsal"] = self.rehearsal
-        return document
+
+    def render(self) -> str:
+        """The closing line of the human output."""
+        durations = ", ".join(f"{key[:-2]} {value:.2f}s" for key, value in self.durations.items())
+        return f"Status: {self.status} ({durations})"
 
 
 class Interrupted(BaseException):
@@ -104,7 +102,7 @@ class Interrupted(BaseException):
 
 
 class ValidationFailed(Exception):
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
+    def __init__(self, message: str, report: ValidationReport) -> None:
         super().__init__(message)
         self.report = report
 
@@ -188,6 +186,7 @@ class SafeMigration:
         take_lock: bool = True,
         confirm: Callable[[MigrationPlan], bool] | None = None,
         progress: Callable[[str], Any] | None = None,
+        summary: MigrationSummary | None = None,
     ) -> None:
         self.using = using
         self.options = options or SafeMigrateOptions()
@@ -198,7 +197,8 @@ class SafeMigration:
         # progress("backup") -> a progress(done, total, item) callable with .finish(), or None
         self._progress = progress or (lambda label: None)
         self.engine = get_engine(using)
-        self.summary = MigrationSummary()
+        self.summary = summary if summary is not None else MigrationSummary()
+        self.plan: MigrationPlan | None = None
         self.step_durations: dict[str, float] = {}
         self.exclusive_locks: dict[str, float] = {}
         self._lock_seen: dict[str, float] = {}
@@ -234,6 +234,14 @@ class SafeMigration:
     # ------------------------------------------------------------------ the pipeline
     def run(self) -> MigrationSummary:
         """Run the whole pipeline; never raises for an operation failure: the summary says it."""
+        return self.execute(self._migrate)
+
+    def execute(self, action: Callable[[MigrationPlan], None]) -> MigrationSummary:
+        """Lock, plan and confirm, then ``action(plan)``; audit lines and the MigrationRun record around.
+
+        ``run`` passes the live migration; ``rehearsal.rehearse`` passes its work on a copy, so both
+        share one lock, one plan and one audit trail.
+        """
         started = time.monotonic()
         self._event("start", options={k: v for k, v in vars(self.options).items() if k != "allow_row_loss"})
         try:
@@ -243,7 +251,9 @@ class SafeMigration:
                 else contextlib.nullcontext()
             )
             with lock:
-                self._run_locked()
+                plan = self._plan()
+                if plan is not None:
+                    action(plan)
         except OpsError as exc:
             self.summary.error = exc.message
             self.summary.exit_code = int(exc.exit_code)
@@ -260,14 +270,14 @@ class SafeMigration:
             error=self.summary.error,
             durations=self.summary.durations,
         )
-        self._record_run()
+        record_migration_run(self.using, self.summary)
         return self.summary
 
-    def _run_locked(self) -> None:
+    def _plan(self) -> MigrationPlan | None:
+        """The plan, or None when there is nothing more to do (empty, or --plan)."""
         with self._phase("plan"):
             plan = build_plan(self.using, self.options.app_label, self.options.migration_name)
-        self.plan = plan
-        self.summary.plan = plan.to_dict()
+        self.plan = self.summary.plan = plan
         if not plan.empty:
             direction = "backwards" if plan.backwards else "forwards"
             path = "one transaction" if plan.rollback_path == TRANSACTION else "restore the backup on failure"
@@ -276,18 +286,15 @@ class SafeMigration:
         if plan.empty:
             self.summary.status = "nothing_to_do"
             self.say("Nothing to migrate: the database is at the target.")
-            return
+            return None
         if self.options.plan_only:
             self.summary.status = "planned"
-            return
+            return None
         if plan.backwards and self.confirm is not None and not self.confirm(plan):
             raise BadInput("confirmation refused: nothing was changed")
-        if self.options.rehearse:
-            from migrations_ops.rehearsal import rehearse
+        return plan
 
-            rehearse(self)
-            return
-
+    def _migrate(self, plan: MigrationPlan) -> None:
         before = self._preflight(plan)
         backup = self._backup() if self.take_backup else None
         if self.options.dry_run:
@@ -300,9 +307,9 @@ class SafeMigration:
     def _preflight(self, plan: MigrationPlan) -> _StateSnapshot:
         with self._phase("preflight"):
             self.engine.check_ready_for_migration(backup_dir=settings.BACKUP_DIR)
-            report = self._validate()
-            if not report["ok"]:
-                failing = {c["name"]: _details_key(c) for c in report["checks"] if not c["ok"]}
+            report = run_validation(using=self.using)
+            if not report.ok:
+                failing = {result.name: _details_key(result) for result in report.failures()}
                 if not self.options.accept_existing_issues:
                     raise BadInput(
                         "the database fails validation before migrating: "
@@ -312,7 +319,7 @@ class SafeMigration:
                 self._accepted_failures = failing
             before = self.snapshot()
         self._event("preflight", tables=before.row_counts, accepted_failures=sorted(self._accepted_failures))
-        checks = len(report["checks"])
+        checks = len(report.checks)
         self.say(
             f"Preflight: ok ({checks} checks, {len(before.row_counts)} tables counted, "
             f"{self.summary.durations.get('preflight_s', 0.0):.2f}s)"
@@ -320,15 +327,8 @@ class SafeMigration:
         self.pre_validation = report
         return before
 
-    def _validate(self) -> dict[str, Any]:
-        from migrations_ops.validation import run_validation
-
-        return run_validation(using=self.using).to_dict()
-
     # ------------------------------------------------------------------ backup
-    def _backup(self):
-        from migrations_ops import backups
-
+    def _backup(self) -> backups.BackupManifest:
         with self._phase("backup"), _progress_of(self._progress("backup")) as progress:
             manifest = backups.create_backup(using=self.using, reason="pre-migrate", progress=progress)
             verification = backups.verify_backup(manifest.name, using=self.using)
@@ -341,7 +341,7 @@ class SafeMigration:
         self.summary.backup = manifest.name
         self._event("backup", name=manifest.name, sha256=manifest.sha256, size_bytes=manifest.size_bytes)
         self.say(
-            f"Backup: {manifest.name} ({_size(manifest.size_bytes)}, sha256 {manifest.sha256[:12]}...) "
+            f"Backup: {manifest.name} ({human_size(manifest.size_bytes)}, sha256 {manifest.sha256[:12]}...) "
             f"verified ({self.summary.durations.get('backup_s', 0.0):.2f}s)"
         )
         return manifest
@@ -362,7 +362,7 @@ class SafeMigration:
                 else:
                     self._apply_then_validate(plan, before)
         except (Exception, Interrupted) as exc:
-            message = _one_line(exc)
+            message = first_line(exc)
             self.summary.error = message
             self._event("failed", error=message, path=plan.rollback_path)
             with signals_deferred():
@@ -379,7 +379,7 @@ class SafeMigration:
                 f"{message}; rolled back ({self.summary.rollback}), the database is as it was before"
             ) from None
         self.summary.status = "applied"
-        checks = len(self.summary.validation.get("checks", []))
+        checks = len(self.summary.validation.checks) if self.summary.validation else 0
         self.say(
             f"Validation: {checks} checks passed ({self.summary.durations.get('validate_s', 0.0):.2f}s); committed."
         )
@@ -412,7 +412,7 @@ class SafeMigration:
             try:
                 self.connection.check_constraints()
             except DatabaseError as exc:
-                raise StepFailed(f"{label} left a constraint violation: {_one_line(exc)}") from exc
+                raise StepFailed(f"{label} left a constraint violation: {first_line(exc)}") from exc
             for table in self.engine.exclusively_locked_tables():
                 self._lock_seen.setdefault(table, self._step_started)
         else:
@@ -435,7 +435,7 @@ class SafeMigration:
         except StepFailed:
             raise
         except Exception as exc:
-            raise StepFailed(f"{self._current or 'the plan'} failed: {_one_line(exc)}") from exc
+            raise StepFailed(f"{self._current or 'the plan'} failed: {first_line(exc)}") from exc
 
     def _apply_in_transaction(self, plan: MigrationPlan, before: _StateSnapshot) -> None:
         for attempt in range(LOCK_RETRIES + 1):
@@ -444,7 +444,7 @@ class SafeMigration:
             try:
                 with self.engine.transactional_migration():
                     with transaction.atomic(using=self.using):
-                        self.engine.set_lock_timeout(settings.MIGRATION_LOCK_TIMEOUT)
+                        self.engine.set_lock_timeout(lock_timeout())
                         with self._phase("migrate"):
                             self._run_migrate()
                         with self._phase("validate"):
@@ -470,23 +470,21 @@ class SafeMigration:
             self._post_validate(plan, before)
 
     def _post_validate(self, plan: MigrationPlan, before: _StateSnapshot) -> None:
-        report = self._validate()
+        report = run_validation(using=self.using)
+        guard = self._row_count_guard(plan, before, report.tables or self.engine.row_counts())
+        report.checks.append(guard)
         failures = [
-            c for c in report["checks"] if not c["ok"] and self._accepted_failures.get(c["name"]) != _details_key(c)
+            result
+            for result in report.failures()
+            if self._accepted_failures.get(result.name) != _details_key(result)
         ]
-        guard = self._row_count_guard(plan, before, report.get("tables") or self.engine.row_counts())
-        report["checks"].append(guard)
-        if not guard["ok"]:
-            failures.append(guard)
-        report["ok"] = not failures
         self.summary.validation = report
-        self._event("validate", ok=report["ok"], failures=[c["name"] for c in failures])
+        self._event("validate", ok=not failures, failures=[result.name for result in failures])
         if failures:
-            names = ", ".join(c["name"] for c in failures)
-            first = failures[0]
-            raise ValidationFailed(f"validation failed after migrating: {names} ({_brief(first)})", report)
+            names = ", ".join(result.name for result in failures)
+            raise ValidationFailed(f"validation failed after migrating: {names} ({_brief(failures[0])})", report)
 
-    def _row_count_guard(self, plan: MigrationPlan, before: _StateSnapshot, after: dict[str, int]) -> dict:
+    def _row_count_guard(self, plan: MigrationPlan, before: _StateSnapshot, after: dict[str, int]) -> CheckResult:
         """A table that existed before has no fewer rows, unless dropped by the plan or allowed."""
         allowed = set(self.options.allow_row_loss)
         losses = {}
@@ -499,7 +497,7 @@ class SafeMigration:
                 losses[table] = {"before": count, "after": None}
             elif after[table] < count:
                 losses[table] = {"before": count, "after": after[table]}
-        details = (
+        summary = (
             "; ".join(
                 f"{t}: {v['before']} -> {v['after'] if v['after'] is not None else 'table gone'}"
                 for t, v in sorted(losses.items())
@@ -508,12 +506,10 @@ class SafeMigration:
             if losses
             else "no table lost rows"
         )
-        return {"name": "row_count_guard", "ok": not losses, "details": details, "losses": losses}
+        return CheckResult(name="row_count_guard", ok=not losses, details={"summary": summary, "losses": losses})
 
     # ------------------------------------------------------------------ recovery
-    def _restore_after_failure(self, backup, message: str) -> None:
-        from migrations_ops import backups
-
+    def _restore_after_failure(self, backup: backups.BackupManifest | None, message: str) -> None:
         if backup is None:
             raise RecoveryFailed(f"{message}; and no pre-migrate backup exists to restore")
         self.say(f"Failed: {message}. Restoring backup {backup.name} ...")
@@ -529,7 +525,8 @@ class SafeMigration:
                 )
         except Exception as exc:
             raise RecoveryFailed(
-                f"{message}; restoring {backup.name} also failed ({_one_line(exc)}): restore by hand from {backup.path}"
+                f"{message}; restoring {backup.name} also failed ({first_line(exc)}): "
+                f"restore by hand from {backup.path}"
             ) from exc
         self.summary.rollback = "restore"
         self.summary.status = "restored"
@@ -556,21 +553,12 @@ class SafeMigration:
 
     def _clear_caches(self) -> None:
         # Content types created by a rolled-back post_migrate must not linger in the cache.
-        from django.contrib.contenttypes.models import ContentType
-
         ContentType.objects.clear_cache()
 
     def _prune(self) -> None:
-        from migrations_ops import backups
-
         removed = backups.prune_backups(keep=settings.BACKUP_KEEP, reasons={"pre-migrate", "pre-restore"})
         if removed:
             self._event("prune", removed=[getattr(m, "name", str(m)) for m in removed])
-
-    def _record_run(self) -> None:
-        from migrations_ops.records import record_migration_run
-
-        record_migration_run(self.using, self.summary)
 
 
 @contextlib.contextmanager
@@ -581,14 +569,6 @@ def _progress_of(progress) -> Iterator[Any]:
     finally:
         if progress is not None:
             progress.finish()
-
-
-def _size(size: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} bytes"
 
 
 def _reset_connection(connection) -> None:
@@ -610,27 +590,13 @@ def _reset_connection(connection) -> None:
     connection.close()
 
 
-def _details_key(check: dict[str, Any]) -> str:
-    return str(check.get("details"))
+def _details_key(result: CheckResult) -> str:
+    return str(result.details)
 
 
-def _brief(check: dict[str, Any]) -> str:
-    details = check.get("details")
-    text = details if isinstance(details, str) else str(details)
+def _brief(result: CheckResult) -> str:
+    text = result.details.get("summary") or str(result.details)
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    first = text.splitlines()[0]
-    return first if len(first) <= 500 else first[:497] + "..."
-
-
-def safe_migrate(
-    using: str = DEFAULT_DB_ALIAS, options: SafeMigrateOptions | None = None, report: Reporter | None = None
-) -> MigrationSummary:
-    """Back up, migrate, validate; roll back or restore on any failure. See the module docstring."""
-    return SafeMigration(using, options, report).run()
-
-
-__all__ = ["RESTORE", "TRANSACTION", "MigrationSummary", "SafeMigrateOptions", "SafeMigration", "safe_migrate"]
+__all__ = ["MigrationSummary", "SafeMigrateOptions", "SafeMigration"]

@@ -10,7 +10,7 @@ Usable from async code exactly like this::
     print(f"Applied {result['applied_count']} migrations")
 
 Each async method has a synchronous twin. ``run_migrations`` is the safe_migrate pipeline
-(runner.SafeMigration): the same lock, backup, validation, rollback and audit as the command.
+(api.safe_migrate): the same lock, backup, validation, rollback and audit as the command.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from migrations_ops import status
-from migrations_ops.runner import SafeMigrateOptions, SafeMigration
+from migrations_ops.api import safe_migrate
+from migrations_ops.runner import SafeMigrateOptions
 
 
 class MigrationService:
@@ -52,7 +53,7 @@ class MigrationService:
         if "allow_row_loss" in options:
             options["allow_row_loss"] = frozenset(options["allow_row_loss"])
         run_options = SafeMigrateOptions(app_label=app_label, migration_name=migration_name, **options)
-        summary = SafeMigration(self.using, run_options).run()
+        summary = safe_migrate(self.using, run_options)
         return {**summary.to_dict(), "applied_count": summary.applied_count, "exit_code": summary.exit_code}
 
     async def run_migrations(self, target: str | tuple[str, str] | None = None, **options: Any) -> dict[str, Any]:

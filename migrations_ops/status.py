@@ -12,6 +12,20 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
+from migrations_ops.checksums import TABLE as CHECKSUM_TABLE
+
+# Django's and our own bookkeeping: migrating (or a round trip) legitimately changes rows there.
+BOOKKEEPING_TABLES = frozenset(
+    {
+        "django_migrations",
+        "django_content_type",
+        "auth_permission",
+        "django_admin_log",
+        CHECKSUM_TABLE,
+        "migrations_ops_migrationrun",
+    }
+)
+
 
 def applied_migrations(using: str = DEFAULT_DB_ALIAS) -> dict[str, list[str]]:
     """Applied migration names per app, in name order (empty when nothing is applied)."""
@@ -41,13 +55,17 @@ def current_migrations(using: str = DEFAULT_DB_ALIAS) -> dict[str, str]:
 
 
 def describe_migration(migration) -> str:
-    """One line: the migration's docstring (class, else module), else its operations' describe()."""
+    """One line, the same in ``--plan`` and ``migration_status``: the migration's docstring (class,
+    else module), else its first three operations' own descriptions."""
     module = sys.modules.get(type(migration).__module__)
     for doc in (type(migration).__doc__, getattr(module, "__doc__", None)):
         if doc and doc.strip():
             return " ".join(doc.strip().split("\n\n")[0].split())
-    described = "; ".join(operation.describe() for operation in migration.operations)
-    return described or "(no operations)"
+    described = [operation.describe() for operation in migration.operations]
+    if not described:
+        return "(no operations)"
+    more = f"; and {len(described) - 3} more" if len(described) > 3 else ""
+    return "; ".join(described[:3]) + more
 
 
 def pending_migrations(using: str = DEFAULT_DB_ALIAS) -> list[dict[str, str]]:

@@ -15,9 +15,10 @@ import pytest
 from django.db import connections
 
 from migrations_ops import audit, backups
+from migrations_ops.api import safe_migrate
 from migrations_ops.errors import ExitCode
 from migrations_ops.fingerprint import table_checksums
-from migrations_ops.runner import SafeMigrateOptions, SafeMigration
+from migrations_ops.runner import MigrationSummary, SafeMigrateOptions
 from tests.test_migration_history import seed_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +53,8 @@ def fingerprint(db) -> dict:
     return {"schema": schema, "content": content}
 
 
-def run(db, **options) -> object:
-    return SafeMigration(db.alias, SafeMigrateOptions(**options)).run()
+def run(db, **options) -> MigrationSummary:
+    return safe_migrate(db.alias, SafeMigrateOptions(**options))
 
 
 def add_customer(db, email: str = "c@example.com", price: str = "9.99") -> None:
@@ -96,7 +97,7 @@ def test_upgrade_from_baseline_applies_backs_up_and_validates(baseline_db):
     assert summary.exit_code == 0
     assert "billing.0002_enhanced_subscription_payment_models" in summary.applied
     assert summary.rollback is None
-    assert summary.validation["ok"] is True
+    assert summary.validation.ok is True
     manifest = backups.get_backup(summary.backup)
     assert manifest.reason == "pre-migrate"
     assert manifest.tables["subscriptions"] == 3
@@ -165,7 +166,7 @@ def test_non_atomic_failure_restores_the_backup(migrated_db, settings):
     add_customer(migrated_db)
     before = fingerprint(migrated_db)
     summary = run(migrated_db)
-    assert summary.plan["rollback_path"] == "restore"
+    assert summary.plan.rollback_path == "restore"
     assert summary.status == "restored"
     assert summary.rollback == "restore"
     assert summary.exit_code == ExitCode.FAILED
@@ -225,8 +226,8 @@ def test_plan_and_dry_run_leave_the_database_unchanged(baseline_db):
     planned = run(baseline_db, plan_only=True)
     assert planned.status == "planned"
     assert planned.backup is None
-    assert planned.plan["rollback_path"] == "transaction"
-    assert "subscriptions" in planned.plan["tables"]
+    assert planned.plan.rollback_path == "transaction"
+    assert "subscriptions" in planned.plan.tables
     assert fingerprint(baseline_db) == before
 
     dry = run(baseline_db, dry_run=True)
@@ -241,12 +242,13 @@ def test_rehearse_runs_on_a_copy_and_proves_the_reverse(baseline_db):
     summary = run(baseline_db, rehearse=True)
     assert summary.status == "rehearsed", summary.error
     assert fingerprint(baseline_db) == before
-    rehearsal = summary.rehearsal
-    assert rehearsal["irreversible"] == []
-    assert "billing.0002_enhanced_subscription_payment_models" in rehearsal["migration_durations"]
-    assert rehearsal["reverse_checked_tables"] > 5
+    assert summary.irreversible == []
+    assert "billing.0002_enhanced_subscription_payment_models" in summary.migration_durations
+    assert summary.reverse_checked_tables > 5
+    # The --json document keeps the findings under "rehearsal".
+    assert summary.to_dict()["rehearsal"]["irreversible"] == []
     if baseline_db.vendor == "postgresql":
-        assert rehearsal["exclusive_lock_s"].get("subscriptions", 0) > 0
+        assert summary.exclusive_lock_s.get("subscriptions", 0) > 0
         leftovers = baseline_db.scalar("SELECT COUNT(*) FROM pg_database WHERE datname LIKE %s", ["%rehearse%"])
         assert leftovers == 0
 
@@ -414,7 +416,7 @@ def test_preflight_names_each_missing_privilege(migrated_db, settings):
     try:
         url = migrated_db.url.replace("postgres://postgres@", f"postgres://{role}@")
         with temporary_alias(url) as alias:
-            summary = SafeMigration(alias, SafeMigrateOptions()).run()
+            summary = safe_migrate(alias, SafeMigrateOptions())
             connections[alias].close()
         assert summary.exit_code == ExitCode.BAD_INPUT
         assert "SELECT on table users" in summary.error

@@ -7,9 +7,10 @@ a subclass; callers never ask which vendor they talk to.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import re
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from migrations_ops.errors import OperationFailed
+from migrations_ops.errors import BadInput, OperationFailed
 
 # progress(done, total, item): called as a dump or restore advances (tables, or pages on SQLite).
 Progress = Callable[[int, int, str], None]
@@ -57,15 +58,36 @@ class LockOwner:
         return f"pid {self.pid} on {self.host} since {self.since}{what}"
 
 
-def parse_lock_timeout(value: str | int | float) -> float:
-    """'5s', '500ms', '2min', '3' (seconds) -> seconds."""
-    if isinstance(value, int | float):
-        return float(value)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*", str(value))
-    if not match:
-        raise ValueError(f"invalid timeout {value!r}: expected e.g. 5s, 500ms, 2min")
-    number, unit = float(match.group(1)), match.group(2) or "s"
-    return number * {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}[unit]
+def row_count_sql(tables: list[str]) -> str:
+    """One statement counting every table's rows exactly: ``SELECT i, count(*)`` per table, UNION ALL."""
+    return " UNION ALL ".join(
+        f'SELECT {index}, count(*) FROM "{name.replace(chr(34), chr(34) * 2)}"' for index, name in enumerate(tables)
+    )
+
+
+def counts_by_name(tables: list[str], rows: list[tuple[int, int]]) -> dict[str, int]:
+    counts = dict(rows)
+    return {name: int(counts[index]) for index, name in enumerate(tables)}
+
+
+def check_free_space(directory: Path, needed_bytes: int) -> None:
+    """BadInput unless ``directory`` (created if missing) has ``needed_bytes`` free."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    free = shutil.disk_usage(directory).free
+    if free < needed_bytes:
+        raise BadInput(
+            f"not enough free space in {directory}: {free / 1e6:.1f} MB free, "
+            f"{needed_bytes / 1e6:.1f} MB needed (twice the database size)"
+        )
+
+
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and every exception it was raised from or during, once each."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 def fsync_path(path: Path) -> None:
@@ -107,12 +129,9 @@ class DatabaseEngine:
         names = self.table_names()
         if not names:
             return {}
-        qn = self.connection.ops.quote_name
-        sql = " UNION ALL ".join(f"SELECT {i}, COUNT(*) FROM {qn(name)}" for i, name in enumerate(names))
         with self.connection.cursor() as cursor:
-            cursor.execute(sql)
-            counts = dict(cursor.fetchall())
-        return {name: int(counts[i]) for i, name in enumerate(names)}
+            cursor.execute(row_count_sql(names))
+            return counts_by_name(names, cursor.fetchall())
 
     # --- identity ---
     def database_info(self) -> dict[str, Any]:
@@ -186,10 +205,34 @@ class DatabaseEngine:
         """Drop this database (no error when it does not exist)."""
         raise NotImplementedError
 
-    # --- validation fallback ---
-    def foreign_key_violations(self) -> list[str]:
-        """Rows whose foreign keys point nowhere, one line per violated constraint."""
+    # --- applying migrations (runner.py) ---
+    def transactional_migration(self) -> contextlib.AbstractContextManager:
+        """Wrap the one outer transaction of a plan (whatever the vendor needs around it)."""
+        return contextlib.nullcontext()
+
+    def set_lock_timeout(self, seconds: float) -> None:
+        """Bound every lock wait of the current transaction (RunPython/RunSQL included)."""
         raise NotImplementedError
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (or what caused it) is a lock wait that timed out (worth a retry)."""
+        raise NotImplementedError
+
+    def cancel_running_statement(self) -> None:
+        """Ask the server to stop the statement running on this connection (from a signal handler)."""
+        raise NotImplementedError
+
+    def exclusively_locked_tables(self) -> list[str]:
+        """Tables this session holds an ACCESS EXCLUSIVE lock on (empty where locks are not per table)."""
+        return []
+
+    def database_size(self) -> int:
+        """Bytes the database occupies (for the free-space preflight)."""
+        raise NotImplementedError
+
+    def check_ready_for_migration(self, backup_dir: Path) -> None:
+        """BadInput unless a backup and a migration can run: tools, privileges, free space."""
+        check_free_space(Path(backup_dir), 2 * self.database_size())
 
     # --- the migration lock ---
     @contextmanager

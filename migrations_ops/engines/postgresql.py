@@ -28,15 +28,26 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql as pgsql
 
-from migrations_ops.engines.apply import PostgreSQLApplyMixin
 from migrations_ops.engines.base import (
     HASH_CHUNK,
     DatabaseEngine,
     DumpResult,
     LockOwner,
     Progress,
+    causes,
+    check_free_space,
+    counts_by_name,
+    row_count_sql,
 )
-from migrations_ops.errors import BadInput, LockHeld, OperationFailed
+from migrations_ops.engines.processes import (
+    StreamReader,
+    first_error,
+    kill_all,
+    pump,
+    returncode_text,
+    write_all,
+)
+from migrations_ops.errors import BadInput, LockHeld, OperationFailed, first_line
 
 FORMAT_ZSTD = "pg_custom+zstd"
 FORMAT_CUSTOM = "pg_custom"
@@ -72,50 +83,7 @@ def _major(version: str) -> int:
     return int(match.group(1))
 
 
-def _first_error(stderr: str, default: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        if "ERROR:" in line or "error:" in line or "FATAL:" in line:
-            return line
-    return lines[-1] if lines else default
-
-
-def _returncode_text(name: str, code: int) -> str:
-    return f"{name} was killed by signal {-code}" if code < 0 else f"{name} exited with status {code}"
-
-
-class _StreamReader(threading.Thread):
-    """Collects a child's stderr; calls ``on_line`` for each line (progress)."""
-
-    def __init__(self, stream, on_line=None) -> None:
-        super().__init__(daemon=True)
-        self.stream = stream
-        self.on_line = on_line
-        self.lines: list[str] = []
-
-    def run(self) -> None:
-        for raw in iter(self.stream.readline, b""):
-            line = raw.decode(errors="replace").rstrip("\n")
-            if self.on_line and self.on_line(line):
-                continue  # a progress line: not worth keeping
-            self.lines.append(line)
-        self.stream.close()
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-def _kill_all(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-    for process in processes:
-        with suppress(Exception):
-            process.wait(timeout=10)
-
-
-class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
+class PostgreSQLEngine(DatabaseEngine):
     vendor = "postgresql"
     _lock_backend_pid: int | None = None
 
@@ -139,8 +107,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
         try:
             conn = psycopg2.connect(**self.connect_params(dbname), **extra)
         except psycopg2.OperationalError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
-            raise BadInput(f"database unreachable: {first}") from None
+            raise BadInput(f"database unreachable: {first_line(exc, 'connection failed')}") from None
         conn.autocommit = True
         return conn
 
@@ -160,7 +127,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
         done = subprocess.run(argv, capture_output=True, env=env or self.tool_env(), timeout=timeout)
         if done.returncode != 0:
             raise OperationFailed(
-                f"{Path(argv[0]).name} failed: {_first_error(done.stderr.decode(errors='replace'), 'no output')}"
+                f"{Path(argv[0]).name} failed: {first_error(done.stderr.decode(errors='replace'), 'no output')}"
             )
         return done.stdout.decode(errors="replace")
 
@@ -211,7 +178,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
         match = re.search(r"(\d+(?:\.\d+)*)", done.stdout.decode(errors="replace"))
         if done.returncode != 0 or not match:
             raise BadInput(
-                f"{name} --version failed ({_returncode_text(name, done.returncode)}): cannot check its version"
+                f"{name} --version failed ({returncode_text(name, done.returncode)}): cannot check its version"
             )
         return match.group(1)
 
@@ -283,7 +250,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
                 argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.tool_env(), stdin=subprocess.DEVNULL
             )
             processes.append(dumper)
-            readers = [_StreamReader(dumper.stderr, on_dump_line)]
+            readers = [StreamReader(dumper.stderr, on_dump_line)]
             output = dumper.stdout
             if backup_format == FORMAT_ZSTD:
                 compressor = subprocess.Popen(
@@ -294,7 +261,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
                 )
                 processes.append(compressor)
                 dumper.stdout.close()  # the compressor owns it now
-                readers.append(_StreamReader(compressor.stderr))
+                readers.append(StreamReader(compressor.stderr))
                 output = compressor.stdout
             for reader in readers:
                 reader.start()
@@ -323,7 +290,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
             try:
                 while chunk := output.read(HASH_CHUNK):
                     digest.update(chunk)
-                    _write_all(fd, chunk)
+                    write_all(fd, chunk)
                     size += len(chunk)
                 os.fsync(fd)
             finally:
@@ -337,11 +304,11 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
             counter.join()
             if dumper.returncode != 0:
                 raise OperationFailed(
-                    f"pg_dump failed ({_returncode_text('pg_dump', dumper.returncode)}): "
-                    f"{_first_error(readers[0].text, 'no message')}"
+                    f"pg_dump failed ({returncode_text('pg_dump', dumper.returncode)}): "
+                    f"{first_error(readers[0].text, 'no message')}"
                 )
             if len(processes) > 1 and processes[1].returncode != 0:
-                raise OperationFailed(f"zstd failed: {_first_error(readers[1].text, 'no message')}")
+                raise OperationFailed(f"zstd failed: {first_error(readers[1].text, 'no message')}")
             if count_error:
                 raise OperationFailed(f"counting rows failed: {count_error[0]}")
             return DumpResult(
@@ -354,7 +321,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
                 migrations=migrations,
             )
         finally:
-            _kill_all(processes)
+            kill_all(processes)
             with suppress(Exception):
                 meta.rollback()
             meta.close()
@@ -380,7 +347,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
         if backup_format == FORMAT_ZSTD:
             tested = subprocess.run([self._tool("zstd"), "-t", "-q", str(path)], capture_output=True, timeout=3600)
             if tested.returncode != 0:
-                return [f"zstd: {_first_error(tested.stderr.decode(errors='replace'), 'corrupt compressed stream')}"]
+                return [f"zstd: {first_error(tested.stderr.decode(errors='replace'), 'corrupt compressed stream')}"]
         stream, helpers = self._archive_reader(path, backup_format)
         try:
             listed = subprocess.run(
@@ -388,9 +355,9 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
             )
         finally:
             stream.close()
-            _kill_all(helpers)
+            kill_all(helpers)
         if listed.returncode != 0:
-            problems.append(f"pg_restore --list: {_first_error(listed.stderr.decode(errors='replace'), 'unreadable')}")
+            problems.append(f"pg_restore --list: {first_error(listed.stderr.decode(errors='replace'), 'unreadable')}")
         elif "TABLE DATA" not in listed.stdout.decode(errors="replace") and b"TOC Entries" not in listed.stdout:
             problems.append("pg_restore --list: no table of contents")
         return problems
@@ -489,11 +456,11 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
                         progress(min(done_tables[0], total or done_tables[0]), total or done_tables[0], match.group(1))
                     return line.startswith("pg_restore: ") and "error" not in line and "warning" not in line
 
-                restore_reader = _StreamReader(restorer.stderr, on_restore_line)
-                psql_reader = _StreamReader(applier.stderr)
+                restore_reader = StreamReader(restorer.stderr, on_restore_line)
+                psql_reader = StreamReader(applier.stderr)
                 restore_reader.start()
                 psql_reader.start()
-                pumped_ok = _pump(restorer.stdout.fileno(), applier.stdin.fileno())
+                pumped_ok = pump(restorer.stdout.fileno(), applier.stdin.fileno())
                 restorer.stdout.close()
                 restorer.wait()
                 for helper in processes[:-2]:
@@ -507,7 +474,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
                     if psql_reader.lines and any("ERROR:" in line for line in psql_reader.lines):
                         self._raise_psql_error(psql_reader.text)
                     reason = (
-                        _first_error(restore_reader.text, _returncode_text("pg_restore", restorer.returncode))
+                        first_error(restore_reader.text, returncode_text("pg_restore", restorer.returncode))
                         if restorer.returncode != 0
                         else "decompressing the backup failed"
                     )
@@ -521,10 +488,10 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
                 if applier.returncode != 0:
                     self._raise_psql_error(psql_reader.text)
             finally:
-                _kill_all(processes)
+                kill_all(processes)
 
     def _raise_psql_error(self, stderr: str) -> None:
-        message = _first_error(stderr, "psql failed")
+        message = first_error(stderr, "psql failed")
         message = re.sub(r"^psql:[^:]*:\d+:\s*", "", message)
         if "lock timeout" in message or "statement timeout" in message:
             sessions = self.other_sessions()
@@ -592,7 +559,7 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
             with conn.cursor() as cur:
                 cur.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(self._dbname())))
         except psycopg2.Error as exc:
-            raise BadInput(f"cannot create database {self._dbname()}: {str(exc).strip().splitlines()[0]}") from None
+            raise BadInput(f"cannot create database {self._dbname()}: {first_line(exc)}") from None
         finally:
             conn.close()
 
@@ -607,31 +574,62 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
         finally:
             conn.close()
 
-    # --- validation fallback ---
-    def foreign_key_violations(self) -> list[str]:
+    # --- applying migrations ---
+    def set_lock_timeout(self, seconds: float) -> None:
+        """lock_timeout for every statement of the current transaction (RunPython/RunSQL too)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{self._lock_timeout_ms(seconds)}ms"])
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return any(getattr(e, "pgcode", None) == "55P03" for e in causes(exc))
+
+    def cancel_running_statement(self) -> None:
+        raw = self.connection.connection
+        if raw is not None and not raw.closed:
+            raw.cancel()
+
+    def exclusively_locked_tables(self) -> list[str]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' "
+                "AND l.mode = 'AccessExclusiveLock' AND c.relkind IN ('r', 'p')"
+            )
+            return sorted(row[0] for row in cursor.fetchall())
+
+    def database_size(self) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_database_size(current_database())")
+            return int(cursor.fetchone()[0])
+
+    def missing_privileges(self) -> list[str]:
+        """What the role lacks to back up and migrate: read every table/sequence, create and alter."""
         problems = []
         with self.connection.cursor() as cursor:
             cursor.execute(
-                "SELECT con.conname, con.conrelid::regclass::text, con.confrelid::regclass::text, "
-                "ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.conkey) WITH ORDINALITY k(n, i) "
-                "JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i), "
-                "ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.confkey) WITH ORDINALITY k(n, i) "
-                "JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) "
-                "FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace "
-                f"WHERE con.contype = 'f' AND {_SYSTEM_SCHEMA_FILTER} ORDER BY 1"
+                "SELECT c.relname, c.relkind, has_table_privilege(c.oid, 'SELECT'),"
+                " pg_has_role(c.relowner, 'USAGE') FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'S')"
             )
-            constraints = cursor.fetchall()
-            for name, child, parent, columns, parent_columns in constraints:
-                not_null = " AND ".join(f"c.{col} IS NOT NULL" for col in columns)
-                join = " AND ".join(f"p.{pc} = c.{cc}" for cc, pc in zip(columns, parent_columns, strict=True))
-                cursor.execute(
-                    f"SELECT count(*) FROM {child} c WHERE {not_null} AND NOT EXISTS "
-                    f"(SELECT 1 FROM {parent} p WHERE {join})"
-                )
-                orphans = cursor.fetchone()[0]
-                if orphans:
-                    problems.append(f"{child}.{name}: {orphans} row(s) reference missing {parent} rows")
+            for name, kind, can_read, owns in cursor.fetchall():
+                what = "sequence" if kind == "S" else "table"
+                if not can_read:
+                    problems.append(f"SELECT on {what} {name}")
+                if not owns and kind != "S":
+                    problems.append(f"ownership of table {name} (needed to ALTER it)")
+            cursor.execute("SELECT current_schema(), has_schema_privilege(current_schema(), 'CREATE')")
+            schema, can_create = cursor.fetchone()
+            if not can_create:
+                problems.append(f"CREATE on schema {schema}")
         return problems
+
+    def check_ready_for_migration(self, backup_dir: Path) -> None:
+        self.check_dump_tools()
+        missing = self.missing_privileges()
+        if missing:
+            raise BadInput("the database role lacks privileges: " + ", ".join(missing))
+        check_free_space(Path(backup_dir), 2 * self.database_size())
 
     # --- the migration lock ---
     @contextmanager
@@ -678,34 +676,8 @@ class PostgreSQLEngine(PostgreSQLApplyMixin, DatabaseEngine):
         return f"server backend {backend_pid} ({app or 'unknown application'}) since {started.isoformat()}"
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _pump(source_fd: int, target_fd: int) -> bool:
-    """Copy a pipe into another until EOF (zero-copy splice where available); False if the reader went away."""
-    try:
-        if hasattr(os, "splice"):
-            while os.splice(source_fd, target_fd, 1 << 20):
-                pass
-        else:  # pragma: no cover - non-Linux
-            while chunk := os.read(source_fd, 1 << 20):
-                _write_all(target_fd, chunk)
-    except BrokenPipeError:
-        return False
-    return True
-
-
 def _count_rows(cursor, tables: list[str]) -> dict[str, int]:
     if not tables:
         return {}
-    parts = []
-    for index, table in enumerate(tables):
-        ident = '"' + table.replace('"', '""') + '"'
-        parts.append(f"SELECT {index}, count(*) FROM {ident}")
-    cursor.execute(" UNION ALL ".join(parts))
-    counts = dict(cursor.fetchall())
-    return {table: int(counts[index]) for index, table in enumerate(tables)}
+    cursor.execute(row_count_sql(tables))
+    return counts_by_name(tables, cursor.fetchall())

@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from migrations_ops.engines.apply import SQLiteApplyMixin
 from migrations_ops.engines.base import (
     DatabaseEngine,
     DumpResult,
     LockOwner,
     Progress,
     RestoredContentMismatch,
+    causes,
+    counts_by_name,
     fsync_path,
+    row_count_sql,
     sha256_of,
 )
 from migrations_ops.errors import BadInput, LockHeld, OperationFailed
@@ -44,22 +46,21 @@ def _readonly(path: Path | str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=0.1)
 
 
+# Tables, never views or SQLite's own sqlite_* internals.
+_TABLES_SQL = (
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+)
+
+
 def _tables(conn: sqlite3.Connection) -> list[str]:
-    rows = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
-    ).fetchall()
-    return [row[0] for row in rows]
+    return [row[0] for row in conn.execute(_TABLES_SQL).fetchall()]
 
 
 def _counts(conn: sqlite3.Connection) -> dict[str, int]:
     tables = _tables(conn)
     if not tables:
         return {}
-    sql = " UNION ALL ".join(
-        f'SELECT {i}, COUNT(*) FROM "{name.replace(chr(34), chr(34) * 2)}"' for i, name in enumerate(tables)
-    )
-    counts = dict(conn.execute(sql).fetchall())
-    return {name: int(counts[i]) for i, name in enumerate(tables)}
+    return counts_by_name(tables, conn.execute(row_count_sql(tables)).fetchall())
 
 
 def _migrations(conn: sqlite3.Connection) -> dict[str, list[str]]:
@@ -84,7 +85,7 @@ def _copy(source: sqlite3.Connection, target: sqlite3.Connection, progress: Prog
     source.backup(target, pages=PAGES_PER_STEP, progress=step, sleep=0.05)
 
 
-class SQLiteEngine(SQLiteApplyMixin, DatabaseEngine):
+class SQLiteEngine(DatabaseEngine):
     vendor = "sqlite"
 
     def _path(self) -> Path:
@@ -102,10 +103,7 @@ class SQLiteEngine(SQLiteApplyMixin, DatabaseEngine):
     def table_names(self) -> list[str]:
         """Tables (no views, no sqlite_ internals), sorted."""
         with self.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-                "ORDER BY name"
-            )
+            cursor.execute(_TABLES_SQL)
             return [row[0] for row in cursor.fetchall()]
 
     # --- identity ---
@@ -226,17 +224,36 @@ class SQLiteEngine(SQLiteApplyMixin, DatabaseEngine):
         for suffix in ("", "-journal", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
 
-    # --- validation fallback ---
-    def foreign_key_violations(self) -> list[str]:
+    # --- applying migrations ---
+    @contextmanager
+    def transactional_migration(self) -> Iterator[None]:
+        """Django's SQLite schema editor refuses to run inside atomic() while foreign-key checks
+        are on, and PRAGMA foreign_keys is a no-op inside a transaction: turn the checks off
+        before the outer transaction and back on after it (foreign keys are checked after each
+        migration instead)."""
+        self.connection.ensure_connection()
+        if not self.connection.disable_constraint_checking():
+            raise BadInput("cannot disable SQLite foreign-key checks (is a transaction open?)")
+        try:
+            yield
+        finally:
+            self.connection.enable_constraint_checking()
+
+    def set_lock_timeout(self, seconds: float) -> None:
         with self.connection.cursor() as cursor:
-            cursor.execute("PRAGMA foreign_key_check")
-            rows = cursor.fetchall()
-        grouped: dict[tuple[str, str], int] = {}
-        for table, _rowid, parent, _fkid in rows:
-            grouped[(table, parent)] = grouped.get((table, parent), 0) + 1
-        return [
-            f"{table}: {n} row(s) reference missing {parent} rows" for (table, parent), n in sorted(grouped.items())
-        ]
+            cursor.execute(f"PRAGMA busy_timeout = {max(1, int(seconds * 1000))}")
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return any(isinstance(e, sqlite3.OperationalError) and "locked" in str(e) for e in causes(exc))
+
+    def cancel_running_statement(self) -> None:
+        raw = self.connection.connection
+        if raw is not None:
+            raw.interrupt()
+
+    def database_size(self) -> int:
+        path = self._path()
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
     # --- the migration lock ---
     def lock_path(self) -> Path:

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 from migrations_ops.backups import create_backup
+from migrations_ops.formatting import human_size
 from migrations_ops.management.base import OpsCommand
 from migrations_ops.progress import terminal_progress
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 class Command(OpsCommand):

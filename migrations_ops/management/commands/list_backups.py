@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from migrations_ops.backups import list_backups
+from migrations_ops.formatting import human_size
 from migrations_ops.management.base import OpsCommand
-from migrations_ops.management.commands.backup_db import human_size
 
 
 class Command(OpsCommand):

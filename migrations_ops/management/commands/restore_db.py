@@ -6,8 +6,8 @@ import sys
 
 from migrations_ops.backups import BackupManifest, restore_backup
 from migrations_ops.errors import scrub
+from migrations_ops.formatting import human_size
 from migrations_ops.management.base import OpsCommand
-from migrations_ops.management.commands.backup_db import human_size
 from migrations_ops.progress import terminal_progress
 
 

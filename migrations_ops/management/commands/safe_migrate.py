@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 
+from django.db import connections
+
+from migrations_ops.api import safe_migrate
 from migrations_ops.errors import BadInput
 from migrations_ops.management.base import OpsCommand
-from migrations_ops.planning import TRANSACTION, MigrationPlan
+from migrations_ops.planning import MigrationPlan
 from migrations_ops.progress import terminal_progress
-from migrations_ops.runner import SafeMigrateOptions, SafeMigration
+from migrations_ops.runner import SafeMigrateOptions
 
 
 class Command(OpsCommand):
@@ -53,24 +56,19 @@ class Command(OpsCommand):
             fake_initial=options["fake_initial"],
             accept_existing_issues=options["accept_existing_issues"],
         )
-        runner = SafeMigration(
+        summary = safe_migrate(
             self.using,
             run_options,
             report=lambda line: self.info(line),
             confirm=self._confirm if options["interactive"] else None,
             progress=lambda label: terminal_progress(label, self._verbosity, self._json),
         )
-        summary = runner.run()
-        plan = getattr(runner, "plan", None)
         if self._json:
             self.print_json(summary.to_dict())
         else:
-            if plan is not None and (run_options.plan_only or run_options.dry_run):
-                self._print_plan(plan)
-            if summary.rehearsal:
-                self._print_rehearsal(summary.rehearsal)
-            durations = ", ".join(f"{k[:-2]} {v:.2f}s" for k, v in summary.durations.items())
-            self.info(f"Status: {summary.status} ({durations})")
+            if summary.plan is not None and (run_options.plan_only or run_options.dry_run):
+                self.info(summary.plan.render())
+            self.info(summary.render())
         if summary.exit_code:
             self._fail(summary.error or summary.status, summary.exit_code)
 
@@ -86,65 +84,4 @@ class Command(OpsCommand):
         return answer.strip() == name
 
     def engine_name(self) -> str:
-        from django.db import connections
-
         return str(connections[self.using].settings_dict["NAME"])
-
-    def _print_plan(self, plan: MigrationPlan) -> None:
-        out = self.stdout.write
-        path = (
-            "one transaction: any failure rolls back, no restore needed"
-            if plan.rollback_path == TRANSACTION
-            else "migration by migration: a failure restores the pre-migrate backup ("
-            + "; ".join(plan.non_transactional_reasons)
-            + ")"
-        )
-        out(f"Rollback path: {path}")
-        for step in plan.steps:
-            flags = [
-                "backwards" if step.backwards else "forwards",
-                "atomic" if step.atomic else "NON-ATOMIC",
-                "reversible" if step.reversible else "IRREVERSIBLE",
-            ]
-            out(f"  {step.revision}  [{', '.join(flags)}]")
-            out(f"      {step.description}")
-        if plan.tables:
-            out("Tables:")
-            for name, effect in sorted(plan.tables.items()):
-                parts = []
-                if effect.created:
-                    parts.append("created")
-                if effect.dropped:
-                    parts.append("DROPPED")
-                if effect.columns_added:
-                    parts.append("+columns " + ", ".join(effect.columns_added))
-                if effect.columns_removed:
-                    parts.append("-columns " + ", ".join(effect.columns_removed))
-                if effect.columns_altered:
-                    parts.append("~ " + ", ".join(effect.columns_altered))
-                if effect.indexes:
-                    parts.append("indexes: " + ", ".join(effect.indexes))
-                if effect.constraints:
-                    parts.append("constraints: " + ", ".join(effect.constraints))
-                if effect.data_migrations:
-                    parts.append(
-                        "data migrations (rows touched unknown until run): " + ", ".join(effect.data_migrations)
-                    )
-                out(f"  {name}: {'; '.join(parts)}")
-
-    def _print_rehearsal(self, rehearsal: dict) -> None:
-        out = self.stdout.write
-        out(f"Rehearsal on a copy of {rehearsal['backup']} (path: {rehearsal['path']}):")
-        for revision, seconds in rehearsal.get("migration_durations", {}).items():
-            out(f"  {revision}: {seconds:.3f}s")
-        locks = rehearsal.get("exclusive_lock_s") or {}
-        if locks:
-            out("  longest ACCESS EXCLUSIVE hold per table:")
-            for table, seconds in sorted(locks.items(), key=lambda kv: -kv[1]):
-                out(f"    {table}: {seconds:.3f}s")
-        if rehearsal.get("irreversible"):
-            out("  reverse check FAILED:")
-            for line in rehearsal["irreversible"]:
-                out(f"    {line}")
-        elif rehearsal.get("status") == "applied":
-            out(f"  reverse check: {rehearsal.get('reverse_checked_tables', 0)} tables identical after migrating back")
