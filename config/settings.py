@@ -128,6 +128,9 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# The admin's login form posts the email as `username`; axes would otherwise look for `email`,
+# read nothing, and the right password (a different username) would get through a lockout.
+AXES_USERNAME_FORM_FIELD = "username"
 
 LOGGING = {
     "version": 1,
