@@ -15,40 +15,16 @@ Not a test: it prints figures.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psycopg2
-
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-BASE_URL = ADMIN_URL.rsplit("/", 1)[0]
-
-
-def admin(sql: str) -> None:
-    conn = psycopg2.connect(ADMIN_URL.replace("postgres://", "postgresql://"))
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(sql)
-    conn.close()
-
-
-def manage(url: str, *args: str, env: dict | None = None) -> float:
-    started = time.monotonic()
-    subprocess.run(
-        [sys.executable, "manage.py", *args, "--database-url", url],
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, **(env or {})},
-    )
-    return time.monotonic() - started
+from _common import BASE_URL, admin, manage
 
 
 class Probe(threading.Thread):

@@ -26,35 +26,18 @@ import time
 from pathlib import Path
 
 import psycopg2
+from _common import BASE_URL, ROOT, admin, admin_connection, manage
 
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-BASE_URL = ADMIN_URL.rsplit("/", 1)[0]
 DB_NAME = "bench_validate"
 
 
-def admin(sql: str) -> None:
-    conn = psycopg2.connect(ADMIN_URL.replace("postgres://", "postgresql://"))
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(sql)
-    conn.close()
-
-
 def database_exists(name: str) -> bool:
-    conn = psycopg2.connect(ADMIN_URL.replace("postgres://", "postgresql://"))
+    conn = admin_connection()
     with conn.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
         found = cursor.fetchone() is not None
     conn.close()
     return found
-
-
-def manage(url: str, *args: str) -> float:
-    started = time.monotonic()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    subprocess.run([sys.executable, "manage.py", *args, "--database-url", url], cwd=ROOT, check=True, env=env)
-    return time.monotonic() - started
 
 
 def prepare(url: str, subscriptions: int, users: int, reuse: bool) -> float | None:
@@ -63,8 +46,9 @@ def prepare(url: str, subscriptions: int, users: int, reuse: bool) -> float | No
         return None
     admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     admin(f'CREATE DATABASE "{DB_NAME}"')
-    manage(url, "migrate", "--noinput", "-v", "0")
-    seconds = manage(url, "seed_demo_data", "--users", str(users), "--subscriptions", str(subscriptions))
+    settings = {"DJANGO_SETTINGS_MODULE": "config.settings"}
+    manage(url, "migrate", "--noinput", "-v", "0", env=settings)
+    seconds = manage(url, "seed_demo_data", "--users", str(users), "--subscriptions", str(subscriptions), env=settings)
     admin_db = psycopg2.connect(url.replace("postgres://", "postgresql://"))
     admin_db.autocommit = True
     with admin_db.cursor() as cursor:
@@ -140,6 +124,14 @@ def main() -> None:
         path.write_text("".join(statement.rstrip().rstrip(";") + ";\n" for statement in capture.statements))
         return path, len(capture.statements)
 
+    def alternate(deep: bool, script: Path) -> tuple[float, float]:
+        """Median seconds of validate_db and of its statements through psql, alternating rounds."""
+        framework, raw = [], []
+        for _ in range(args.rounds):
+            raw.append(timed_psql(url, script))
+            framework.append(run(deep)[0])
+        return statistics.median(framework), statistics.median(raw)
+
     figures: dict[str, object] = {"subscriptions": args.subscriptions, "seed_s": seed_s}
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_database_size(current_database())")
@@ -150,12 +142,7 @@ def main() -> None:
     figures["ok"] = report.ok
     figures["rows"] = sum(report.tables.values())
     script, figures["statements"] = script_of(False)
-    framework, raw = [], []
-    for _ in range(args.rounds):
-        raw.append(timed_psql(url, script))
-        framework.append(run(False)[0])
-    figures["validate_s"] = statistics.median(framework)
-    figures["psql_s"] = statistics.median(raw)
+    figures["validate_s"], figures["psql_s"] = alternate(False, script)
     figures["validate_over_psql"] = figures["validate_s"] / figures["psql_s"]
     slowest = sorted(run(False)[1].checks, key=lambda c: c.duration_s, reverse=True)[:5]
     figures["slowest_checks"] = {c.name: round(c.duration_s, 3) for c in slowest}
@@ -171,12 +158,7 @@ def main() -> None:
         cursor.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
     run(True)
     deep_script, _ = script_of(True)
-    deep_framework, deep_raw = [], []
-    for _ in range(args.rounds):
-        deep_raw.append(timed_psql(url, deep_script))
-        deep_framework.append(run(True)[0])
-    figures["deep_validate_s"] = statistics.median(deep_framework)
-    figures["deep_psql_s"] = statistics.median(deep_raw)
+    figures["deep_validate_s"], figures["deep_psql_s"] = alternate(True, deep_script)
     figures["deep_over_psql"] = figures["deep_validate_s"] / figures["deep_psql_s"]
     connection.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -143,14 +144,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
     raw_id_fields = ["user", "pricing_config", "loyalty_account"]
     list_select_related = ["user"]
     show_full_result_count = False
+    # Every amount (price and the cost breakdown) is the pricing engine's result, never typed in.
     readonly_fields = [
-        "price",
-        "base_cost",
-        "delivery_cost",
-        "tax_amount",
-        "discount_amount",
-        "loyalty_discount",
-        "total_cost",
+        *(f.name for f in Subscription._meta.concrete_fields if isinstance(f, models.DecimalField)),
         "points_earned",
         "created_at",
         "updated_at",

@@ -206,3 +206,13 @@ def test_postgres_refuses_overlapping_active_pricing(migrated_db):
     # An inactive config may overlap; so may one of another variant.
     db.query(insert, ["draft", "2030-01-01", None, False])
     assert db.scalar("SELECT COUNT(*) FROM pricing_configs WHERE plan = 'basic'") == 2
+
+
+def test_seeding_derives_the_upgrade_from_the_migration_graph():
+    """seed_demo_data tells the baseline from the head by the upgrade's tables and columns, read
+    from the migration graph: they are exactly the ones this module lists."""
+    from billing.seeding import upgrade_schema
+
+    new_tables, new_columns = upgrade_schema()
+    assert new_tables == NEW_TABLES
+    assert new_columns == {"subscriptions": NEW_SUBSCRIPTION_COLUMNS, "users": {"permissions"}}

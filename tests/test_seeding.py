@@ -373,3 +373,48 @@ def test_a_table_much_bigger_than_the_load_keeps_its_constraints(migrated_db):
     assert report.counts["users"] == 5
     assert report.rebuilt == []  # nothing dropped nor re-created
     assert schema_objects(db) == before
+
+
+def test_seeded_costs_points_and_tiers_are_the_domain_rules(migrated_db):
+    """Seeding asks the pricing engine and the ledger instead of re-implementing them: every seeded
+    breakdown is compute_breakdown of its config, every earn of a subscription payment is
+    points_for_amount of its total, every tier is tier_for of the lifetime points."""
+    from billing.pricing import CostBreakdown, compute_breakdown
+    from loyalty.ledger import points_for_amount, tier_for
+    from loyalty.models import LoyaltyAccount
+
+    using = migrated_db.alias
+    seed_small(migrated_db)
+    subs = Subscription.objects.using(using).select_related("pricing_config").order_by("id")
+    assert subs.count() == SUBSCRIPTIONS
+    for sub in subs:
+        expected = compute_breakdown(
+            sub.pricing_config,
+            billing_interval=sub.billing_interval,
+            delivery_frequency=sub.delivery_frequency,
+            loyalty_discount=sub.loyalty_discount,
+        )
+        assert CostBreakdown.of(sub) == expected, sub.pk
+        earned = (
+            0
+            if sub.status == "past_due"
+            else points_for_amount(int(sub.total_cost * 100), sub.pricing_config.loyalty_points_per_unit)
+        )
+        assert sub.points_earned == earned, sub.pk
+    accounts = list(LoyaltyAccount.objects.using(using).values_list("lifetime_points", "tier"))
+    assert len(accounts) == USERS and len({tier for _, tier in accounts}) >= 2
+    assert all(tier == tier_for(lifetime) for lifetime, tier in accounts)
+
+
+def test_seeded_columns_are_the_models_limited_to_what_the_state_created():
+    from billing import seeding
+
+    baseline = seeding.seeded_columns(Subscription, "baseline")
+    head = seeding.seeded_columns(Subscription, "head")
+    added = seeding.upgrade_schema()[1]["subscriptions"]
+    assert set(head) - set(baseline) == added and len(added) == 14
+    # in the model's field order, the order the phases generate values in
+    order = [f.column for f in Subscription._meta.concrete_fields]
+    assert list(head) == [c for c in order if c in head] and head[0] == "id"
+    assert "permissions" in seeding.seeded_columns(User, "head")
+    assert "permissions" not in seeding.seeded_columns(User, "baseline")

@@ -1,4 +1,4 @@
-"""`seed_demo_data`: deterministic demo data, a million rows a minute (logic: billing/seeding.py)."""
+"""`seed_demo_data`: deterministic demo data, a million rows a minute (logic: the billing/seeding package)."""
 
 from __future__ import annotations
 
