@@ -18,7 +18,7 @@ from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -30,9 +30,11 @@ from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import engine_class, get_engine
 from migrations_ops.engines.base import (
     DatabaseEngine,
+    DumpFile,
     Progress,
     RestoredContentMismatch,
     current_owner,
+    fsync_path,
     sha256_of,
 )
 from migrations_ops.errors import BadInput, OperationFailed, OpsError, RecoveryFailed, scrub
@@ -97,6 +99,10 @@ class BackupManifest:
     @property
     def manifest_path(self) -> Path:
         return (self.directory or backup_dir()) / f"{self.name}{MANIFEST_SUFFIX}"
+
+    def dump_file(self) -> DumpFile:
+        """The backup as an engine restores it (checked against the manifest's row counts)."""
+        return DumpFile(self.path, self.format, self.tables)
 
     @property
     def heads(self) -> dict[str, str]:
@@ -163,14 +169,6 @@ def _default_name(engine: DatabaseEngine, reason: str) -> str:
     return f"{slug}-{stamp}-{reason}"
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _publish(temporary: Path, final: Path) -> None:
     """Give ``temporary`` its final name without ever replacing an existing file; fsync the directory."""
     try:
@@ -179,7 +177,7 @@ def _publish(temporary: Path, final: Path) -> None:
         raise BadInput(f"{final.name} already exists in {final.parent}") from None
     finally:
         temporary.unlink(missing_ok=True)
-    _fsync_dir(final.parent)
+    fsync_path(final.parent)
 
 
 def _write_manifest(manifest: BackupManifest) -> None:
@@ -204,6 +202,20 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     return scrub(f"{exc.__class__.__name__}: {exc}")
+
+
+def _raise_audited(operation: str, name: str, started: float, exc: BaseException) -> NoReturn:
+    """Record ``<operation>.end`` as failed, then re-raise: ours (and Ctrl-C) as they are, others wrapped."""
+    audit.record(
+        f"{operation}.end",
+        name=name,
+        outcome="failed",
+        duration_s=round(time.monotonic() - started, 3),
+        error=_error_text(exc),
+    )
+    if isinstance(exc, OpsError | KeyboardInterrupt):
+        raise exc
+    raise OperationFailed(f"{operation} failed: {_error_text(exc)}") from exc
 
 
 # --- writing ---
@@ -261,16 +273,7 @@ def create_backup(
         temporary.unlink(missing_ok=True)
         if published:
             final.unlink(missing_ok=True)
-        audit.record(
-            "backup.end",
-            name=name,
-            outcome="failed",
-            duration_s=round(time.monotonic() - started, 3),
-            error=_error_text(exc),
-        )
-        if isinstance(exc, OpsError | KeyboardInterrupt):
-            raise
-        raise OperationFailed(f"backup failed: {_error_text(exc)}") from exc
+        _raise_audited("backup", name, started, exc)
     audit.record(
         "backup.end",
         name=name,
@@ -391,14 +394,7 @@ def verify_backup(
             )
         report.ok = all(check["ok"] for check in checks)
     except BaseException as exc:
-        audit.record(
-            "verify.end",
-            name=manifest.name,
-            outcome="failed",
-            duration_s=round(time.monotonic() - started, 3),
-            error=_error_text(exc),
-        )
-        raise
+        _raise_audited("verify", manifest.name, started, exc)
     audit.record(
         "verify.end",
         name=manifest.name,
@@ -410,14 +406,21 @@ def verify_backup(
     return report
 
 
+def _check_restorable(manifest: BackupManifest, engine: DatabaseEngine, wrong_engine: str) -> None:
+    """BadInput (``wrong_engine``) for a backup of another engine, or when the tools cannot read it."""
+    if manifest.engine != engine.vendor:
+        raise BadInput(wrong_engine)
+    engine.check_restore_tools(manifest.format, manifest.tool_version)
+
+
 def _restore_test(manifest: BackupManifest, using: str, progress: Progress | None) -> dict[str, Any]:
     live = get_engine(using)
-    if live.vendor != manifest.engine:
-        raise BadInput(
-            f"a restore test of a {manifest.engine} backup needs a {manifest.engine} database, "
-            f"and {using!r} is {live.vendor}: give --database-url"
-        )
-    live.check_restore_tools(manifest.format, manifest.tool_version)
+    _check_restorable(
+        manifest,
+        live,
+        f"a restore test of a {manifest.engine} backup needs a {manifest.engine} database, "
+        f"and {using!r} is {live.vendor}: give --database-url",
+    )
     scratch = live.scratch_settings(f"verify_{secrets.token_hex(4)}")
     started = time.monotonic()
     with temporary_alias(scratch) as alias:
@@ -425,7 +428,7 @@ def _restore_test(manifest: BackupManifest, using: str, progress: Progress | Non
         engine.create_database()
         try:
             try:
-                engine.restore(manifest.path, manifest.format, None, progress, lock_timeout())
+                engine.restore(DumpFile(manifest.path, manifest.format), progress, lock_timeout())
             except OperationFailed as exc:
                 return {"ok": False, "database": engine.display_name(), "details": [exc.message], "tables": {}}
             counts = engine.row_counts()
@@ -485,12 +488,12 @@ def restore_backup(
     manifest = get_backup(name_or_path, allow_path=True)
     with _target(using, target_url) as alias:
         engine = get_engine(alias)
-        if manifest.engine != engine.vendor:
-            raise BadInput(
-                f"backup {manifest.name!r} is a {manifest.engine} backup and the target database is "
-                f"{engine.vendor}: refusing to restore across engines; nothing was changed"
-            )
-        engine.check_restore_tools(manifest.format, manifest.tool_version)
+        _check_restorable(
+            manifest,
+            engine,
+            f"backup {manifest.name!r} is a {manifest.engine} backup and the target database is "
+            f"{engine.vendor}: refusing to restore across engines; nothing was changed",
+        )
         problems = integrity_problems(manifest)
         if problems:
             raise BadInput(f"backup {manifest.name!r} failed verification: {problems[0]}; nothing was changed")
@@ -504,16 +507,7 @@ def restore_backup(
                 manifest, engine, alias, safety_backup, terminate_connections, progress, take_lock, validate
             )
         except BaseException as exc:
-            audit.record(
-                "restore.end",
-                name=manifest.name,
-                outcome="failed",
-                duration_s=round(time.monotonic() - started, 3),
-                error=_error_text(exc),
-            )
-            if isinstance(exc, OpsError | KeyboardInterrupt):
-                raise
-            raise OperationFailed(f"restore failed: {_error_text(exc)}") from exc
+            _raise_audited("restore", manifest.name, started, exc)
         result.duration_s = round(time.monotonic() - started, 3)
         audit.record(
             "restore.end",
@@ -548,7 +542,7 @@ def _restore_locked(
         terminated = engine.terminate_other_sessions() if terminate_connections else []
         safety = create_backup(using=alias, reason="pre-restore") if safety_backup and not created else None
         try:
-            engine.restore(manifest.path, manifest.format, manifest.tables, progress, lock_timeout())
+            engine.restore(manifest.dump_file(), progress, lock_timeout())
         except RestoredContentMismatch as exc:
             _recover(engine, safety, exc.message)
         validation = _validate(alias) if validate else {}
@@ -570,7 +564,7 @@ def _recover(engine: DatabaseEngine, safety: BackupManifest | None, problem: str
     if safety is None:
         raise RecoveryFailed(f"{problem}, and no safety backup was taken: restore the previous content by hand")
     try:
-        engine.restore(safety.path, safety.format, safety.tables, None, lock_timeout())
+        engine.restore(safety.dump_file(), None, lock_timeout())
     except OpsError as exc:
         raise RecoveryFailed(
             f"{problem}, and putting the previous content back failed too ({exc.message}): "
@@ -599,7 +593,7 @@ def prune_backups(keep: int, dry_run: bool = False, reasons: Iterable[str] | Non
         manifest.path.unlink(missing_ok=True)
         audit.record("prune", name=manifest.name, bytes=manifest.size_bytes, outcome="ok", reason=manifest.reason)
     if directory.is_dir():
-        _fsync_dir(directory)
+        fsync_path(directory)
         cutoff = time.time() - TEMP_MAX_AGE_S
         for leftover in directory.glob(".*.tmp"):
             with suppress(FileNotFoundError):

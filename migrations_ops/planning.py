@@ -64,23 +64,16 @@ class TableEffect:
         return {k: v for k, v in self.__dict__.items() if v}
 
     def render(self) -> str:
-        parts = []
-        if self.created:
-            parts.append("created")
-        if self.dropped:
-            parts.append("DROPPED")
-        if self.columns_added:
-            parts.append("+columns " + ", ".join(self.columns_added))
-        if self.columns_removed:
-            parts.append("-columns " + ", ".join(self.columns_removed))
-        if self.columns_altered:
-            parts.append("~ " + ", ".join(self.columns_altered))
-        if self.indexes:
-            parts.append("indexes: " + ", ".join(self.indexes))
-        if self.constraints:
-            parts.append("constraints: " + ", ".join(self.constraints))
-        if self.data_migrations:
-            parts.append("data migrations (rows touched unknown until run): " + ", ".join(self.data_migrations))
+        parts = [label for flag, label in ((self.created, "created"), (self.dropped, "DROPPED")) if flag]
+        listed = (
+            ("+columns ", self.columns_added),
+            ("-columns ", self.columns_removed),
+            ("~ ", self.columns_altered),
+            ("indexes: ", self.indexes),
+            ("constraints: ", self.constraints),
+            ("data migrations (rows touched unknown until run): ", self.data_migrations),
+        )
+        parts += [prefix + ", ".join(values) for prefix, values in listed if values]
         return "; ".join(parts)
 
 
@@ -243,6 +236,9 @@ def _column_name(state, app_label: str, operation) -> str:
     return field.db_column or (f"{field_name}_id" if field.is_relation and field.many_to_one else field_name)
 
 
+_INDEX_OPERATIONS = migrations.AddIndex | migrations.RemoveIndex | migrations.RenameIndex
+
+
 def _operation_effect(operation, app_label, before, after, backwards, label, effect) -> None:
     ops = migrations
     model_name = getattr(operation, "model_name", None) or getattr(operation, "name", None)
@@ -273,18 +269,15 @@ def _operation_effect(operation, app_label, before, after, backwards, label, eff
             target.columns_removed.append(name)
         else:
             target.columns_altered.append(name)
-    elif isinstance(operation, ops.AddIndex | ops.RemoveIndex | ops.RenameIndex):
+    elif isinstance(operation, _INDEX_OPERATIONS | ops.AddConstraint | ops.RemoveConstraint):
         table = _db_table(after, app_label, operation.model_name) or _db_table(before, app_label, operation.model_name)
         if table:
-            name = getattr(getattr(operation, "index", None), "name", None) or getattr(operation, "name", "")
-            verb = "add" if isinstance(operation, ops.AddIndex) != backwards else "remove"
-            effect(table).indexes.append(f"{verb} {name}")
-    elif isinstance(operation, ops.AddConstraint | ops.RemoveConstraint):
-        table = _db_table(after, app_label, operation.model_name) or _db_table(before, app_label, operation.model_name)
-        if table:
-            name = getattr(getattr(operation, "constraint", None), "name", None) or getattr(operation, "name", "")
-            verb = "add" if isinstance(operation, ops.AddConstraint) != backwards else "remove"
-            effect(table).constraints.append(f"{verb} {name}")
+            is_index = isinstance(operation, _INDEX_OPERATIONS)
+            declared = getattr(operation, "index" if is_index else "constraint", None)
+            name = getattr(declared, "name", None) or getattr(operation, "name", "")
+            adds = isinstance(operation, ops.AddIndex | ops.AddConstraint)
+            verb = "add" if adds != backwards else "remove"
+            (effect(table).indexes if is_index else effect(table).constraints).append(f"{verb} {name}")
     elif isinstance(operation, ops.RunPython | ops.RunSQL):
         # A data migration: which tables it touches is not declared; it is listed under "(data)".
         direction = "reverse" if backwards else "forwards"

@@ -121,7 +121,7 @@ def _rehearse(live: SafeMigration, plan: MigrationPlan, result: RehearsalResult)
         copy = get_engine(alias)
         copy.create_database()
         try:
-            copy.restore(manifest.path, manifest.format, manifest.tables, None, lock_timeout())
+            copy.restore(manifest.dump_file(), None, lock_timeout())
             result.durations["backup_s"] = time.monotonic() - started
             result.copy = copy.display_name()
             _rehearse_on_copy(live, alias, result)

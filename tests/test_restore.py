@@ -13,7 +13,7 @@ import pytest
 
 from migrations_ops import audit, backups
 from migrations_ops.engines import get_engine
-from migrations_ops.engines.base import current_owner
+from migrations_ops.engines.base import DumpFile, current_owner
 from migrations_ops.errors import BadInput, LockHeld, OperationFailed
 from tests import dbs
 from tests.dbs import latest_migration
@@ -213,7 +213,7 @@ def test_interrupted_restore_stream_rolls_back(pg_migrated_db, backup_env):
     raw = subprocess.run(["zstd", "-dc", str(whole)], capture_output=True, check=True).stdout
     partial.write_bytes(raw[: len(raw) * 2 // 3])
     with pytest.raises(OperationFailed):
-        engine.restore(partial, "pg_custom", manifest.tables, None, 2.0)
+        engine.restore(DumpFile(partial, "pg_custom", manifest.tables), None, 2.0)
     assert content_checksums(db) == before
 
 

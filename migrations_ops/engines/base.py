@@ -44,6 +44,15 @@ class DumpResult:
     migrations: dict[str, list[str]] = field(default_factory=dict)  # django_migrations, same snapshot
 
 
+@dataclass(frozen=True)
+class DumpFile:
+    """A dump on disk as an engine restores it: where, in which format, and the rows it must yield."""
+
+    path: Path
+    format: str
+    tables: dict[str, int] | None = None  # None: do not check the restored row counts
+
+
 @dataclass
 class LockOwner:
     """Who holds (or wants) the migration lock."""
@@ -170,18 +179,11 @@ class DatabaseEngine:
         """Readability problems of a dump file (empty when the tools can read all of it)."""
         raise NotImplementedError
 
-    def restore(
-        self,
-        path: Path,
-        backup_format: str,
-        expected_tables: dict[str, int] | None = None,
-        progress: Progress | None = None,
-        lock_timeout: float = 5.0,
-    ) -> None:
+    def restore(self, dump: DumpFile, progress: Progress | None = None, lock_timeout: float = 5.0) -> None:
         """Atomically replace the whole content of this database with the dump at ``path``.
 
         Raises OperationFailed (database unchanged) when the restore fails or other sessions block it
-        for longer than ``lock_timeout`` seconds; the new content must hold ``expected_tables`` rows.
+        for longer than ``lock_timeout`` seconds; the new content must hold ``dump.tables`` rows.
         """
         raise NotImplementedError
 

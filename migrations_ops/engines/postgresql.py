@@ -31,6 +31,7 @@ from psycopg2 import sql as pgsql
 from migrations_ops.engines.base import (
     HASH_CHUNK,
     DatabaseEngine,
+    DumpFile,
     DumpResult,
     LockOwner,
     Progress,
@@ -417,14 +418,8 @@ class PostgreSQLEngine(DatabaseEngine):
         body.append("UPDATE pg_temp.mops_restore_guard SET done = true;")
         return "\n".join(body) + "\n"
 
-    def restore(
-        self,
-        path: Path,
-        backup_format: str,
-        expected_tables: dict[str, int] | None = None,
-        progress: Progress | None = None,
-        lock_timeout: float = 5.0,
-    ) -> None:
+    def restore(self, dump: DumpFile, progress: Progress | None = None, lock_timeout: float = 5.0) -> None:
+        expected_tables = dump.tables
         self.connection.close()  # Django's session must not hold anything while the schema is replaced
         total = len(expected_tables or {})
         with tempfile.TemporaryDirectory(prefix="mops-restore-") as workdir:
@@ -432,7 +427,7 @@ class PostgreSQLEngine(DatabaseEngine):
             fd = os.open(prelude, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(self._prelude(lock_timeout))
-            stream, processes = self._archive_reader(path, backup_format)
+            stream, processes = self._archive_reader(dump.path, dump.format)
             env = self.tool_env()
             try:
                 argv = [self._tool("pg_restore"), "-f", "-", "--no-owner", "--no-acl", "--exit-on-error"]

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from migrations_ops.engines.base import (
     DatabaseEngine,
+    DumpFile,
     DumpResult,
     LockOwner,
     Progress,
@@ -40,6 +41,17 @@ _BUSY_OR_LOCKED = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
 class _Blocked(Exception):
     pass
+
+
+@contextmanager
+def _copy_errors(blocked: str, failed: str) -> Iterator[None]:
+    """A page copy's failures as the operator reads them: blocked too long, or SQLite's own error."""
+    try:
+        yield
+    except _Blocked:
+        raise OperationFailed(blocked) from None
+    except sqlite3.Error as exc:
+        raise OperationFailed(f"{failed}: {exc}") from None
 
 
 def _readonly(path: Path | str) -> sqlite3.Connection:
@@ -136,18 +148,15 @@ class SQLiteEngine(DatabaseEngine):
     ) -> DumpResult:
         source_path = self._existing_path()
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        try:
+        blocked = (
+            f"backup blocked: another connection has held a write lock on {source_path.name} "
+            f"for more than {lock_timeout:g}s"
+        )
+        with _copy_errors(blocked, "SQLite backup failed"):
             with closing(_readonly(source_path)) as source, closing(sqlite3.connect(path)) as target:
                 _copy(source, target, progress, lock_timeout)
                 tables = _counts(target)
                 migrations = _migrations(target)
-        except _Blocked:
-            raise OperationFailed(
-                f"backup blocked: another connection has held a write lock on {source_path.name} "
-                f"for more than {lock_timeout:g}s"
-            ) from None
-        except sqlite3.Error as exc:
-            raise OperationFailed(f"SQLite backup failed: {exc}") from None
         fsync_path(path)
         return DumpResult(
             format=backup_format,
@@ -171,18 +180,16 @@ class SQLiteEngine(DatabaseEngine):
         return [] if rows == ["ok"] else [f"integrity_check: {row}" for row in rows[:20]]
 
     # --- restore ---
-    def restore(
-        self,
-        path: Path,
-        backup_format: str,
-        expected_tables: dict[str, int] | None = None,
-        progress: Progress | None = None,
-        lock_timeout: float = 5.0,
-    ) -> None:
+    def restore(self, dump: DumpFile, progress: Progress | None = None, lock_timeout: float = 5.0) -> None:
+        expected_tables = dump.tables
         target_path = self._path()
         self.connection.close()
-        try:
-            with closing(_readonly(path)) as source:
+        blocked = (
+            f"restore blocked: another connection has held {target_path.name} open in a transaction for more "
+            f"than {lock_timeout:g}s; nothing was changed"
+        )
+        with _copy_errors(blocked, "SQLite restore failed, database unchanged"):
+            with closing(_readonly(dump.path)) as source:
                 if expected_tables is not None and _counts(source) != expected_tables:
                     raise OperationFailed(
                         "restore refused, database unchanged: the backup's row counts differ from its manifest"
@@ -190,13 +197,6 @@ class SQLiteEngine(DatabaseEngine):
                 with closing(sqlite3.connect(target_path, timeout=0.1)) as target:
                     _copy(source, target, progress, lock_timeout)
                     restored = _counts(target)
-        except _Blocked:
-            raise OperationFailed(
-                f"restore blocked: another connection has held {target_path.name} open in a transaction for more "
-                f"than {lock_timeout:g}s; nothing was changed"
-            ) from None
-        except sqlite3.Error as exc:
-            raise OperationFailed(f"SQLite restore failed, database unchanged: {exc}") from None
         if expected_tables is not None and restored != expected_tables:
             raise RestoredContentMismatch("the restored database's row counts differ from the backup manifest")
 

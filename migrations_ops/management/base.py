@@ -22,6 +22,13 @@ class OpsCommand(BaseCommand):
 
     json_output = True  # whether the command supports --json
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # The command module's docstring is its --help text: said once, in the file that does it.
+        if not cls.__dict__.get("help"):
+            doc = sys.modules[cls.__module__].__doc__ or ""
+            cls.help = " ".join(doc.split(":", 1)[-1].split())
+
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.add_argument(

@@ -1,4 +1,6 @@
-"""backup_db [--name NAME] [--json]: a verified-on-write backup plus its manifest in BACKUP_DIR."""
+"""backup_db [--name NAME] [--json]: Back up the database into BACKUP_DIR (data file + manifest,
+written atomically, mode 0600).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ from migrations_ops.progress import terminal_progress
 
 
 class Command(OpsCommand):
-    help = "Back up the database into BACKUP_DIR (data file + manifest, written atomically, mode 0600)."
-
     def add_arguments(self, parser):
         parser.add_argument("--name", help="backup name (default: <db>-<timestamp>-manual)")
 

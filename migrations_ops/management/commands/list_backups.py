@@ -1,4 +1,4 @@
-"""list_backups [--json]: complete backups in BACKUP_DIR, newest first."""
+"""list_backups [--json]: List the backups in BACKUP_DIR, newest first."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from migrations_ops.management.base import OpsCommand
 
 
 class Command(OpsCommand):
-    help = "List the backups in BACKUP_DIR, newest first."
-
     def handle(self, *args, **options):
         backups = list_backups()
         if self._json:

@@ -1,4 +1,6 @@
-"""migration_status [--check] [--history] [--json]: applied and pending migrations."""
+"""migration_status [--check] [--history] [--json]: Show the current migration per app and the pending
+ones; --check exits 1 when any is pending.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +10,6 @@ from migrations_ops.status import migration_status, render_status
 
 
 class Command(OpsCommand):
-    help = "Show the current migration per app and the pending ones; --check exits 1 when any is pending."
-
     def add_arguments(self, parser):
         parser.add_argument("--check", action="store_true", help="exit with status 1 when migrations are pending")
         parser.add_argument("--history", action="store_true", help="also list applied migrations with their time")

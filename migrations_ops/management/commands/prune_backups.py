@@ -1,4 +1,6 @@
-"""prune_backups --keep N [--dry-run]: remove the oldest backups beyond the newest N."""
+"""prune_backups --keep N [--dry-run]: Remove the oldest backups beyond the newest N (never the
+newest).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ from migrations_ops.management.base import OpsCommand
 
 
 class Command(OpsCommand):
-    help = "Remove the oldest backups beyond the newest N (never the newest)."
-
     def add_arguments(self, parser):
         parser.add_argument("--keep", type=int, required=True, metavar="N", help="how many backups to keep (>= 1)")
         parser.add_argument("--dry-run", action="store_true", help="only show what would be removed")

@@ -1,4 +1,6 @@
-"""restore_db NAME_OR_PATH: replace the database's whole content with a backup, after verifying it."""
+"""restore_db NAME_OR_PATH: Restore a backup: verify it, confirm by typing the database name, take a
+pre-restore safety backup, then replace the database's whole content atomically and validate.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +14,6 @@ from migrations_ops.progress import terminal_progress
 
 
 class Command(OpsCommand):
-    help = (
-        "Restore a backup: verify it, confirm by typing the database name, take a pre-restore safety backup, "
-        "then replace the database's whole content atomically and validate."
-    )
-
     def add_arguments(self, parser):
         parser.add_argument("backup", metavar="NAME_OR_PATH", help="backup name, or path to its manifest or file")
         parser.add_argument("--no-safety-backup", action="store_true", help="skip the pre-restore safety backup")

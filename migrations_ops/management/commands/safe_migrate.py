@@ -1,4 +1,6 @@
-"""safe_migrate: back up, migrate, validate, and never leave a half-migrated database."""
+"""safe_migrate: Migrate like `migrate`, with a verified backup first, validation after, and a rollback
+(one transaction) or a restore (non-atomic plans) on any failure.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +17,6 @@ from migrations_ops.runner import SafeMigrateOptions
 
 
 class Command(OpsCommand):
-    help = (
-        "Migrate like `migrate`, with a verified backup first, validation after, and a rollback "
-        "(one transaction) or a restore (non-atomic plans) on any failure."
-    )
-
     def add_arguments(self, parser):
         parser.add_argument("app_label", nargs="?", help="app to migrate (default: all)")
         parser.add_argument("migration_name", nargs="?", help="target migration, or 'zero'")

@@ -1,4 +1,6 @@
-"""validate_db [--deep] [--json]: run the integrity checks; exit 1 when any fails."""
+"""validate_db [--deep] [--json]: Check the database's integrity: foreign keys, constraints, indexes,
+schema, migrations, invariants.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +10,6 @@ from migrations_ops.validation import run_validation
 
 
 class Command(OpsCommand):
-    help = "Check the database's integrity: foreign keys, constraints, indexes, schema, migrations, invariants."
-
     def add_arguments(self, parser):
         parser.add_argument(
             "--deep", action="store_true", help="also run the slow checks (amcheck / PRAGMA integrity_check)"

@@ -1,4 +1,6 @@
-"""verify_backup NAME [--restore-test] [--json]: checksum, readability, optionally a scratch restore."""
+"""verify_backup NAME [--restore-test] [--json]: Verify a backup: checksum and readability; --restore-
+test restores it into a scratch database.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +17,6 @@ def _interrupt(signum, frame):
 
 
 class Command(OpsCommand):
-    help = "Verify a backup: checksum and readability; --restore-test restores it into a scratch database."
-
     def add_arguments(self, parser):
         parser.add_argument("name", help="backup name (see list_backups)")
         parser.add_argument(
