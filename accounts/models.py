@@ -62,7 +62,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     full_name = models.CharField(max_length=150, blank=True)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.USER, db_index=True)
     # Added by the upgrade (accounts 0002) and filled from `role` (accounts 0003).
-    permissions = models.JSONField(default=user_permissions, blank=True)
+    # db_default: code that predates the column keeps inserting users during a deploy.
+    permissions = models.JSONField(default=user_permissions, db_default=ROLE_PERMISSIONS["user"], blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)

@@ -68,7 +68,8 @@ class Subscription(models.Model):
     loyalty_account = models.ForeignKey(
         "loyalty.LoyaltyAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="subscriptions"
     )
-    points_earned = models.IntegerField(default=0)
+    # db_default: code that predates the column keeps inserting subscriptions during a deploy.
+    points_earned = models.IntegerField(default=0, db_default=0)
 
     class Meta:
         db_table = "subscriptions"

@@ -8,6 +8,15 @@ from django.db import migrations, models
 import accounts.models
 
 
+# Earlier versions of this file that databases may have applied, reviewed as equivalent for them
+# (validate_db's migration_checksums accepts these; see README "Migration file checksums").
+REVIEWED_CHECKSUMS = {
+    "6dcafe419ec5a74938429a79a0a9c614f439083a7d35aa58ae92e5925f984294": (
+        "db_default added (the column keeps its database default so code that predates it can insert users); accounts 0005 sets the same default on databases that applied the earlier file"
+    ),
+}
+
+
 class Migration(migrations.Migration):
     """Add users.permissions (JSON), filled from role by 0003."""
 
@@ -19,6 +28,10 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="user",
             name="permissions",
-            field=models.JSONField(blank=True, default=accounts.models.user_permissions),
+            field=models.JSONField(
+                blank=True,
+                default=accounts.models.user_permissions,
+                db_default={"admin": False, "manage_users": False},
+            ),
         ),
     ]

@@ -23,6 +23,15 @@ ALTER TABLE pricing_configs ADD CONSTRAINT pricing_configs_no_active_overlap
 PRICING_OVERLAP_REVERSE_SQL = "ALTER TABLE pricing_configs DROP CONSTRAINT IF EXISTS pricing_configs_no_active_overlap;"
 
 
+# Earlier versions of this file that databases may have applied, reviewed as equivalent for them
+# (validate_db's migration_checksums accepts these; see README "Migration file checksums").
+REVIEWED_CHECKSUMS = {
+    "8ace17a2508c98ee1d70d7a30da82049b5ba987f4cb92349c4bd46afaf002270": (
+        "db_default=0 added to subscriptions.points_earned (kept as a database default so code that predates the column can insert subscriptions); billing 0008 sets the same default on databases that applied the earlier file"
+    ),
+}
+
+
 class Migration(migrations.Migration):
     """Enhanced subscription payment models: pricing configs, cost history, Stripe payment intents,
     and fourteen new subscription columns (variant, cost breakdown, delivery, loyalty)."""
@@ -194,7 +203,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="subscription",
             name="points_earned",
-            field=models.IntegerField(default=0),
+            field=models.IntegerField(default=0, db_default=0),
         ),
         migrations.AddField(
             model_name="subscription",

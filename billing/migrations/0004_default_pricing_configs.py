@@ -3,6 +3,8 @@ from decimal import Decimal
 
 from django.db import migrations
 
+from migrations_ops.operations import BoundedRunPython
+
 DEFAULT_NAME_PREFIX = "Default pricing: "
 DEFAULT_EFFECTIVE_FROM = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 DEFAULT_PRICES = {"basic": Decimal("9.99"), "standard": Decimal("19.99"), "premium": Decimal("39.99")}
@@ -41,9 +43,18 @@ def delete_default_configs(apps, schema_editor):
     ).delete()
 
 
+# Earlier versions of this file that databases may have applied, reviewed as equivalent for them
+# (validate_db's migration_checksums accepts these; see README "Migration file checksums").
+REVIEWED_CHECKSUMS = {
+    "d382e53cc28c92c80bd9419d39fc08d39a836893014e05a2c166d263e23b2ec1": (
+        "the same function, declared BoundedRunPython (three rows, whatever the table sizes)"
+    ),
+}
+
+
 class Migration(migrations.Migration):
     """Create the default pricing configuration (one active config per plan)."""
 
     dependencies = [("billing", "0003_backfill_subscription_costs")]
 
-    operations = [migrations.RunPython(create_default_configs, delete_default_configs, elidable=False)]
+    operations = [BoundedRunPython(create_default_configs, delete_default_configs, elidable=False)]
