@@ -101,6 +101,17 @@ BACKUP_DIR = Path(env.str("BACKUP_DIR", default=str(BASE_DIR / "var" / "backups"
 MIGRATION_LOG = Path(env.str("MIGRATION_LOG", default=str(BASE_DIR / "var" / "log" / "migration.log")))
 BACKUP_KEEP = env.int("BACKUP_KEEP", default=10)
 MIGRATION_LOCK_TIMEOUT = env.str("MIGRATION_LOCK_TIMEOUT", default="5s")
+# safe_migrate --online: every step waits at most this long for its lock (the application queues
+# behind a waiting ALTER, so this bounds the application's wait too), retried with backoff and
+# jitter within the budget; batches aim at the target duration; the backfill pauses while a
+# standby's replay lag is above the bound (0: do not watch standbys), for at most the replica wait.
+MIGRATION_ONLINE_LOCK_TIMEOUT = env.str("MIGRATION_ONLINE_LOCK_TIMEOUT", default="200ms")
+MIGRATION_ONLINE_RETRY_BUDGET = env.str("MIGRATION_ONLINE_RETRY_BUDGET", default="2min")
+MIGRATION_ONLINE_BATCH_SIZE = env.int("MIGRATION_ONLINE_BATCH_SIZE", default=5000)
+MIGRATION_ONLINE_BATCH_TARGET = env.str("MIGRATION_ONLINE_BATCH_TARGET", default="100ms")
+MIGRATION_ONLINE_BATCH_PAUSE = env.str("MIGRATION_ONLINE_BATCH_PAUSE", default="0s")
+MIGRATION_ONLINE_MAX_REPLICA_LAG = env.str("MIGRATION_ONLINE_MAX_REPLICA_LAG", default="10s")
+MIGRATION_ONLINE_REPLICA_WAIT = env.str("MIGRATION_ONLINE_REPLICA_WAIT", default="10min")
 
 # Loyalty tiers: the lowest lifetime-points threshold of each tier.
 LOYALTY_TIER_THRESHOLDS = {"bronze": 0, "silver": 1_000, "gold": 5_000, "platinum": 20_000}

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
 
+from migrations_ops.online.executor import OnlineMigration
 from migrations_ops.rehearsal import rehearse
 from migrations_ops.runner import MigrationSummary, Reporter, SafeMigrateOptions, SafeMigration
 
@@ -20,7 +21,8 @@ def safe_migrate(
     report: Reporter | None = None,
     **runner_options: Any,
 ) -> MigrationSummary:
-    """Back up, migrate, validate; roll back or restore on any failure (``--rehearse``: on a copy).
+    """Back up, migrate, validate; roll back or restore on any failure (``--rehearse``: on a copy;
+    ``--online``, ``--lint``: in short steps while the application runs, see online/executor.py).
 
     ``runner_options`` (``confirm``, ``progress``) reach :class:`SafeMigration`. Never raises for
     an operation failure: the summary's ``status``, ``error`` and ``exit_code`` say what happened.
@@ -28,4 +30,6 @@ def safe_migrate(
     options = options or SafeMigrateOptions()
     if options.rehearse:
         return rehearse(using, options, report, **runner_options)
+    if options.online or options.lint:
+        return OnlineMigration(using, options, report, **runner_options).run()
     return SafeMigration(using, options, report, **runner_options).run()

@@ -58,6 +58,10 @@ class SafeMigrateOptions:
     fake: bool = False
     fake_initial: bool = False
     accept_existing_issues: bool = False
+    online: bool = False  # expand, backfill in batches, validate: the application keeps running
+    resume: bool = False  # with online: continue a killed online run from its checkpoint
+    abort: bool = False  # with online: undo an unfinished online run
+    lint: bool = False  # with plan_only: exit 1 when the plan cannot run online
 
 
 @dataclass
@@ -90,6 +94,10 @@ class MigrationSummary:
             "error": self.error,
             "plan": self.plan.to_dict() if self.plan else {},
         }
+
+    def render_plan(self) -> str:
+        """The plan as --plan and --dry-run print it."""
+        return self.plan.render() if self.plan else ""
 
     def render(self) -> str:
         """The closing line of the human output."""
@@ -236,11 +244,12 @@ class SafeMigration:
         """Run the whole pipeline; never raises for an operation failure: the summary says it."""
         return self.execute(self._migrate)
 
-    def execute(self, action: Callable[[MigrationPlan], None]) -> MigrationSummary:
+    def execute(self, action: Callable[[MigrationPlan | None], None], *, planned: bool = True) -> MigrationSummary:
         """Lock, plan and confirm, then ``action(plan)``; audit lines and the MigrationRun record around.
 
         ``run`` passes the live migration; ``rehearsal.rehearse`` passes its work on a copy, so both
-        share one lock, one plan and one audit trail.
+        share one lock, one plan and one audit trail. ``planned=False``: no plan is built and
+        ``action(None)`` runs (``--online --resume`` / ``--abort`` work from their checkpoint).
         """
         started = time.monotonic()
         self._event("start", options={k: v for k, v in vars(self.options).items() if k != "allow_row_loss"})
@@ -251,8 +260,8 @@ class SafeMigration:
                 else contextlib.nullcontext()
             )
             with lock:
-                plan = self._plan()
-                if plan is not None:
+                plan = self._plan() if planned else None
+                if plan is not None or not planned:
                     action(plan)
         except OpsError as exc:
             self.summary.error = exc.message

@@ -23,6 +23,7 @@ BOOKKEEPING_TABLES = frozenset(
         "django_admin_log",
         CHECKSUM_TABLE,
         "migrations_ops_migrationrun",
+        "migrations_ops_online_run",
     }
 )
 

@@ -21,9 +21,14 @@ def parse_duration(value: str | int | float) -> float:
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
-def lock_timeout() -> float:
-    """MIGRATION_LOCK_TIMEOUT in seconds; a malformed setting is bad input (exit 2), not a crash."""
+def setting_seconds(name: str) -> float:
+    """A duration setting in seconds; a malformed one is bad input (exit 2), not a crash."""
     try:
-        return parse_duration(settings.MIGRATION_LOCK_TIMEOUT)
+        return parse_duration(getattr(settings, name))
     except ValueError as exc:
-        raise BadInput(f"MIGRATION_LOCK_TIMEOUT: {exc}") from None
+        raise BadInput(f"{name}: {exc}") from None
+
+
+def lock_timeout() -> float:
+    """MIGRATION_LOCK_TIMEOUT in seconds."""
+    return setting_seconds("MIGRATION_LOCK_TIMEOUT")

@@ -236,6 +236,23 @@ class DatabaseEngine:
         """BadInput unless a backup and a migration can run: tools, privileges, free space."""
         check_free_space(Path(backup_dir), 2 * self.database_size())
 
+    # --- online migrations (migrations_ops/online) ---
+    def check_online_ready(self) -> None:
+        """BadInput unless ``safe_migrate --online`` can run here (it needs concurrent writers)."""
+        raise BadInput(f"safe_migrate --online is not supported on {self.vendor}")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """A conflict worth retrying after a pause: a lock wait that timed out, or a deadlock."""
+        return self.is_lock_timeout(exc)
+
+    def replica_lag_seconds(self) -> float:
+        """How far the furthest standby's replay is behind (0 without standbys)."""
+        return 0.0
+
+    def index_state(self, name: str) -> str | None:
+        """'valid', 'invalid' (a failed concurrent build) or None (no such index)."""
+        return None
+
     # --- the migration lock ---
     @contextmanager
     def migration_lock(self, owner: LockOwner) -> Iterator[LockOwner]:

@@ -619,6 +619,33 @@ class PostgreSQLEngine(DatabaseEngine):
                 problems.append(f"CREATE on schema {schema}")
         return problems
 
+    def check_online_ready(self) -> None:
+        """Online steps rely on catalog-only ADD COLUMN with a default (PostgreSQL 11+)."""
+        if self._server_major() < 11:
+            raise BadInput("safe_migrate --online needs PostgreSQL 11 or newer")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        # 55P03 lock_not_available, 40P01 deadlock_detected, 40001 serialization_failure
+        return any(getattr(e, "pgcode", None) in ("55P03", "40P01", "40001") for e in causes(exc))
+
+    def replica_lag_seconds(self) -> float:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COALESCE(MAX(EXTRACT(EPOCH FROM GREATEST(replay_lag, write_lag, flush_lag))), 0) "
+                "FROM pg_stat_replication"
+            )
+            return float(cursor.fetchone()[0])
+
+    def index_state(self, name: str) -> str | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT i.indisvalid AND i.indisready FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
+                [name],
+            )
+            row = cursor.fetchone()
+        return None if row is None else ("valid" if row[0] else "invalid")
+
     def check_ready_for_migration(self, backup_dir: Path) -> None:
         self.check_dump_tools()
         missing = self.missing_privileges()

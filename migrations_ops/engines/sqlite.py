@@ -251,6 +251,12 @@ class SQLiteEngine(DatabaseEngine):
         if raw is not None:
             raw.interrupt()
 
+    def check_online_ready(self) -> None:
+        raise BadInput(
+            "safe_migrate --online needs PostgreSQL: SQLite lets one writer in at a time, so there is no "
+            "application to keep writing while it migrates; run safe_migrate without --online (one transaction)"
+        )
+
     def database_size(self) -> int:
         path = self._path()
         return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())

@@ -35,12 +35,32 @@ class Command(OpsCommand):
             help="accept fewer rows in TABLE afterwards (repeatable)",
         )
         parser.add_argument("--accept-existing-issues", action="store_true", help="only new validation failures count")
+        parser.add_argument(
+            "--online",
+            action="store_true",
+            help="PostgreSQL: expand, backfill in batches, validate, each step a short transaction (the application "
+            "keeps running); --plan --online shows how",
+        )
+        online = parser.add_mutually_exclusive_group()
+        online.add_argument("--resume", action="store_true", help="with --online: continue a killed online run")
+        online.add_argument("--abort", action="store_true", help="with --online: undo an unfinished online run")
+        parser.add_argument(
+            "--lint", action="store_true", help="with --plan: exit 1 when the plan would block the application"
+        )
         parser.add_argument("--fake", action="store_true", help="as migrate --fake, under the same safety")
         parser.add_argument("--fake-initial", action="store_true", help="as migrate --fake-initial")
 
     def handle(self, *args, **options):
         if options["from_backup"] and not options["rehearse"]:
             raise BadInput("--from-backup goes with --rehearse (to restore a backup, use restore_db)")
+        if (options["resume"] or options["abort"]) and not options["online"]:
+            raise BadInput("--resume and --abort go with --online")
+        if options["lint"] and not options["plan"]:
+            raise BadInput("--lint goes with --plan (it only reads the plan)")
+        if options["online"] and (options["rehearse"] or options["fake"] or options["fake_initial"]):
+            raise BadInput("--online does not combine with --rehearse, --fake or --fake-initial")
+        if (options["resume"] or options["abort"]) and (options["app_label"] or options["plan"] or options["dry_run"]):
+            raise BadInput("--resume and --abort take no target, --plan or --dry-run: they continue or undo the run")
         run_options = SafeMigrateOptions(
             app_label=options["app_label"],
             migration_name=options["migration_name"],
@@ -52,6 +72,10 @@ class Command(OpsCommand):
             fake=options["fake"],
             fake_initial=options["fake_initial"],
             accept_existing_issues=options["accept_existing_issues"],
+            online=options["online"],
+            resume=options["resume"],
+            abort=options["abort"],
+            lint=options["lint"],
         )
         summary = safe_migrate(
             self.using,
@@ -64,7 +88,7 @@ class Command(OpsCommand):
             self.print_json(summary.to_dict())
         else:
             if summary.plan is not None and (run_options.plan_only or run_options.dry_run):
-                self.info(summary.plan.render())
+                self.info(summary.render_plan())
             self.info(summary.render())
         if summary.exit_code:
             self._fail(summary.error or summary.status, summary.exit_code)

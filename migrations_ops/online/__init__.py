@@ -1,0 +1,1 @@
+"""``safe_migrate --online``: expand, backfill in batches, validate; see executor.py."""

@@ -1,0 +1,187 @@
+"""The online plan: each operation of a migration plan, how ``--online`` runs it, or why it cannot.
+
+Pure reading, like planning.py: the SQL of every schema operation is collected from Django's
+schema editor (``collect_sql``) and classified statement by statement (statements.py); data
+operations must be declared batchable (:class:`~migrations_ops.operations.RunSQLBatched`) or
+bounded (:class:`~migrations_ops.operations.BoundedRunPython`). A plan with any refusal is
+refused as a whole, before anything runs (exit 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections, migrations
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.migration import Migration
+
+from migrations_ops.errors import first_line
+from migrations_ops.online.statements import CONCURRENT, SKIP, VALIDATE, Refused, Statement, plan_statements
+from migrations_ops.operations import BoundedRunPython, RunSQLBatched
+from migrations_ops.planning import MigrationPlan
+
+SCHEMA = "schema"
+BATCHED = "batched"
+BOUNDED = "bounded"
+
+
+@dataclass
+class OnlineOperation:
+    revision: str
+    index: int
+    description: str
+    kind: str  # SCHEMA, BATCHED or BOUNDED
+    statements: list[Statement] = field(default_factory=list)
+    refusal: str | None = None
+    batch_table: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"operation": self.index, "description": self.description, "kind": self.kind}
+        if self.statements:
+            document["statements"] = [statement.to_dict() for statement in self.statements]
+        if self.batch_table:
+            document["batched_over"] = self.batch_table
+        if self.refusal:
+            document["refused"] = self.refusal
+        return document
+
+    def render(self) -> list[str]:
+        lines = [f"    [{self.index}] {self.description}"]
+        if self.refusal:
+            return [*lines, f"        REFUSED: {self.refusal}"]
+        if self.kind == BATCHED:
+            batches = f"        backfill in key-range batches over {self.batch_table} (row locks, one batch at a time)"
+            return [*lines, batches]
+        if self.kind == BOUNDED:
+            return [*lines, "        one short transaction (declared bounded)"]
+        shown = []
+        for statement in self.statements:
+            if statement.mode == SKIP:
+                continue
+            scan = " scans without blocking writes;" if statement.mode in (CONCURRENT, VALIDATE) else ""
+            note = f" ({statement.note})" if statement.note else ""
+            line = f"        {statement.lock}:{scan} {statement.table or ''}{note}"
+            if line not in shown:
+                shown.append(line)
+        return lines + (shown or ["        no SQL (the models' state only)"])
+
+
+@dataclass
+class OnlinePlan:
+    plan: MigrationPlan
+    operations: dict[str, list[OnlineOperation]]  # revision -> operations, plan order
+    existing_tables: set[str]
+
+    @property
+    def refusals(self) -> list[str]:
+        return [
+            f"{op.revision} operation {op.index} ({op.description}): {op.refusal}"
+            for ops in self.operations.values()
+            for op in ops
+            if op.refusal
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "migrations": [
+                {"revision": revision, "operations": [op.to_dict() for op in ops]}
+                for revision, ops in self.operations.items()
+            ],
+            "refusals": self.refusals,
+        }
+
+    def render(self) -> str:
+        lines = ["Online plan (each step its own short transaction; the application keeps running):"]
+        for revision, ops in self.operations.items():
+            lines.append(f"  {revision}")
+            for op in ops:
+                lines += op.render()
+        refusals = self.refusals
+        verdict = f"Refused: {len(refusals)} operation(s) cannot run online" if refusals else "All can run online."
+        lines.append(verdict)
+        return "\n".join(lines)
+
+
+def analyse(using: str, plan: MigrationPlan, existing_tables: set[str] | None = None) -> OnlinePlan:
+    """How --online would run ``plan`` on ``using`` (``existing_tables``: as the run started)."""
+    connection = connections[using]
+    if existing_tables is None:
+        with connection.cursor() as cursor:
+            existing_tables = set(connection.introspection.table_names(cursor))
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    operations: dict[str, list[OnlineOperation]] = {}
+    for step in plan.steps:
+        if step.backwards:
+            operations[step.revision] = [
+                OnlineOperation(step.revision, 0, step.description, SCHEMA, refusal=_BACKWARDS)
+            ]
+            continue
+        operations[step.revision] = operation_plans(using, loader, step.migration, existing_tables)
+    return OnlinePlan(plan=plan, operations=operations, existing_tables=existing_tables)
+
+
+_BACKWARDS = "the online path runs forward plans only: go back with --online --abort or without --online"
+
+
+def operation_plans(
+    using: str, loader: MigrationLoader, migration: Migration, existing: set[str]
+) -> list[OnlineOperation]:
+    """Each operation of ``migration`` as the online path runs it (statements generated now)."""
+    revision = f"{migration.app_label}.{migration.name}"
+    state = loader.project_state((migration.app_label, migration.name), at_end=False)
+    plans = []
+    for index, operation in enumerate(migration.operations):
+        new_state = state.clone()
+        operation.state_forwards(migration.app_label, new_state)
+        plans.append(
+            _operation_plan(using, revision, index, operation, migration.app_label, state, new_state, existing)
+        )
+        state = new_state
+    return plans
+
+
+def _operation_plan(using, revision, index, operation, app_label, state, new_state, existing) -> OnlineOperation:
+    described = OnlineOperation(revision, index, operation.describe(), SCHEMA)
+    if isinstance(operation, RunSQLBatched):
+        key = operation.batch_key()
+        described.kind = BATCHED if key else BOUNDED
+        described.batch_table = key.table if key else None
+        return described
+    if isinstance(operation, BoundedRunPython):
+        described.kind = BOUNDED
+        return described
+    if isinstance(operation, migrations.RunPython) and _app_is_new(state, app_label, existing):
+        # An app this run installs: its tables are new and empty, and no running code uses them yet.
+        described.kind = BOUNDED
+        return described
+    if isinstance(operation, migrations.RunPython):
+        described.refusal = (
+            "a RunPython the online path cannot batch: write it as migrations_ops.operations.RunSQLBatched, "
+            "or BoundedRunPython when it touches a small fixed number of rows"
+        )
+        return described
+    try:
+        raw = collect_sql(using, operation, app_label, state, new_state)
+        described.statements = [s for sql in raw for s in plan_statements(sql, existing)]
+    except Refused as exc:
+        described.refusal = str(exc)
+    except Exception as exc:  # Django could not write the SQL (e.g. it introspects a table not made yet)
+        described.refusal = f"cannot tell what it does ({first_line(exc)})"
+    return described
+
+
+def _app_is_new(state, app_label: str, existing: set[str]) -> bool:
+    tables = {
+        model.options.get("db_table") or f"{app_label}_{model.name_lower}"
+        for (app, _), model in state.models.items()
+        if app == app_label
+    }
+    return not (tables & existing)
+
+
+def collect_sql(using: str, operation, app_label: str, state, new_state) -> list[str]:
+    """The statements Django's schema editor writes for ``operation`` (nothing runs)."""
+    with connections[using].schema_editor(collect_sql=True, atomic=False) as editor:
+        operation.database_forwards(app_label, editor, state, new_state)
+    return list(editor.collected_sql)

@@ -1,0 +1,117 @@
+"""The checkpoint of an online run: one row per run in ``migrations_ops_online_run``.
+
+It is written in the same transaction as the work it records (a statement, a batch, a
+migration's django_migrations row), so after a SIGKILL at any moment it says exactly what is
+done: ``--resume`` continues from it and ``--abort`` undoes what it lists. The table is created
+on first use (plain SQL, a new table: a catalog change) because the run may start at a migration
+state where none of migrations_ops' own tables exist yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections
+
+TABLE = "migrations_ops_online_run"
+RUNNING = "running"
+DONE = "done"
+ABORTED = "aborted"
+FAILED = "failed"  # failed and undone: kept for the record
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    id bigserial PRIMARY KEY,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    status text NOT NULL,
+    pid integer NOT NULL,
+    host text NOT NULL,
+    backup text,
+    state jsonb NOT NULL
+)
+"""
+
+
+@dataclass
+class OnlineRunState:
+    """What an online run has done so far (the ``state`` column)."""
+
+    migrations: list[str]  # the plan, in order
+    existing_tables: list[str]  # tables that existed before the run: only these need care
+    before: dict[str, Any] = field(default_factory=dict)  # row counts and migrations at the start
+    targets: list[str | None] = field(default_factory=list)  # safe_migrate's [app_label, migration_name]
+    done: list[str] = field(default_factory=list)  # recorded in django_migrations
+    started_ops: dict[str, int] = field(default_factory=dict)  # revision -> operations begun (a prefix)
+    current: dict[str, Any] = field(default_factory=dict)  # position inside the current operation
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, default=str)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OnlineRunState:
+        return cls(**data)
+
+
+@dataclass
+class OnlineRun:
+    id: int
+    status: str
+    backup: str | None
+    state: OnlineRunState
+    started_at: str = ""
+    pid: int = 0
+    host: str = ""
+
+
+def ensure_table(using: str) -> None:
+    with connections[using].cursor() as cursor:
+        cursor.execute(_DDL)
+
+
+def table_exists(using: str) -> bool:
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        return TABLE in connection.introspection.table_names(cursor)
+
+
+def start(using: str, state: OnlineRunState, backup: str | None) -> OnlineRun:
+    ensure_table(using)
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {TABLE} (status, pid, host, backup, state) VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            [RUNNING, os.getpid(), socket.gethostname(), backup, state.to_json()],
+        )
+        run_id = cursor.fetchone()[0]
+    return OnlineRun(id=run_id, status=RUNNING, backup=backup, state=state)
+
+
+def save(using: str, run: OnlineRun) -> None:
+    """Write the run's state; call inside the transaction of the work it records."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET state = %s, status = %s, updated_at = now() WHERE id = %s",
+            [run.state.to_json(), run.status, run.id],
+        )
+
+
+def unfinished(using: str) -> OnlineRun | None:
+    """The newest run that neither finished nor was undone (killed, or failed to undo), if any."""
+    if not table_exists(using):
+        return None
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, status, backup, state, started_at, pid, host FROM {TABLE} "
+            "WHERE status = %s ORDER BY id DESC LIMIT 1",
+            [RUNNING],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    run_id, status, backup, state, started_at, pid, host = row
+    data = state if isinstance(state, dict) else json.loads(state)
+    return OnlineRun(run_id, status, backup, OnlineRunState.from_json(data), started_at.isoformat(), pid, host)

@@ -1,0 +1,617 @@
+"""``safe_migrate --online``: the plan in short steps while the application keeps running.
+
+The same envelope as the transactional path (lock, plan, preflight validation, a verified
+backup, validation afterwards, audit log, MigrationRun), and in between, migration by migration:
+
+1. *expand*: each schema statement in its own transaction under MIGRATION_ONLINE_LOCK_TIMEOUT,
+   retried with exponential backoff and jitter within MIGRATION_ONLINE_RETRY_BUDGET (a waiting
+   ALTER queues the application behind it, so the small timeout bounds the application's wait);
+   indexes CONCURRENTLY, constraints NOT VALID (statements.py);
+2. *backfill*: RunSQLBatched operations in key-range batches, each its own transaction that also
+   writes the checkpoint; paused while a standby lags;
+3. *validate*: VALIDATE CONSTRAINT for what was added NOT VALID; then the migration's
+   django_migrations row, in the checkpoint's transaction.
+
+Any failure or interruption undoes what the run did (drops what it added, reverses its data
+changes in batches): the database is as before, with no restore, so no write of the application
+is lost. After a SIGKILL, ``--resume`` continues from the checkpoint and ``--abort`` undoes it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.management.sql import emit_post_migrate_signal
+from django.db import DatabaseError, transaction
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.migration import Migration
+from django.db.migrations.recorder import MigrationRecorder
+
+from migrations_ops.errors import BadInput, OperationFailed, RecoveryFailed, first_line
+from migrations_ops.online import checkpoint
+from migrations_ops.online.analysis import BATCHED, BOUNDED, OnlinePlan, analyse, operation_plans
+from migrations_ops.online.checkpoint import OnlineRun, OnlineRunState
+from migrations_ops.online.statements import CONCURRENT, SKIP, Statement, inverse, validation_statement
+from migrations_ops.operations import BatchKey, RunSQLBatched
+from migrations_ops.planning import MigrationPlan, build_plan
+from migrations_ops.runner import (
+    Interrupted,
+    MigrationSummary,
+    SafeMigration,
+    _reset_connection,
+    _StateSnapshot,
+    interrupt_guard,
+    signals_deferred,
+)
+from migrations_ops.timeouts import setting_seconds
+
+T = TypeVar("T")
+MIN_BATCH, MAX_BATCH = 100, 100_000
+
+
+@dataclass
+class LockHold:
+    table: str
+    seconds: float
+    statement: str
+
+
+@dataclass
+class OnlineSummary(MigrationSummary):
+    """The summary of an online run: the contract's fields plus what the application felt."""
+
+    online_plan: OnlinePlan | None = None
+    run_id: int | None = None
+    longest_lock: LockHold | None = None
+    statements: int = 0
+    batches: int = 0
+    rows_batched: int = 0
+    retries: int = 0
+    replica_pauses_s: float = 0.0
+    undone: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        document = super().to_dict()
+        online: dict[str, Any] = {
+            "run_id": self.run_id,
+            "statements": self.statements,
+            "batches": self.batches,
+            "rows_batched": self.rows_batched,
+            "retries": self.retries,
+            "replica_pauses_s": round(self.replica_pauses_s, 3),
+            "longest_lock_s": round(self.longest_lock.seconds, 4) if self.longest_lock else 0.0,
+            "longest_lock": self.longest_lock.__dict__ if self.longest_lock else None,
+            "undone": self.undone,
+        }
+        if self.online_plan is not None:
+            online["plan"] = self.online_plan.to_dict()
+        document["online"] = online
+        return document
+
+    def render_plan(self) -> str:
+        online = f"\n{self.online_plan.render()}" if self.online_plan else ""
+        return super().render_plan() + online
+
+    def render(self) -> str:
+        lines = []
+        if self.statements or self.batches:
+            hold = self.longest_lock
+            held = f"{hold.seconds * 1000:.0f} ms on {hold.table}" if hold else "none"
+            lines.append(
+                f"Online: {self.statements} statement(s), {self.batches} batch(es) ({self.rows_batched} key(s) "
+                f"walked), {self.retries} lock retr(ies); longest exclusive lock {held}"
+            )
+        return "\n".join([*lines, super().render()])
+
+
+class OnlineMigration(SafeMigration):
+    """One ``safe_migrate --online`` run (or ``--resume`` / ``--abort`` of one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("summary", OnlineSummary())
+        super().__init__(*args, **kwargs)
+        self.summary: OnlineSummary
+        self.lock_timeout_s = setting_seconds("MIGRATION_ONLINE_LOCK_TIMEOUT")
+        self.retry_budget_s = setting_seconds("MIGRATION_ONLINE_RETRY_BUDGET")
+        self.batch_target_s = setting_seconds("MIGRATION_ONLINE_BATCH_TARGET")
+        self.batch_pause_s = setting_seconds("MIGRATION_ONLINE_BATCH_PAUSE")
+        self.max_replica_lag_s = setting_seconds("MIGRATION_ONLINE_MAX_REPLICA_LAG")
+        self.replica_wait_s = setting_seconds("MIGRATION_ONLINE_REPLICA_WAIT")
+        self.batch_size = max(MIN_BATCH, int(settings.MIGRATION_ONLINE_BATCH_SIZE))
+        self._loader: MigrationLoader | None = None
+
+    # ------------------------------------------------------------------ entry points
+    def run(self) -> MigrationSummary:
+        if self.options.abort:
+            return self.execute(self._abort, planned=False)
+        if self.options.resume:
+            return self.execute(self._resume, planned=False)
+        return self.execute(self._migrate_online)
+
+    def _plan(self) -> MigrationPlan | None:
+        plan = super()._plan()
+        if self.options.plan_only and self.summary.plan is not None and not self.summary.plan.empty:
+            self.engine.check_online_ready()
+            online = analyse(self.using, self.summary.plan)
+            self.summary.online_plan = online
+            if self.options.lint and online.refusals:
+                self.summary.exit_code = 1
+                self.summary.error = f"{len(online.refusals)} operation(s) would block the application: " + "; ".join(
+                    online.refusals
+                )
+        return plan
+
+    @property
+    def loader(self) -> MigrationLoader:
+        if self._loader is None:
+            self._loader = MigrationLoader(self.connection, ignore_no_migrations=True)
+        return self._loader
+
+    def _migrate_online(self, plan: MigrationPlan) -> None:
+        self.engine.check_online_ready()
+        if self._unfinished() is not None:
+            raise BadInput(
+                "an earlier online run on this database is unfinished: continue it with "
+                "safe_migrate --online --resume, or undo it with --online --abort (nothing was changed)"
+            )
+        online = analyse(self.using, plan)
+        self.summary.online_plan = online
+        if online.refusals:
+            raise BadInput(
+                f"cannot run online, nothing was changed: {len(online.refusals)} operation(s) would block the "
+                "application: " + "; ".join(online.refusals)
+            )
+        before = self._preflight(plan)
+        backup = self._backup() if self.take_backup else None
+        if self.options.dry_run:
+            self.summary.status = "dry_run"
+            self.say("Dry run: backup taken, nothing migrated.")
+            return
+        state = OnlineRunState(
+            migrations=[step.revision for step in plan.steps],
+            existing_tables=sorted(online.existing_tables),
+            before={"row_counts": before.row_counts, "migrations": before.migrations},
+            targets=[self.options.app_label, self.options.migration_name],
+        )
+        run = checkpoint.start(self.using, state, backup.name if backup else None)
+        self.summary.run_id = run.id
+        self._event("online_start", run_id=run.id, migrations=state.migrations)
+        self.say(f"Applying {len(plan.steps)} migration(s) online (run {run.id}): expand, backfill, validate")
+        self._drive(run, plan, before, resumed=False)
+
+    def _resume(self, _plan: None) -> None:
+        self.engine.check_online_ready()
+        run = self._unfinished()
+        if run is None:
+            raise BadInput("no unfinished online run to resume on this database (nothing was changed)")
+        self.summary.run_id, self.summary.backup = run.id, run.backup
+        app_label, migration_name = (run.state.targets + [None, None])[:2]
+        plan = build_plan(self.using, app_label, migration_name)
+        remaining = [revision for revision in run.state.migrations if revision not in run.state.done]
+        if [step.revision for step in plan.steps] != remaining:
+            raise BadInput(
+                f"the migrations on disk no longer match online run {run.id} (it still has {', '.join(remaining)}): "
+                "undo it with safe_migrate --online --abort (nothing was changed)"
+            )
+        self.summary.plan = self.plan = plan
+        before = _StateSnapshot(migrations=run.state.before["migrations"], row_counts=run.state.before["row_counts"])
+        self._event("online_resume", run_id=run.id, done=run.state.done, current=run.state.current)
+        self.say(
+            f"Resuming online run {run.id} (pid {run.pid} on {run.host}, started {run.started_at}): "
+            f"{len(run.state.done)} of {len(run.state.migrations)} migration(s) done"
+        )
+        self._drive(run, plan, before, resumed=True)
+
+    def _abort(self, _plan: None) -> None:
+        run = self._unfinished()
+        if run is None:
+            raise BadInput("no unfinished online run to abort on this database (nothing was changed)")
+        self.summary.run_id, self.summary.backup = run.id, run.backup
+        self._event("online_abort", run_id=run.id, done=run.state.done, current=run.state.current)
+        self.say(f"Aborting online run {run.id}: undoing {len(run.state.started_ops)} migration(s) step by step")
+        with interrupt_guard(self.engine.cancel_running_statement):
+            self._undo(run, checkpoint.ABORTED)
+        self.summary.status = "aborted"
+        self.say("Aborted: the database is back at the migrations it had before the run.")
+
+    def _unfinished(self) -> OnlineRun | None:
+        return checkpoint.unfinished(self.using)
+
+    # ------------------------------------------------------------------ the run
+    def _drive(self, run: OnlineRun, plan: MigrationPlan, before: _StateSnapshot, resumed: bool) -> None:
+        try:
+            with interrupt_guard(self.engine.cancel_running_statement):
+                with self._phase("migrate"):
+                    for revision in run.state.migrations:
+                        if revision not in run.state.done:
+                            self._apply_migration(run, self._migration(revision))
+                    self._post_migrate(plan)
+                with self._phase("validate"):
+                    self._post_validate(plan, before)
+        except (Exception, Interrupted) as exc:
+            message = first_line(exc)
+            self.summary.error = message
+            self._event("failed", error=message, path="online")
+            with signals_deferred():
+                self.say(f"Failed: {message}. Undoing the online run step by step (no restore) ...")
+                self._undo(run, checkpoint.FAILED)
+            self.summary.status = "rolled_back"
+            self.summary.rollback = "online"
+            self.summary.undone = True
+            self.summary.applied = []
+            raise OperationFailed(
+                f"{message}; undone online: the database is as it was before (no restore: no write of the "
+                "application was lost)"
+            ) from None
+        run.status = checkpoint.DONE
+        with transaction.atomic(using=self.using):
+            checkpoint.save(self.using, run)
+        self.summary.status = "resumed" if resumed else "online_applied"
+        self._event("online_end", run_id=run.id, longest_lock=self._longest())
+        self._prune()
+
+    def _migration(self, revision: str) -> Migration:
+        app_label, name = revision.split(".", 1)
+        return self.loader.get_migration(app_label, name)
+
+    def _apply_migration(self, run: OnlineRun, migration: Migration) -> None:
+        revision = f"{migration.app_label}.{migration.name}"
+        started = time.monotonic()
+        self._current = revision
+        existing = set(run.state.existing_tables)
+        plans = operation_plans(self.using, self.loader, migration, existing)
+        current = run.state.current if run.state.current.get("revision") == revision else {}
+        first = current.get("operation", 0)
+        validations = [tuple(item) for item in current.get("validate", [])]
+        for index, op_plan in enumerate(plans):
+            if index < first:
+                continue
+            if index > first or not current:
+                current = {"revision": revision, "operation": index, "statement": 0, "validate": validations}
+                current["statements"] = [statement.__dict__ for statement in op_plan.statements]
+                run.state.current = current
+            operation = migration.operations[index]
+            if op_plan.kind == BATCHED:
+                self._backfill(run, revision, index, operation)
+            elif op_plan.kind == BOUNDED:
+                self._bounded(run, migration, index, backwards=False)
+            else:
+                self._statements(run, revision, index)
+            validations = [tuple(item) for item in run.state.current.get("validate", [])]
+        for table, constraint in validations:
+            self._run(run, validation_statement(table, constraint), revision, None)
+        with transaction.atomic(using=self.using):
+            MigrationRecorder(self.connection).record_applied(migration.app_label, migration.name)
+            run.state.done.append(revision)
+            run.state.current = {}
+            checkpoint.save(self.using, run)
+        elapsed = time.monotonic() - started
+        self.step_durations[revision] = elapsed
+        self.summary.applied.append(revision)
+        self._event("migration", revision=revision, direction="applied", duration_s=round(elapsed, 4), online=True)
+        self.say(f"  applied {revision} online ({elapsed:.2f}s)")
+
+    def _statements(self, run: OnlineRun, revision: str, index: int) -> None:
+        current = run.state.current
+        statements = [Statement(**data) for data in current["statements"]]
+        for position in range(current.get("statement", 0), len(statements)):
+            statement = statements[position]
+            validate = [*current.get("validate", []), *statement.validates]
+
+            def advance(position: int = position, validate: list = validate) -> None:
+                current["statement"], current["validate"] = position + 1, validate
+
+            if statement.mode == SKIP:
+                advance()
+                continue
+            self._run(run, statement, revision, index, advance)
+
+    def _run(
+        self, run: OnlineRun, statement: Statement, revision: str, index: int | None, advance=lambda: None
+    ) -> None:
+        """One statement under the online lock timeout, retried; the checkpoint moves with it."""
+
+        def record() -> None:
+            advance()  # absolute values: a retried attempt sets the same ones
+            if index is not None:
+                run.state.started_ops[revision] = max(run.state.started_ops.get(revision, 0), index + 1)
+            checkpoint.save(self.using, run)
+
+        if statement.mode == CONCURRENT:
+            self._retrying(statement.sql, lambda: self._concurrently(statement))
+            with transaction.atomic(using=self.using):
+                record()
+        else:
+
+            def attempt() -> float:
+                with transaction.atomic(using=self.using):
+                    self._set_local_lock_timeout()
+                    started = time.monotonic()
+                    with self.connection.cursor() as cursor:
+                        cursor.execute(statement.sql)
+                    record()
+                return time.monotonic() - started  # ACCESS EXCLUSIVE is held until this commit
+
+            held = self._retrying(statement.sql, attempt)
+            if statement.table and "EXCLUSIVE" in statement.lock and statement.table in run.state.existing_tables:
+                self._note_lock(statement.table, held, statement.sql)
+        self.summary.statements += 1
+
+    def _concurrently(self, statement: Statement) -> None:
+        if statement.creates_index:
+            state = self.engine.index_state(statement.creates_index)
+            if state == "valid":
+                return  # built before a crash, recorded after it: nothing to do
+            if state == "invalid":  # a failed earlier build leaves an INVALID index: rebuild it
+                self._autocommit(f'DROP INDEX CONCURRENTLY IF EXISTS "{statement.creates_index}"')
+        try:
+            self._autocommit(statement.sql)
+        except DatabaseError:
+            if statement.creates_index and self.engine.index_state(statement.creates_index) == "invalid":
+                self._autocommit(f'DROP INDEX CONCURRENTLY IF EXISTS "{statement.creates_index}"')
+            raise
+
+    def _autocommit(self, sql: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = %s", [f"{max(1, int(self.lock_timeout_s * 1000))}ms"])
+            try:
+                cursor.execute(sql)
+            finally:
+                cursor.execute("RESET lock_timeout")
+
+    def _set_local_lock_timeout(self) -> None:
+        self.engine.set_lock_timeout(self.lock_timeout_s)
+
+    def _retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        """``attempt()`` until it does not hit a transient conflict, with exponential backoff and jitter."""
+        deadline = time.monotonic() + self.retry_budget_s
+        delay = 0.05
+        while True:
+            try:
+                return attempt()
+            except DatabaseError as exc:
+                if not self.engine.is_transient(exc) or time.monotonic() + delay > deadline:
+                    if self.engine.is_transient(exc):
+                        raise OperationFailed(
+                            f"gave up after {self.retry_budget_s:g}s of lock conflicts ({first_line(exc)}) on: "
+                            f"{what[:120]}"
+                        ) from exc
+                    raise
+                self.summary.retries += 1
+                pause = delay * random.uniform(0.5, 1.5)
+                self._event("online_retry", statement=what[:200], wait_s=round(pause, 3), error=first_line(exc))
+                time.sleep(pause)
+                delay = min(delay * 2, 5.0)
+
+    def _note_lock(self, table: str, seconds: float, sql: str) -> None:
+        self.exclusive_locks[table] = max(self.exclusive_locks.get(table, 0.0), seconds)
+        longest = self.summary.longest_lock
+        if longest is None or seconds > longest.seconds:
+            self.summary.longest_lock = LockHold(table, seconds, sql[:200])
+
+    def _longest(self) -> dict[str, Any] | None:
+        return self.summary.longest_lock.__dict__ if self.summary.longest_lock else None
+
+    # ------------------------------------------------------------------ data changes
+    def _backfill(
+        self, run: OnlineRun, revision: str, index: int | None, operation: RunSQLBatched, backwards: bool = False
+    ) -> None:
+        key = operation.batch_key(backwards)
+        statements = operation.statements(self.connection.vendor, backwards)
+        current = run.state.current
+        if key is None:  # declared bounded: one short transaction
+            self._retrying(statements[0], lambda: self._batch(run, revision, index, statements, "TRUE", []))
+            return
+        after = current.get("after")
+        size = int(current.get("batch_size", self.batch_size))
+        while True:
+            self._wait_for_replicas()
+            upto = self._next_bound(key, after, size)
+            if upto is None:
+                break
+            predicate, params = self._range(key, after, upto)
+            current["after"], current["batch_size"] = str(upto), size
+            elapsed = self._retrying(
+                statements[0], lambda p=predicate, a=params: self._batch(run, revision, index, statements, p, a)
+            )
+            self.summary.batches += 1
+            self.summary.rows_batched += size
+            size = self._next_size(size, elapsed)
+            after = str(upto)
+            if self.batch_pause_s:
+                time.sleep(self.batch_pause_s)
+
+    def _batch(
+        self, run: OnlineRun, revision: str, index: int | None, statements: list[str], predicate: str, params: list
+    ) -> float:
+        started = time.monotonic()
+        with transaction.atomic(using=self.using):
+            self._set_local_lock_timeout()
+            with self.connection.cursor() as cursor:
+                for sql in statements:
+                    cursor.execute(sql.replace("{batch}", predicate), params * sql.count("{batch}"))
+            if index is not None:
+                run.state.started_ops[revision] = max(run.state.started_ops.get(revision, 0), index + 1)
+            checkpoint.save(self.using, run)
+        return time.monotonic() - started
+
+    def _next_bound(self, key: BatchKey, after: str | None, size: int) -> Any:
+        qn = self.connection.ops.quote_name
+        table, column = qn(key.table), qn(key.column)
+        where, params = (f"WHERE {column} > %s", [after]) if after is not None else ("", [])
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {column} FROM {table} {where} ORDER BY {column} LIMIT 1 OFFSET %s", [*params, size - 1]
+            )
+            row = cursor.fetchone()
+            if row is None:
+                # the last key (max() is not defined for every key type, uuid for one)
+                cursor.execute(f"SELECT {column} FROM {table} {where} ORDER BY {column} DESC LIMIT 1", params)
+                row = cursor.fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _range(key: BatchKey, after: str | None, upto: Any) -> tuple[str, list[Any]]:
+        expression = key.sql_expression
+        if after is None:
+            return f"({expression} <= %s)", [upto]
+        return f"({expression} > %s AND {expression} <= %s)", [after, upto]
+
+    def _next_size(self, size: int, elapsed: float) -> int:
+        """Keep each batch near the target duration: the application waits at most one batch for a row."""
+        if elapsed > self.batch_target_s * 1.5:
+            return max(MIN_BATCH, size // 2)
+        if elapsed < self.batch_target_s / 2:
+            return min(MAX_BATCH, size * 2)
+        return size
+
+    def _wait_for_replicas(self) -> None:
+        if self.max_replica_lag_s <= 0:
+            return
+        started = time.monotonic()
+        while (lag := self.engine.replica_lag_seconds()) > self.max_replica_lag_s:
+            waited = time.monotonic() - started
+            if waited == 0 or int(waited) % 10 == 0:
+                self._event("online_replica_pause", lag_s=round(lag, 3))
+            if waited > self.replica_wait_s:
+                raise OperationFailed(
+                    f"a standby stayed {lag:.1f}s behind (bound {self.max_replica_lag_s:g}s) for more than "
+                    f"{self.replica_wait_s:g}s"
+                )
+            time.sleep(0.5)
+        self.summary.replica_pauses_s += time.monotonic() - started if lag else 0.0
+
+    def _bounded(self, run: OnlineRun, migration: Migration, index: int, backwards: bool) -> None:
+        revision = f"{migration.app_label}.{migration.name}"
+        operation = migration.operations[index]
+        if isinstance(operation, RunSQLBatched):
+            self._backfill(run, revision, index, operation, backwards)
+            return
+        before_state, after_state = self._states(migration, index)
+
+        def attempt() -> None:
+            with self.connection.schema_editor(atomic=True) as editor:
+                self._set_local_lock_timeout()
+                if backwards:
+                    operation.database_backwards(migration.app_label, editor, after_state, before_state)
+                else:
+                    operation.database_forwards(migration.app_label, editor, before_state, after_state)
+                if not backwards:
+                    run.state.started_ops[revision] = max(run.state.started_ops.get(revision, 0), index + 1)
+                    checkpoint.save(self.using, run)
+
+        self._retrying(operation.describe(), attempt)
+
+    def _states(self, migration: Migration, index: int):
+        state = self.loader.project_state((migration.app_label, migration.name), at_end=False)
+        for operation in migration.operations[:index]:
+            operation.state_forwards(migration.app_label, state)
+        after = state.clone()
+        migration.operations[index].state_forwards(migration.app_label, after)
+        return state, after
+
+    def _post_migrate(self, plan: MigrationPlan) -> None:
+        """Content types, permissions and migration checksums, as `migrate` creates them at its end."""
+        migrations = [(self._migration(step.revision), False) for step in plan.steps]
+        apps = self.loader.project_state([key for key in plan.targets if key[1]]).apps
+        emit_post_migrate_signal(0, False, self.using, apps=apps, plan=migrations)
+
+    # ------------------------------------------------------------------ undo
+    def _undo(self, run: OnlineRun, final_status: str) -> None:
+        """Undo everything ``run`` did, newest first, each step short; RecoveryFailed if it cannot."""
+        try:
+            self._reset()
+            for revision in reversed(run.state.migrations):
+                started = run.state.started_ops.get(revision, 0)
+                if not started and revision not in run.state.done:
+                    continue
+                migration = self._migration(revision)
+                partial = run.state.current if run.state.current.get("revision") == revision else {}
+                for index in reversed(range(started)):
+                    if partial and index == partial.get("operation") and self._is_partial(partial):
+                        self._undo_partial(partial)
+                    else:
+                        self._reverse(run, migration, index)
+                    run.state.started_ops[revision] = index
+                    if partial and index == partial.get("operation"):
+                        run.state.current = {}
+                    with transaction.atomic(using=self.using):
+                        checkpoint.save(self.using, run)
+                self._drop_invalid_leftovers(partial)
+                with transaction.atomic(using=self.using):
+                    if revision in run.state.done:
+                        MigrationRecorder(self.connection).record_unapplied(migration.app_label, migration.name)
+                        run.state.done.remove(revision)
+                    run.state.started_ops.pop(revision, None)
+                    if run.state.current.get("revision") == revision:
+                        run.state.current = {}
+                    checkpoint.save(self.using, run)
+                self.say(f"  undid {revision}")
+            run.status = final_status
+            with transaction.atomic(using=self.using):
+                checkpoint.save(self.using, run)
+        except (Exception, Interrupted) as exc:
+            self._event("online_undo_failed", run_id=run.id, error=first_line(exc))
+            raise RecoveryFailed(
+                f"undoing online run {run.id} failed ({first_line(exc)}); its checkpoint is kept: run "
+                f"safe_migrate --online --abort to finish undoing it"
+                + (f", or restore by hand from backup {run.backup}" if run.backup else "")
+            ) from None
+        self._clear_caches()
+        self._event("online_undone", run_id=run.id, status=final_status)
+
+    def _reset(self) -> None:
+        """A failed statement may have left the connection mid-transaction or gone: start clean."""
+        _reset_connection(self.connection)
+
+    @staticmethod
+    def _is_partial(current: dict[str, Any]) -> bool:
+        statements = current.get("statements") or []
+        return bool(statements) and current.get("statement", 0) < len(statements)
+
+    def _undo_partial(self, current: dict[str, Any]) -> None:
+        done = [Statement(**data) for data in current["statements"][: current.get("statement", 0)]]
+        for statement in reversed(done):
+            undo = inverse(statement)
+            if undo is not None:
+                if undo.mode == CONCURRENT:
+                    self._retrying(undo.sql, lambda u=undo: self._autocommit(u.sql))
+                else:
+                    self._retrying(undo.sql, lambda u=undo: self._in_transaction(u.sql))
+
+    def _drop_invalid_leftovers(self, current: dict[str, Any]) -> None:
+        """A concurrent index build killed midway leaves an INVALID index behind: drop it."""
+        for data in current.get("statements") or []:
+            name = data.get("creates_index")
+            if name and self.engine.index_state(name) == "invalid":
+                self._retrying(name, lambda n=name: self._autocommit(f'DROP INDEX CONCURRENTLY IF EXISTS "{n}"'))
+
+    def _in_transaction(self, sql: str) -> None:
+        with transaction.atomic(using=self.using):
+            self._set_local_lock_timeout()
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql)
+
+    def _reverse(self, run: OnlineRun, migration: Migration, index: int) -> None:
+        operation = migration.operations[index]
+        revision = f"{migration.app_label}.{migration.name}"
+        if isinstance(operation, RunSQLBatched):
+            run.state.current = {"revision": revision, "operation": index, "undo": True}
+            self._backfill(run, revision, None, operation, backwards=True)
+            return
+        before_state, after_state = self._states(migration, index)
+
+        def attempt() -> None:
+            with self.connection.schema_editor(atomic=True) as editor:
+                self._set_local_lock_timeout()
+                operation.database_backwards(migration.app_label, editor, after_state, before_state)
+
+        self._retrying(operation.describe(), attempt)
+
+
+__all__ = ["OnlineMigration", "OnlineSummary"]
