@@ -15,6 +15,7 @@ from typing import Any
 from django.db import connections, migrations
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
+from django.db.models import NOT_PROVIDED
 
 from migrations_ops.errors import first_line
 from migrations_ops.online.statements import CONCURRENT, SKIP, VALIDATE, Refused, Statement, plan_statements
@@ -161,6 +162,14 @@ def _operation_plan(using, revision, index, operation, app_label, state, new_sta
             "or BoundedRunPython when it touches a small fixed number of rows"
         )
         return described
+    if isinstance(operation, migrations.AddField) and _breaks_old_inserts(operation, app_label, new_state, existing):
+        # Django adds such a column with a temporary default and then drops it: old code's INSERTs
+        # that do not name the column would fail from then on.
+        described.refusal = (
+            f"adds NOT NULL column {operation.name} without a database default: code that predates it cannot "
+            "insert rows (give the field db_default=...)"
+        )
+        return described
     try:
         raw = collect_sql(using, operation, app_label, state, new_state)
         described.statements = [s for sql in raw for s in plan_statements(sql, existing)]
@@ -169,6 +178,13 @@ def _operation_plan(using, revision, index, operation, app_label, state, new_sta
     except Exception as exc:  # Django could not write the SQL (e.g. it introspects a table not made yet)
         described.refusal = f"cannot tell what it does ({first_line(exc)})"
     return described
+
+
+def _breaks_old_inserts(operation, app_label: str, state, existing: set[str]) -> bool:
+    model = state.models[(app_label, operation.model_name_lower)]
+    table = model.options.get("db_table") or f"{app_label}_{model.name_lower}"
+    field = operation.field
+    return table in existing and not field.null and field.db_default is NOT_PROVIDED and not field.many_to_many
 
 
 def _app_is_new(state, app_label: str, existing: set[str]) -> bool:
