@@ -338,7 +338,8 @@ class OnlineMigration(SafeMigration):
                 return time.monotonic() - started  # ACCESS EXCLUSIVE is held until this commit
 
             held = self._retrying(statement.sql, attempt)
-            if statement.table and "EXCLUSIVE" in statement.lock and statement.table in run.state.existing_tables:
+            blocks_writes = statement.lock.startswith(("ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE"))
+            if statement.table and blocks_writes and statement.table in run.state.existing_tables:
                 self._note_lock(statement.table, held, statement.sql)
         self.summary.statements += 1
 
