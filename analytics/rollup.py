@@ -31,14 +31,17 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from common.dialect import UnsupportedVendor, for_vendor
+from common.money import quantize_money
 
 MAX_DAYS = 3660
+RATIO_PLACES = Decimal("0.000001")  # churn_rate and success_rate: six places
 
 
 class RollupError(Exception):
@@ -87,6 +90,31 @@ def _cents(column: str) -> str:
 MONTHLY = f"CASE WHEN s.billing_interval = 'year' THEN 0 ELSE {_cents('COALESCE(s.total_cost, s.price)')} END"
 YEARLY = f"CASE WHEN s.billing_interval = 'year' THEN {_cents('COALESCE(s.total_cost, s.price)')} ELSE 0 END"
 LIVE = "s.status <> 'paused'"
+
+
+# The metrics' rounding rules in Python, for code that sums the rows it writes instead of rolling
+# them up (billing.seeding): the SQL below spells the same rules, and tests/test_seeding.py checks
+# that recomputing seeded days with rollup() changes nothing.
+
+
+def mrr_of(annual_cents: int) -> Decimal:
+    """MRR of live subscriptions whose yearly totals add up to `annual_cents` (a monthly total counts
+    twelve times): / 12 once, rounded half-up to the cent, never negative; the SQL's
+    ROUND(annual_cents / 1200.0, 2)."""
+    return quantize_money(Decimal(annual_cents) / 1200) if annual_cents > 0 else quantize_money(Decimal(0))
+
+
+def ratio_of(part: int, whole: int) -> Decimal:
+    """`part / whole` rounded half-up to six places, at most 1, and 0 when `whole` is not positive:
+    churn_rate (cancelled / live at the start) and success_rate (succeeded / succeeded + failed)."""
+    if whole <= 0:
+        return Decimal(0).quantize(RATIO_PLACES)
+    return min(Decimal(part) / whole, Decimal(1)).quantize(RATIO_PLACES, rounding=ROUND_HALF_UP)
+
+
+def payment_failed(status: str, failure_code: str) -> bool:
+    """A declined attempt: canceled, or not succeeded and carrying a failure code (the SQL's `failed`)."""
+    return status == "canceled" or (status != "succeeded" and failure_code != "")
 
 
 def _subscription_sql(dialect: Dialect, values: str) -> str:

@@ -418,3 +418,41 @@ def test_seeded_columns_are_the_models_limited_to_what_the_state_created():
     assert list(head) == [c for c in order if c in head] and head[0] == "id"
     assert "permissions" in seeding.seeded_columns(User, "head")
     assert "permissions" not in seeding.seeded_columns(User, "baseline")
+
+
+def test_seeded_analytics_are_what_the_rollup_computes_from_the_seeded_rows(migrated_db):
+    """Seeding sums its analytics from the rows it generates instead of querying them; those sums must
+    follow the rollup's definitions (MRR: the yearly totals of live subscriptions / 12, rounded half-up
+    once; success rate over decided intents only), so recomputing the seeded days changes nothing."""
+    from analytics.models import PaymentAnalytics, SubscriptionAnalytics
+    from analytics.rollup import rollup
+
+    using = migrated_db.alias
+    # more intents than seed_small's: the window then holds declined, canceled and in-flight ones
+    seed_small(migrated_db, payment_intents=1500)
+
+    def tables() -> list[list[dict]]:
+        return [
+            list(model.objects.using(using).order_by("date").values(*fields))
+            for model, fields in (
+                (SubscriptionAnalytics, [f.name for f in SubscriptionAnalytics._meta.fields]),
+                (PaymentAnalytics, [f.name for f in PaymentAnalytics._meta.fields]),
+            )
+        ]
+
+    def metrics(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in row.items() if k not in ("id", "computed_at")} for row in rows]
+
+    seeded = [metrics(rows) for rows in tables()]
+    subscription_days, payment_days = seeded
+    days = [row["date"] for row in subscription_days]
+    assert len(days) == DAYS and days == [row["date"] for row in payment_days]
+    # the data exercises every rule: yearly and monthly MRR, churn, declined and undecided intents
+    assert migrated_db.scalar("SELECT COUNT(*) FROM subscriptions WHERE billing_interval = 'year'") > 0
+    assert any(row["mrr"] > 0 for row in subscription_days)
+    assert any(row["churn_rate"] > 0 for row in subscription_days)
+    assert any(0 < row["success_rate"] < 1 for row in payment_days)
+    assert any(row["succeeded_payments"] + row["failed_payments"] < row["total_payments"] for row in payment_days)
+
+    rollup(days[0], days[-1], using=using)
+    assert [metrics(rows) for rows in tables()] == seeded

@@ -5,51 +5,55 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from analytics.models import PaymentAnalytics, SubscriptionAnalytics
-from billing.seeding.base import DAY, REFERENCE, date, money, timestamp
+from analytics.rollup import mrr_of, ratio_of
+from billing.seeding.base import DAY, REFERENCE, date, timestamp
 
 if TYPE_CHECKING:
     from billing.seeding.run import Seeder
 
 
 class SubscriptionDays:
-    """Per-day subscription metrics of the last `days` days before REFERENCE, from deltas."""
+    """Per-day subscription metrics of the last `days` days before REFERENCE, from deltas.
+
+    MRR follows the rollup: the yearly totals of live subscriptions are summed in cents and divided
+    by 12 once per day (rounding each subscription's monthly share would drift from rollup_analytics).
+    """
 
     def __init__(self, days: int) -> None:
         self.days = days
         self.start = REFERENCE - days * DAY
         self.live_delta = [0] * (days + 1)  # index 0: before the window
         self.paused_delta = [0] * (days + 1)
-        self.mrr_delta = [0] * (days + 1)
+        self.annual_delta = [0] * (days + 1)  # cents a year: a monthly total counts 12 times
         self.new = [0] * (days + 1)
         self.cancelled = [0] * (days + 1)
 
     def _slot(self, epoch: int) -> int:
         return 0 if epoch < self.start else 1 + (epoch - self.start) // DAY
 
-    def add(self, started: int, ended: int | None, status: str, monthly_cents: int) -> None:
+    def add(self, started: int, ended: int | None, status: str, annual_cents: int) -> None:
         slot = self._slot(started)
         self.new[slot] += 1
         if status == "paused":
             self.paused_delta[slot] += 1
             return
         self.live_delta[slot] += 1
-        self.mrr_delta[slot] += monthly_cents
+        self.annual_delta[slot] += annual_cents
         if ended is not None:
             end = self._slot(ended)
             self.live_delta[end] -= 1
-            self.mrr_delta[end] -= monthly_cents
+            self.annual_delta[end] -= annual_cents
             self.cancelled[end] += 1
 
     def rows(self) -> list[tuple]:
         """Rows in the model's field order, without the id and `computed_at`."""
         rows = []
-        live, paused, mrr = self.live_delta[0], self.paused_delta[0], self.mrr_delta[0]
+        live, paused, annual = self.live_delta[0], self.paused_delta[0], self.annual_delta[0]
         for day in range(1, self.days + 1):
             before = live
             live += self.live_delta[day]
             paused += self.paused_delta[day]
-            mrr += self.mrr_delta[day]
-            churn = min(self.cancelled[day] / before, 1.0) if before else 0.0
+            annual += self.annual_delta[day]
             rows.append(
                 (
                     date(self.start + (day - 1) * DAY),
@@ -57,8 +61,8 @@ class SubscriptionDays:
                     str(self.new[day]),
                     str(self.cancelled[day]),
                     str(paused),
-                    money(max(mrr, 0)),
-                    f"{churn:.6f}",
+                    str(mrr_of(annual)),
+                    str(ratio_of(self.cancelled[day], before)),
                 )
             )
         return rows
@@ -86,7 +90,6 @@ class PaymentDays:
         """Rows in the model's field order, without the id and `computed_at`."""
         rows = []
         for index, (total, succeeded, failed, volume, received) in enumerate(self.counts):
-            rate = succeeded / total if total else 0.0
             rows.append(
                 (
                     date(self.start + index * DAY),
@@ -95,7 +98,8 @@ class PaymentDays:
                     str(failed),
                     str(volume),
                     str(received),
-                    f"{rate:.6f}",
+                    # in-flight intents are neither: they count in total, not in the rate
+                    str(ratio_of(succeeded, succeeded + failed)),
                 )
             )
         return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from analytics.rollup import payment_failed
 from billing.models import PaymentIntent
 from billing.seeding.analytics import PaymentDays
 from billing.seeding.base import DAY, REFERENCE, SeedRefused, timestamp, user_uuid_hex
@@ -50,7 +51,7 @@ def write_payment_intents(seeder: Seeder, count: int) -> None:
             succeeded = status == "succeeded"
             created_at = timestamp(created)
             finished_at = timestamp(created + randrange(1, 120))
-            days.add(created, amount, succeeded, bool(code))
+            days.add(created, amount, succeeded, payment_failed(status, code))
             yield (
                 str(pi_id),
                 f"pi_{pi_id:x}{getrandbits(80):020x}",  # unique by construction: the id is part of it

@@ -295,7 +295,7 @@ def write_subscriptions(seeder: Seeder, users: int, total: int) -> None:
                         + amounts
                         + (frequency, next_delivery, address, account, str(points))
                     )
-                    analytics.add(when, ended if status == "cancelled" else None, status, total_cents // months)
+                    analytics.add(when, ended if status == "cancelled" else None, status, total_cents * 12 // months)
                 seeder.sub_user[position] = user
                 seeder.sub_total[position] = total_cents
                 seeder.sub_started[position] = when
