@@ -3,66 +3,72 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
 
+from common.constraints import between, non_negative
 from common.money import MoneyField
 
 
-class SubscriptionAnalytics(models.Model):
+def RatioField() -> models.DecimalField:  # noqa: N802 - reads like a field class
+    """A share in [0, 1] with six places (churn, success rate); 0 until computed."""
+    return models.DecimalField(max_digits=7, decimal_places=6, default=0)
+
+
+class DailyMetrics(models.Model):
+    """One row per day, newest first, stamped with when it was (re)computed.
+
+    Fields inherited from here come first in a model's field order (date, computed_at, then its own
+    metrics); the tables' columns are the migrations', and seeding writes by column name.
+    """
+
     date = models.DateField(unique=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-date"]
+
+
+class SubscriptionAnalytics(DailyMetrics):
     active_subscriptions = models.IntegerField(default=0)
     new_subscriptions = models.IntegerField(default=0)
     cancelled_subscriptions = models.IntegerField(default=0)
     paused_subscriptions = models.IntegerField(default=0)
     mrr = MoneyField(default=0, help_text="monthly recurring revenue at the end of the day")
-    churn_rate = models.DecimalField(max_digits=7, decimal_places=6, default=0)
-    computed_at = models.DateTimeField(auto_now=True)
+    churn_rate = RatioField()
 
-    class Meta:
+    class Meta(DailyMetrics.Meta):
         db_table = "subscription_analytics"
-        ordering = ["-date"]
         verbose_name_plural = "subscription analytics"
         constraints = [
-            models.CheckConstraint(
-                condition=Q(active_subscriptions__gte=0)
-                & Q(new_subscriptions__gte=0)
-                & Q(cancelled_subscriptions__gte=0)
-                & Q(paused_subscriptions__gte=0),
+            non_negative(
+                "active_subscriptions",
+                "new_subscriptions",
+                "cancelled_subscriptions",
+                "paused_subscriptions",
                 name="subscription_analytics_counts_non_negative",
             ),
-            models.CheckConstraint(condition=Q(mrr__gte=0), name="subscription_analytics_mrr_non_negative"),
-            models.CheckConstraint(
-                condition=Q(churn_rate__gte=0) & Q(churn_rate__lte=1), name="subscription_analytics_churn_range"
-            ),
+            non_negative("mrr", name="subscription_analytics_mrr_non_negative"),
+            between("churn_rate", 0, 1, name="subscription_analytics_churn_range"),
         ]
 
 
-class PaymentAnalytics(models.Model):
-    date = models.DateField(unique=True)
+class PaymentAnalytics(DailyMetrics):
     total_payments = models.IntegerField(default=0)
     succeeded_payments = models.IntegerField(default=0)
     failed_payments = models.IntegerField(default=0)
     volume_minor = models.BigIntegerField(default=0, help_text="attempted amount, minor units")
     succeeded_volume_minor = models.BigIntegerField(default=0, help_text="received amount, minor units")
-    success_rate = models.DecimalField(max_digits=7, decimal_places=6, default=0)
-    computed_at = models.DateTimeField(auto_now=True)
+    success_rate = RatioField()
 
-    class Meta:
+    class Meta(DailyMetrics.Meta):
         db_table = "payment_analytics"
-        ordering = ["-date"]
         verbose_name_plural = "payment analytics"
         constraints = [
-            models.CheckConstraint(
-                condition=Q(total_payments__gte=0) & Q(succeeded_payments__gte=0) & Q(failed_payments__gte=0),
-                name="payment_analytics_counts_non_negative",
+            non_negative(
+                "total_payments", "succeeded_payments", "failed_payments", name="payment_analytics_counts_non_negative"
             ),
-            models.CheckConstraint(
-                condition=Q(volume_minor__gte=0) & Q(succeeded_volume_minor__gte=0),
-                name="payment_analytics_volume_non_negative",
-            ),
-            models.CheckConstraint(
-                condition=Q(success_rate__gte=0) & Q(success_rate__lte=1), name="payment_analytics_success_range"
-            ),
+            non_negative("volume_minor", "succeeded_volume_minor", name="payment_analytics_volume_non_negative"),
+            between("success_rate", 0, 1, name="payment_analytics_success_range"),
         ]
 
 
@@ -84,11 +90,11 @@ class PaymentCurrencyAnalytics(models.Model):
         verbose_name_plural = "payment analytics per currency"
         constraints = [
             models.UniqueConstraint(fields=["date", "currency"], name="payment_currency_analytics_day_currency"),
-            models.CheckConstraint(
-                condition=Q(total_payments__gte=0)
-                & Q(succeeded_payments__gte=0)
-                & Q(volume_minor__gte=0)
-                & Q(succeeded_volume_minor__gte=0),
+            non_negative(
+                "total_payments",
+                "succeeded_payments",
+                "volume_minor",
+                "succeeded_volume_minor",
                 name="payment_currency_analytics_non_negative",
             ),
         ]

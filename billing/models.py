@@ -8,7 +8,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from common.constraints import between, non_negative, one_of
 from common.money import MoneyField, RateField
+
+# The choices live at module level because each model's Meta builds its check constraint from them
+# (a nested class's body cannot see its enclosing class's names); the models keep their nested
+# names (Subscription.Status, ...) as aliases, the way callers spell them.
 
 
 class Plan(models.TextChoices):
@@ -17,21 +22,32 @@ class Plan(models.TextChoices):
     PREMIUM = "premium", "Premium"
 
 
+class SubscriptionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    PAST_DUE = "past_due", "Past due"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class BillingInterval(models.TextChoices):
+    MONTH = "month", "Monthly"
+    YEAR = "year", "Yearly"
+
+
+class DeliveryFrequency(models.TextChoices):
+    WEEKLY = "weekly", "Weekly"
+    BIWEEKLY = "biweekly", "Every two weeks"
+    MONTHLY = "monthly", "Monthly"
+
+
+# the cost breakdown's columns (total = base + delivery + tax - discount - loyalty_discount)
+COST_FIELDS = ("base_cost", "delivery_cost", "tax_amount", "discount_amount", "loyalty_discount", "total_cost")
+
+
 class Subscription(models.Model):
-    class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        PAUSED = "paused", "Paused"
-        PAST_DUE = "past_due", "Past due"
-        CANCELLED = "cancelled", "Cancelled"
-
-    class BillingInterval(models.TextChoices):
-        MONTH = "month", "Monthly"
-        YEAR = "year", "Yearly"
-
-    class DeliveryFrequency(models.TextChoices):
-        WEEKLY = "weekly", "Weekly"
-        BIWEEKLY = "biweekly", "Every two weeks"
-        MONTHLY = "monthly", "Monthly"
+    Status = SubscriptionStatus
+    BillingInterval = BillingInterval
+    DeliveryFrequency = DeliveryFrequency
 
     # --- baseline columns (billing 0001): what production had before the upgrade ---
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="subscriptions")
@@ -78,28 +94,13 @@ class Subscription(models.Model):
             models.Index(fields=["next_delivery_date"], name="subscriptions_next_delivery"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(price__gte=0), name="subscriptions_price_non_negative"),
-            models.CheckConstraint(
-                condition=Q(status__in=["active", "paused", "past_due", "cancelled"]),
-                name="subscriptions_status_valid",
-            ),
-            models.CheckConstraint(
-                condition=Q(billing_interval__in=["month", "year"]), name="subscriptions_interval_valid"
-            ),
-            models.CheckConstraint(
-                condition=(Q(base_cost__isnull=True) | Q(base_cost__gte=0))
-                & (Q(delivery_cost__isnull=True) | Q(delivery_cost__gte=0))
-                & (Q(tax_amount__isnull=True) | Q(tax_amount__gte=0))
-                & (Q(discount_amount__isnull=True) | Q(discount_amount__gte=0))
-                & (Q(loyalty_discount__isnull=True) | Q(loyalty_discount__gte=0))
-                & (Q(total_cost__isnull=True) | Q(total_cost__gte=0)),
-                name="subscriptions_costs_non_negative",
-            ),
-            models.CheckConstraint(condition=Q(points_earned__gte=0), name="subscriptions_points_non_negative"),
-            models.CheckConstraint(
-                condition=Q(delivery_frequency__isnull=True)
-                | Q(delivery_frequency__in=["weekly", "biweekly", "monthly"]),
-                name="subscriptions_delivery_frequency_valid",
+            non_negative("price", name="subscriptions_price_non_negative"),
+            one_of("status", SubscriptionStatus, name="subscriptions_status_valid"),
+            one_of("billing_interval", BillingInterval, name="subscriptions_interval_valid"),
+            non_negative(*COST_FIELDS, nullable=True, name="subscriptions_costs_non_negative"),
+            non_negative("points_earned", name="subscriptions_points_non_negative"),
+            one_of(
+                "delivery_frequency", DeliveryFrequency, nullable=True, name="subscriptions_delivery_frequency_valid"
             ),
         ]
 
@@ -135,25 +136,16 @@ class PricingConfig(models.Model):
         db_table = "pricing_configs"
         ordering = ["plan", "variant_id", "-effective_from"]
         constraints = [
-            models.CheckConstraint(condition=Q(base_price__gte=0), name="pricing_configs_base_price_non_negative"),
-            models.CheckConstraint(condition=Q(delivery_fee__gte=0), name="pricing_configs_delivery_fee_non_negative"),
-            models.CheckConstraint(
-                condition=Q(tax_rate__gte=0) & Q(tax_rate__lte=1), name="pricing_configs_tax_rate_range"
-            ),
-            models.CheckConstraint(
-                condition=Q(discount_rate__gte=0) & Q(discount_rate__lte=1),
-                name="pricing_configs_discount_rate_range",
-            ),
-            models.CheckConstraint(
-                condition=Q(loyalty_points_per_unit__gte=0), name="pricing_configs_points_non_negative"
-            ),
+            non_negative("base_price", name="pricing_configs_base_price_non_negative"),
+            non_negative("delivery_fee", name="pricing_configs_delivery_fee_non_negative"),
+            between("tax_rate", 0, 1, name="pricing_configs_tax_rate_range"),
+            between("discount_rate", 0, 1, name="pricing_configs_discount_rate_range"),
+            non_negative("loyalty_points_per_unit", name="pricing_configs_points_non_negative"),
             models.CheckConstraint(
                 condition=Q(effective_until__isnull=True) | Q(effective_until__gt=models.F("effective_from")),
                 name="pricing_configs_window_valid",
             ),
-            models.CheckConstraint(
-                condition=Q(plan__in=["basic", "standard", "premium"]), name="pricing_configs_plan_valid"
-            ),
+            one_of("plan", Plan, name="pricing_configs_plan_valid"),
             # PostgreSQL additionally has the exclusion constraint
             # pricing_configs_no_active_overlap (billing 0002, PostgreSQL only).
         ]
@@ -187,15 +179,18 @@ class PricingConfig(models.Model):
                 )
 
 
+class CostChangeReason(models.TextChoices):
+    BACKFILL = "backfill", "Backfill"
+    PRICING_CHANGE = "pricing_change", "Pricing change"
+    PLAN_CHANGE = "plan_change", "Plan change"
+    LOYALTY = "loyalty", "Loyalty discount"
+    MANUAL = "manual", "Manual adjustment"
+
+
 class SubscriptionCostHistory(models.Model):
     """One row per change of a subscription's cost: old and new breakdown, why, who, when."""
 
-    class Reason(models.TextChoices):
-        BACKFILL = "backfill", "Backfill"
-        PRICING_CHANGE = "pricing_change", "Pricing change"
-        PLAN_CHANGE = "plan_change", "Plan change"
-        LOYALTY = "loyalty", "Loyalty discount"
-        MANUAL = "manual", "Manual adjustment"
+    Reason = CostChangeReason
 
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="cost_history")
     old_breakdown = models.JSONField(null=True, blank=True)
@@ -216,26 +211,27 @@ class SubscriptionCostHistory(models.Model):
         ordering = ["-changed_at"]
         verbose_name_plural = "subscription cost history"
         constraints = [
-            models.CheckConstraint(condition=Q(new_total__gte=0), name="cost_history_new_total_non_negative"),
-            models.CheckConstraint(
-                condition=Q(old_total__isnull=True) | Q(old_total__gte=0),
-                name="cost_history_old_total_non_negative",
-            ),
+            non_negative("new_total", name="cost_history_new_total_non_negative"),
+            non_negative("old_total", nullable=True, name="cost_history_old_total_non_negative"),
         ]
+
+
+class PaymentStatus(models.TextChoices):
+    """Stripe's PaymentIntent statuses."""
+
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method", "Requires payment method"
+    REQUIRES_CONFIRMATION = "requires_confirmation", "Requires confirmation"
+    REQUIRES_ACTION = "requires_action", "Requires action"
+    PROCESSING = "processing", "Processing"
+    REQUIRES_CAPTURE = "requires_capture", "Requires capture"
+    CANCELED = "canceled", "Canceled"
+    SUCCEEDED = "succeeded", "Succeeded"
 
 
 class PaymentIntent(models.Model):
     """A Stripe PaymentIntent as our webhooks last saw it. No card data is ever stored."""
 
-    class Status(models.TextChoices):
-        REQUIRES_PAYMENT_METHOD = "requires_payment_method", "Requires payment method"
-        REQUIRES_CONFIRMATION = "requires_confirmation", "Requires confirmation"
-        REQUIRES_ACTION = "requires_action", "Requires action"
-        PROCESSING = "processing", "Processing"
-        REQUIRES_CAPTURE = "requires_capture", "Requires capture"
-        CANCELED = "canceled", "Canceled"
-        SUCCEEDED = "succeeded", "Succeeded"
-
+    Status = PaymentStatus
     FINAL_STATUSES = frozenset({Status.CANCELED, Status.SUCCEEDED})
 
     stripe_payment_intent_id = models.CharField(max_length=255, unique=True)
@@ -264,37 +260,27 @@ class PaymentIntent(models.Model):
         db_table = "payment_intents"
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(amount__gte=0), name="payment_intents_amount_non_negative"),
-            models.CheckConstraint(condition=Q(amount_received__gte=0), name="payment_intents_received_non_negative"),
-            models.CheckConstraint(
-                condition=Q(
-                    status__in=[
-                        "requires_payment_method",
-                        "requires_confirmation",
-                        "requires_action",
-                        "processing",
-                        "requires_capture",
-                        "canceled",
-                        "succeeded",
-                    ]
-                ),
-                name="payment_intents_status_valid",
-            ),
+            non_negative("amount", name="payment_intents_amount_non_negative"),
+            non_negative("amount_received", name="payment_intents_received_non_negative"),
+            one_of("status", PaymentStatus, name="payment_intents_status_valid"),
         ]
 
     def __str__(self) -> str:
         return self.stripe_payment_intent_id
 
 
+class StripeEventOutcome(models.TextChoices):
+    APPLIED = "applied", "Applied"
+    STALE = "stale", "Stale (older than the intent's state, or the intent is final)"
+    IGNORED = "ignored", "Ignored (not a payment intent event, or no user to attach it to)"
+    # Not counted as processed: a redelivery is checked again (the configuration may be fixed).
+    REFUSED = "refused", "Refused (livemode differs from STRIPE_LIVEMODE)"
+
+
 class StripeEvent(models.Model):
     """A Stripe webhook event we have processed: the unique event id makes redelivery a no-op."""
 
-    class Outcome(models.TextChoices):
-        APPLIED = "applied", "Applied"
-        STALE = "stale", "Stale (older than the intent's state, or the intent is final)"
-        IGNORED = "ignored", "Ignored (not a payment intent event, or no user to attach it to)"
-        # Not counted as processed: a redelivery is checked again (the configuration may be fixed).
-        REFUSED = "refused", "Refused (livemode differs from STRIPE_LIVEMODE)"
+    Outcome = StripeEventOutcome
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=128, db_index=True)

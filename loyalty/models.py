@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from common.constraints import non_negative, one_of
+
 
 class Tier(models.TextChoices):
     BRONZE = "bronze", "Bronze"
@@ -26,23 +28,26 @@ class LoyaltyAccount(models.Model):
     class Meta:
         db_table = "loyalty_accounts"
         constraints = [
-            models.CheckConstraint(condition=Q(points_balance__gte=0), name="loyalty_accounts_balance_non_negative"),
-            models.CheckConstraint(condition=Q(lifetime_points__gte=0), name="loyalty_accounts_lifetime_non_negative"),
-            models.CheckConstraint(
-                condition=Q(tier__in=["bronze", "silver", "gold", "platinum"]), name="loyalty_accounts_tier_valid"
-            ),
+            non_negative("points_balance", name="loyalty_accounts_balance_non_negative"),
+            non_negative("lifetime_points", name="loyalty_accounts_lifetime_non_negative"),
+            one_of("tier", Tier, name="loyalty_accounts_tier_valid"),
         ]
 
     def __str__(self) -> str:
         return f"loyalty account of {self.user_id} ({self.points_balance} pts)"
 
 
+# Module level, like Tier, so that the Meta's check constraint is built from it; the model keeps
+# the name callers use (PointsTransaction.Kind).
+class PointsKind(models.TextChoices):
+    EARN = "earn", "Earn"
+    REDEEM = "redeem", "Redeem"
+    EXPIRE = "expire", "Expire"
+    ADJUST = "adjust", "Adjust"
+
+
 class PointsTransaction(models.Model):
-    class Kind(models.TextChoices):
-        EARN = "earn", "Earn"
-        REDEEM = "redeem", "Redeem"
-        EXPIRE = "expire", "Expire"
-        ADJUST = "adjust", "Adjust"
+    Kind = PointsKind
 
     account = models.ForeignKey(LoyaltyAccount, on_delete=models.CASCADE, related_name="transactions")
     points = models.IntegerField(help_text="signed: positive earns, negative spends")
@@ -66,12 +71,8 @@ class PointsTransaction(models.Model):
         ordering = ["account_id", "id"]
         constraints = [
             models.CheckConstraint(condition=~Q(points=0), name="points_transactions_points_non_zero"),
-            models.CheckConstraint(
-                condition=Q(balance_after__gte=0), name="points_transactions_balance_after_non_negative"
-            ),
-            models.CheckConstraint(
-                condition=Q(kind__in=["earn", "redeem", "expire", "adjust"]), name="points_transactions_kind_valid"
-            ),
+            non_negative("balance_after", name="points_transactions_balance_after_non_negative"),
+            one_of("kind", PointsKind, name="points_transactions_kind_valid"),
             models.CheckConstraint(
                 condition=(Q(kind="earn") & Q(points__gt=0))
                 | (Q(kind__in=["redeem", "expire"]) & Q(points__lt=0))

@@ -45,8 +45,8 @@ class SubscriptionDays:
             self.annual_delta[end] -= annual_cents
             self.cancelled[end] += 1
 
-    def rows(self) -> list[tuple]:
-        """Rows in the model's field order, without the id and `computed_at`."""
+    def rows(self) -> list[dict[str, str]]:
+        """The days' metrics by column (text, as the writer takes them)."""
         rows = []
         live, paused, annual = self.live_delta[0], self.paused_delta[0], self.annual_delta[0]
         for day in range(1, self.days + 1):
@@ -55,15 +55,15 @@ class SubscriptionDays:
             paused += self.paused_delta[day]
             annual += self.annual_delta[day]
             rows.append(
-                (
-                    date(self.start + (day - 1) * DAY),
-                    str(live),
-                    str(self.new[day]),
-                    str(self.cancelled[day]),
-                    str(paused),
-                    str(mrr_of(annual)),
-                    str(ratio_of(self.cancelled[day], before)),
-                )
+                {
+                    "date": date(self.start + (day - 1) * DAY),
+                    "active_subscriptions": str(live),
+                    "new_subscriptions": str(self.new[day]),
+                    "cancelled_subscriptions": str(self.cancelled[day]),
+                    "paused_subscriptions": str(paused),
+                    "mrr": str(mrr_of(annual)),
+                    "churn_rate": str(ratio_of(self.cancelled[day], before)),
+                }
             )
         return rows
 
@@ -86,21 +86,21 @@ class PaymentDays:
         day[3] += amount
         day[4] += amount if succeeded else 0
 
-    def rows(self) -> list[tuple]:
-        """Rows in the model's field order, without the id and `computed_at`."""
+    def rows(self) -> list[dict[str, str]]:
+        """The days' metrics by column (text, as the writer takes them)."""
         rows = []
         for index, (total, succeeded, failed, volume, received) in enumerate(self.counts):
             rows.append(
-                (
-                    date(self.start + index * DAY),
-                    str(total),
-                    str(succeeded),
-                    str(failed),
-                    str(volume),
-                    str(received),
+                {
+                    "date": date(self.start + index * DAY),
+                    "total_payments": str(total),
+                    "succeeded_payments": str(succeeded),
+                    "failed_payments": str(failed),
+                    "volume_minor": str(volume),
+                    "succeeded_volume_minor": str(received),
                     # in-flight intents are neither: they count in total, not in the rate
-                    str(ratio_of(succeeded, succeeded + failed)),
-                )
+                    "success_rate": str(ratio_of(succeeded, succeeded + failed)),
+                }
             )
         return rows
 
@@ -120,7 +120,10 @@ def write_analytics(seeder: Seeder, days: int) -> int:
             cursor.execute(f"SELECT date FROM {table} WHERE date >= %s", [date(REFERENCE - days * DAY)])
             taken[table] = {str(row[0]) for row in cursor.fetchall()}
     for model, source in tables:
-        rows = [row + (stamp,) for row in source.rows() if row[0] not in taken[model._meta.db_table]]
+        # by name: the analytics models' field order comes from their abstract base, not from here
+        columns = seeder.columns(model, with_pk=False)
+        fresh = [row for row in source.rows() if row["date"] not in taken[model._meta.db_table]]
+        rows = [tuple({**row, "computed_at": stamp}[column] for column in columns) for row in fresh]
         seeder.write_rows(model, rows, with_pk=False)
         written = max(written, len(rows))
     return written
