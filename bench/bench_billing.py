@@ -13,37 +13,19 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def manage(url: str, *args: str) -> str:
-    env = {**os.environ, "DATABASE_URL": url}
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-
-
-def psql(url: str, sql: str) -> None:
-    subprocess.run(["psql", url, "-qAtc", sql], check=True)
+from _common import BASE_URL, execute, manage_output
 
 
 def timed(label: str, url: str, *args: str) -> None:
-    started = time.perf_counter()
-    line = manage(url, *args)
-    print(f"{label:<34} {time.perf_counter() - started:7.1f}s  {line}")
+    line, seconds = manage_output(url, *args)
+    print(f"{label:<34} {seconds:7.1f}s  {line}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--server", default=BASE_URL, help="PostgreSQL server URL (default: of BENCH_ADMIN_URL)")
     parser.add_argument("--database-url", help="an already seeded database to measure (kept)")
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--subscriptions", type=int, default=1_000_000)
@@ -54,10 +36,10 @@ def main() -> None:
     if url is None:
         scratch = f"billbench_{uuid.uuid4().hex[:6]}"
         url = f"{args.server}/{scratch}"
-        psql(f"{args.server}/postgres", f'CREATE DATABASE "{scratch}"')
+        execute(f"{args.server}/postgres", f'CREATE DATABASE "{scratch}"')
     try:
         if scratch:
-            manage(url, "migrate", "--noinput", "-v0")
+            manage_output(url, "migrate", "--noinput", "-v0")
             timed(
                 "seed_demo_data",
                 url,
@@ -65,9 +47,9 @@ def main() -> None:
                 *("--users", str(args.users), "--subscriptions", str(args.subscriptions)),
                 *("--payment-intents", str(args.payment_intents), "--seed", "1"),
             )
-        psql(url, "ANALYZE")
+        execute(url, "ANALYZE")
         timed("reprice (nothing changed)", url, "reprice_subscriptions")
-        psql(url, "UPDATE pricing_configs SET base_price = base_price + 0.50")
+        execute(url, "UPDATE pricing_configs SET base_price = base_price + 0.50")
         timed("reprice --dry-run (all change)", url, "reprice_subscriptions", "--dry-run")
         timed("reprice (all change)", url, "reprice_subscriptions")
         timed("reprice --plan basic (no-op)", url, "reprice_subscriptions", "--plan", "basic")
@@ -77,7 +59,7 @@ def main() -> None:
         timed("validate_db", url, "validate_db")
     finally:
         if scratch:
-            psql(f"{args.server}/postgres", f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+            execute(f"{args.server}/postgres", f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -11,46 +11,30 @@ database. Usage:
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import BASE_URL, execute, manage_output
+
 MIGRATE = {"head": [["migrate"]], "baseline": [["migrate", "accounts", "0001"], ["migrate", "billing", "0001"]]}
-
-
-def manage(url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATABASE_URL": url}
-    command = [sys.executable, "manage.py", *args]
-    return subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-
-
-def psql(server: str, sql: str) -> None:
-    subprocess.run(["psql", f"{server}/postgres", "-qAtc", sql], check=True)
 
 
 def bench(server: str, state: str, options: list[str]) -> None:
     name = f"seedbench_{state}_{uuid.uuid4().hex[:6]}"
     url = f"{server}/{name}"
-    psql(server, f'CREATE DATABASE "{name}"')
+    execute(f"{server}/postgres", f'CREATE DATABASE "{name}"')
     try:
         for step in MIGRATE[state]:
-            manage(url, *step, "--noinput", "-v0")
-        started = time.perf_counter()
-        result = manage(url, "seed_demo_data", *options)
-        wall = time.perf_counter() - started
-        print(f"[{state}] {result.stdout.strip().splitlines()[-1]}")
+            manage_output(url, *step, "--noinput", "-v0")
+        summary, wall = manage_output(url, "seed_demo_data", *options)
+        print(f"[{state}] {summary}")
         print(f"[{state}] wall time including process start: {wall:.1f}s")
     finally:
-        psql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        execute(f"{server}/postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--server", default=BASE_URL, help="PostgreSQL server URL (default: of BENCH_ADMIN_URL)")
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--subscriptions", type=int, default=1_000_000)
     parser.add_argument("--payment-intents", type=int, default=None)

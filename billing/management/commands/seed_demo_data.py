@@ -11,6 +11,8 @@ from django.db import DEFAULT_DB_ALIAS
 from billing.seeding import DEFAULT_BATCH_SIZE, DEFAULT_DAYS, SeedRefused, seed
 
 EXIT_BAD_INPUT = 2
+# The options passed to seed() under their own names (each is a keyword of seed()).
+SEED_OPTIONS = ("users", "subscriptions", "payment_intents", "days", "seed", "batch_size", "append")
 
 
 class ProgressBar:
@@ -75,17 +77,7 @@ class Command(BaseCommand):
         verbosity = int(options["verbosity"])
         bar = ProgressBar(sys.stderr) if verbosity >= 1 and sys.stderr.isatty() else None
         try:
-            report = seed(
-                users=options["users"],
-                subscriptions=options["subscriptions"],
-                payment_intents=options["payment_intents"],
-                days=options["days"],
-                seed=options["seed"],
-                batch_size=options["batch_size"],
-                append=options["append"],
-                using=options["database"],
-                progress=bar,
-            )
+            report = seed(**{name: options[name] for name in SEED_OPTIONS}, using=options["database"], progress=bar)
         except SeedRefused as exc:
             raise CommandError(str(exc), returncode=EXIT_BAD_INPUT) from exc
         finally:
