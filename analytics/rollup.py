@@ -38,7 +38,6 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from common.dialect import UnsupportedVendor, for_vendor
-from common.money import quantize_money
 
 MAX_DAYS = 3660
 RATIO_PLACES = Decimal("0.000001")  # churn_rate and success_rate: six places
@@ -92,16 +91,9 @@ YEARLY = f"CASE WHEN s.billing_interval = 'year' THEN {_cents('COALESCE(s.total_
 LIVE = "s.status <> 'paused'"
 
 
-# The metrics' rounding rules in Python, for code that sums the rows it writes instead of rolling
-# them up (billing.seeding): the SQL below spells the same rules, and tests/test_seeding.py checks
-# that recomputing seeded days with rollup() changes nothing.
-
-
-def mrr_of(annual_cents: int) -> Decimal:
-    """MRR of live subscriptions whose yearly totals add up to `annual_cents` (a monthly total counts
-    twelve times): / 12 once, rounded half-up to the cent, never negative; the SQL's
-    ROUND(annual_cents / 1200.0, 2)."""
-    return quantize_money(Decimal(annual_cents) / 1200) if annual_cents > 0 else quantize_money(Decimal(0))
+# The metrics' rules in Python, for code that sums the rows it writes instead of rolling them up
+# (billing.seeding; MRR is common.money.monthly_recurring_revenue): the SQL below spells the same
+# rules, and tests/test_seeding.py checks that recomputing seeded days with rollup() changes nothing.
 
 
 def ratio_of(part: int, whole: int) -> Decimal:

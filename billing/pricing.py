@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from billing.models import PricingConfig, Subscription, SubscriptionCostHistory
 from common.dialect import UnsupportedVendor, for_vendor
-from common.money import quantize_money
+from common.money import monthly_recurring_revenue, quantize_money
 
 DELIVERIES_PER_MONTH = {"weekly": 4, "biweekly": 2, "monthly": 1}
 LIVE_STATUSES = ("active", "past_due")  # what MRR counts (README, "Analytics")
@@ -274,7 +274,7 @@ class RepriceResult:
 
 
 def _mrr(monthly_cents: int, yearly_cents: int) -> Decimal:
-    return quantize_money((Decimal(monthly_cents) + Decimal(yearly_cents) / 12) / 100)
+    return monthly_recurring_revenue(monthly_cents * 12 + yearly_cents)
 
 
 NEW_TABLE = "reprice_new"

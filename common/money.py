@@ -35,3 +35,10 @@ def RateField(**kwargs) -> models.DecimalField:  # noqa: N802 - reads like a fie
 def quantize_money(value: Decimal) -> Decimal:
     """Round to the minor unit, half-up (the rounding invoices use)."""
     return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def monthly_recurring_revenue(annual_cents: int) -> Decimal:
+    """MRR of subscriptions whose yearly totals add up to `annual_cents` (a monthly total counts twelve
+    times): divided by 12 once, rounded half-up to the cent, never negative. The one rule of the
+    analytics rollup (whose SQL spells it ROUND(annual_cents / 1200.0, 2)), seeding and repricing."""
+    return quantize_money(Decimal(max(annual_cents, 0)) / 1200)

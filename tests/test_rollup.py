@@ -86,6 +86,25 @@ def test_daily_rows_follow_the_definitions_and_rerun_replaces_them(migrated_db):
     assert report.ok, report.render()
 
 
+def test_mrr_divides_the_yearly_sum_once_and_rounds_half_up_like_the_python_rule(migrated_db):
+    """Three yearly subscriptions of 0.02 each: 6 cents a year is 0.5 cent a month. Rounding each
+    subscription's share first would give 0.00; the rule divides the sum once and rounds half-up (0.01),
+    in the rollup's SQL and in common.money.monthly_recurring_revenue, which seeding and repricing use."""
+    from common.money import monthly_recurring_revenue
+
+    using = migrated_db.alias
+    user = User.objects.db_manager(using).create_user(email="half@example.com")
+    for _ in range(3):
+        Subscription.objects.using(using).create(
+            user=user, plan="basic", price=Decimal("0.02"), billing_interval="year", started_at=at(-1)
+        )
+    rollup(DAY, using=using)
+    assert SubscriptionAnalytics.objects.using(using).get(date=DAY).mrr == Decimal("0.01")
+    assert monthly_recurring_revenue(6) == Decimal("0.01")
+    assert monthly_recurring_revenue(5) == Decimal("0.00")  # 0.4166 cent
+    assert monthly_recurring_revenue(-12) == Decimal("0.00")
+
+
 @pytest.mark.django_db
 def test_a_day_without_activity_has_zero_rates():
     rollup(DAY)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from analytics.models import PaymentAnalytics, SubscriptionAnalytics
-from analytics.rollup import mrr_of, ratio_of
+from analytics.rollup import ratio_of
 from billing.seeding.base import DAY, REFERENCE, date, timestamp
+from common.money import monthly_recurring_revenue
 
 if TYPE_CHECKING:
     from billing.seeding.run import Seeder
@@ -61,7 +62,7 @@ class SubscriptionDays:
                     "new_subscriptions": str(self.new[day]),
                     "cancelled_subscriptions": str(self.cancelled[day]),
                     "paused_subscriptions": str(paused),
-                    "mrr": str(mrr_of(annual)),
+                    "mrr": str(monthly_recurring_revenue(annual)),
                     "churn_rate": str(ratio_of(self.cancelled[day], before)),
                 }
             )
