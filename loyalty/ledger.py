@@ -63,11 +63,11 @@ def _post(
     kind: str,
     *,
     using: str,
-    description: str = "",
-    subscription_id=None,
-    payment_intent_id=None,
     lifetime: bool = False,
+    **details,
 ) -> PointsTransaction:
+    """Move the balance by `points` and record it; `details` are the transaction's own columns
+    (description, subscription_id, payment_intent_id), passed through to the row as they are."""
     with transaction.atomic(using=using):
         account = LoyaltyAccount.objects.using(using).select_for_update().get(pk=account_id)
         balance = account.points_balance + points
@@ -81,13 +81,7 @@ def _post(
             fields += ["lifetime_points", "tier"]
         account.save(using=using, update_fields=fields)
         return PointsTransaction.objects.using(using).create(
-            account=account,
-            points=points,
-            kind=kind,
-            balance_after=balance,
-            description=description,
-            subscription_id=subscription_id,
-            payment_intent_id=payment_intent_id,
+            account=account, points=points, kind=kind, balance_after=balance, **details
         )
 
 
