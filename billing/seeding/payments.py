@@ -27,9 +27,8 @@ def write_payment_intents(seeder: Seeder, count: int) -> None:
     """Payment intents of random subscriptions (amount = the subscription's total, in cents)."""
     rng = seeder.rng
     null = seeder.null
-    random_ = rng.random
-    randrange = rng.randrange
-    getrandbits = rng.getrandbits
+    # the rng's bound methods as locals: the row loop below runs once per intent
+    random_, randrange, getrandbits = rng.random, rng.randrange, rng.getrandbits
     offset = seeder.uuid_offset
     subs = len(seeder.sub_user)
     first_sub = seeder.first_subscription_id

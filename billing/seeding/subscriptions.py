@@ -162,9 +162,8 @@ def write_subscriptions(seeder: Seeder, users: int, total: int) -> None:
     rng = seeder.rng
     head = seeder.head
     null = seeder.null
-    random_ = rng.random
-    randrange = rng.randrange
-    choice = rng.choice
+    # the rng's bound methods as locals: the row loop below runs once per subscription
+    random_, randrange, choice = rng.random, rng.randrange, rng.choice
     offset = seeder.uuid_offset
     subs_per_user = seeder.subs_per_user
     joined = seeder.joined

@@ -31,10 +31,8 @@ def write_users(seeder: Seeder, count: int) -> None:
     rng = seeder.rng
     head = seeder.head
     null = seeder.null
-    random_ = rng.random
-    choice = rng.choice
-    randrange = rng.randrange
-    getrandbits = rng.getrandbits
+    # the rng's bound methods as locals: the row loop below runs once per user
+    random_, choice, randrange, getrandbits = rng.random, rng.choice, rng.randrange, rng.getrandbits
     joined = seeder.joined
     offset = seeder.uuid_offset
     tag = f".{seeder.tag}" if seeder.tag else ""
