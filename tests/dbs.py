@@ -9,20 +9,24 @@ subprocesses). Migrated templates are built once per session; copies are cheap
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
 from config.database import parse_database_url
 from migrations_ops.aliases import register_alias, unregister_alias
+from tests import postgres
 
 ENGINES = ("sqlite", "postgresql")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -54,14 +58,7 @@ class ScratchDatabase:
 
 
 def _admin_connection():
-    cfg = parse_database_url(settings.TEST_DATABASE_URL)
-    conn = psycopg2.connect(
-        dbname=cfg["NAME"],
-        user=cfg.get("USER") or None,
-        password=cfg.get("PASSWORD") or None,
-        host=cfg.get("HOST") or None,
-        port=cfg.get("PORT") or None,
-    )
+    conn = postgres.connect(settings.TEST_DATABASE_URL)
     conn.autocommit = True
     return conn
 
@@ -140,3 +137,27 @@ def latest_migration(app_label: str) -> str:
     ]
     assert len(leaves) == 1, leaves
     return leaves[0]
+
+
+# --- manage.py in a subprocess (signals, exit codes, concurrency) ---------------------------------
+
+
+def manage_env(settings_module: str = "tests.settings_subprocess", **variables: str) -> dict[str, str]:
+    """This process's environment with the settings module and `variables` for a manage.py child."""
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, **variables}
+
+
+def manage_argv(url: str, *args: str) -> list[str]:
+    return [sys.executable, "manage.py", *args, "--database-url", url]
+
+
+def run_manage(url: str, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """`manage.py <args> --database-url url` to completion, output captured as text."""
+    return subprocess.run(manage_argv(url, *args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start_manage(url: str, *args: str, env: dict[str, str]) -> subprocess.Popen:
+    """The same, started and left running (stdout and stderr piped, as text)."""
+    return subprocess.Popen(
+        manage_argv(url, *args), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )

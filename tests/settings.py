@@ -21,16 +21,10 @@ REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 def _postgres_unreachable_reason(url: str) -> str | None:
     import psycopg2
 
-    cfg = parse_database_url(url)
+    from tests.postgres import connect
+
     try:
-        conn = psycopg2.connect(
-            dbname=cfg["NAME"],
-            user=cfg.get("USER") or None,
-            password=cfg.get("PASSWORD") or None,
-            host=cfg.get("HOST") or None,
-            port=cfg.get("PORT") or None,
-            connect_timeout=3,
-        )
+        conn = connect(url, connect_timeout=3)
     except psycopg2.Error as exc:
         return f"PostgreSQL at {redact_url(url)} is unreachable: {str(exc).strip().splitlines()[0]}"
     conn.close()

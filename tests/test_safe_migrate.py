@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db import connections
@@ -19,9 +16,8 @@ from migrations_ops.api import safe_migrate
 from migrations_ops.errors import ExitCode
 from migrations_ops.fingerprint import table_checksums
 from migrations_ops.runner import MigrationSummary, SafeMigrateOptions
+from tests.dbs import manage_env, run_manage, start_manage
 from tests.test_migration_history import seed_baseline
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -76,15 +72,7 @@ def add_customer(db, email: str = "c@example.com", price: str = "9.99") -> None:
 
 
 def manage(db, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args, "--database-url", db.url],
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_manage(db.url, *args, env=manage_env(**(env or {})), timeout=timeout)
 
 
 # ---------------------------------------------------------------- the happy paths
@@ -268,15 +256,7 @@ def test_second_run_exits_3_while_the_first_holds_the_lock(migrated_db, tmp_path
         "BACKUP_DIR": str(tmp_path / "b"),
         "MIGRATION_LOG": str(tmp_path / "log"),
     }
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess", **env}
-    first = subprocess.Popen(
-        [sys.executable, "manage.py", "safe_migrate", "--noinput", "--database-url", migrated_db.url],
-        cwd=ROOT,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_manage(migrated_db.url, "safe_migrate", "--noinput", env=manage_env(**env))
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():
@@ -296,23 +276,14 @@ def test_sigterm_mid_run_rolls_back_and_exits_1(migrated_db, tmp_path):
     add_customer(migrated_db)
     before = fingerprint(migrated_db)
     marker = tmp_path / "running"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess",
-        "TEST_MIGRATION_APPS": "ma_slow",
-        "MA_SLOW_SECONDS": "60",
-        "MA_SLOW_MARKER": str(marker),
-        "BACKUP_DIR": str(tmp_path / "b"),
-        "MIGRATION_LOG": str(tmp_path / "log"),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "safe_migrate", "--noinput", "--database-url", migrated_db.url],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    env = manage_env(
+        TEST_MIGRATION_APPS="ma_slow",
+        MA_SLOW_SECONDS="60",
+        MA_SLOW_MARKER=str(marker),
+        BACKUP_DIR=str(tmp_path / "b"),
+        MIGRATION_LOG=str(tmp_path / "log"),
     )
+    proc = start_manage(migrated_db.url, "safe_migrate", "--noinput", env=env)
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert proc.poll() is None, proc.communicate()
@@ -452,20 +423,8 @@ def test_migration_runs_are_shown_read_only_in_the_admin(client, django_user_mod
     ["sqlite:////nonexistent-folder/db.sqlite3", "postgres://postgres:pw-s3cret@127.0.0.1:1/nope", "mysql://u@h/db"],
 )
 def test_unusable_database_is_one_line_and_exit_2(tmp_path, url):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess",
-        "BACKUP_DIR": str(tmp_path / "b"),
-        "MIGRATION_LOG": str(tmp_path / "log"),
-    }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "safe_migrate", "--noinput", "--database-url", url],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = manage_env(BACKUP_DIR=str(tmp_path / "b"), MIGRATION_LOG=str(tmp_path / "log"))
+    result = run_manage(url, "safe_migrate", "--noinput", env=env, timeout=60)
     assert result.returncode == ExitCode.BAD_INPUT, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "s3cret" not in result.stderr + result.stdout

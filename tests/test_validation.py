@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from billing.models import PaymentIntent, PricingConfig, Subscription
 from loyalty.models import LoyaltyAccount, PointsTransaction
 from migrations_ops import checks
 from migrations_ops.validation import run_validation
+from tests.dbs import manage_env, run_manage
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.UTC
@@ -100,6 +100,13 @@ def failing(report) -> set[str]:
 def result(report, name: str):
     (found,) = [r for r in report.checks if r.name == name]
     return found
+
+
+def only_failure(alias: str, check: str, **options) -> dict:
+    """Validate `alias`; exactly `check` must fail. Its details, for the test to look into."""
+    report = run_validation(alias, **options)
+    assert failing(report) == {check}, report.render()
+    return result(report, check).details
 
 
 def insert_orphan_transaction(db) -> int:
@@ -180,9 +187,7 @@ def test_domain_checks_skip_before_their_tables_exist(baseline_db):
 def test_orphan_row_fails_foreign_keys(seeded_db):
     db, _ = seeded_db
     orphan = insert_orphan_transaction(db)
-    report = run_validation(db.alias)
-    assert failing(report) == {"foreign_keys"}
-    details = result(report, "foreign_keys").details
+    details = only_failure(db.alias, "foreign_keys")
     assert details["count"] == 1
     (problem,) = details["orphans"]
     assert problem["table"] == "points_transactions"
@@ -193,9 +198,7 @@ def test_loyalty_balance_edited_by_hand(seeded_db):
     db, data = seeded_db
     account = data["accounts"][0]
     db.query("UPDATE loyalty_accounts SET points_balance = points_balance + 5 WHERE id = %s", [account.pk])
-    report = run_validation(db.alias)
-    assert failing(report) == {"loyalty.balance_matches_transactions"}
-    details = result(report, "loyalty.balance_matches_transactions").details
+    details = only_failure(db.alias, "loyalty.balance_matches_transactions")
     assert details["count"] == 1 and details["first"] == [[account.pk, 80, 75]]
 
 
@@ -203,9 +206,7 @@ def test_broken_balance_after_chain(seeded_db):
     db, data = seeded_db
     middle = data["transactions"][1]
     db.query("UPDATE points_transactions SET balance_after = 71 WHERE id = %s", [middle.pk])
-    report = run_validation(db.alias)
-    assert failing(report) == {"loyalty.balance_after_chain"}
-    details = result(report, "loyalty.balance_after_chain").details
+    details = only_failure(db.alias, "loyalty.balance_after_chain")
     assert details["count"] == 1 and details["first"][0][:3] == [middle.pk, middle.account_id, 71]
 
 
@@ -213,9 +214,7 @@ def test_total_cost_not_matching_its_components(seeded_db):
     db, data = seeded_db
     ids = [s.pk for s in data["subscriptions"][1:]]
     db.query("UPDATE subscriptions SET total_cost = total_cost + 0.01 WHERE id IN (%s, %s)", ids)
-    report = run_validation(db.alias)
-    assert failing(report) == {"billing.subscription_total_cost"}
-    details = result(report, "billing.subscription_total_cost").details
+    details = only_failure(db.alias, "billing.subscription_total_cost")
     assert details["count"] == 2 and [row[0] for row in details["first"]] == sorted(ids)
 
 
@@ -226,9 +225,7 @@ def test_overlapping_active_pricing_configs(seeded_db):
     clash = PricingConfig.objects.using(db.alias).create(
         name="clash", plan="basic", variant_id="large", base_price=1, effective_from=dt.datetime(2024, 5, 1, tzinfo=UTC)
     )
-    report = run_validation(db.alias)
-    assert failing(report) == {"billing.pricing_configs_no_overlap"}
-    details = result(report, "billing.pricing_configs_no_overlap").details
+    details = only_failure(db.alias, "billing.pricing_configs_no_overlap")
     assert details["count"] == 2  # overlaps both windows of the variant
     assert all(clash.pk in row[:2] for row in details["first"])
 
@@ -271,9 +268,7 @@ def test_two_analytics_rows_for_one_day(seeded_db):
 def test_column_dropped_behind_djangos_back(seeded_db):
     db, _ = seeded_db
     db.query("ALTER TABLE subscriptions DROP COLUMN variant_name")
-    report = run_validation(db.alias)
-    assert failing(report) == {"schema_matches_models"}
-    details = result(report, "schema_matches_models").details
+    details = only_failure(db.alias, "schema_matches_models")
     assert details["first"] == ["column subscriptions.variant_name (billing.Subscription.variant_name) is missing"]
 
 
@@ -290,9 +285,8 @@ def test_table_dropped_behind_djangos_back(migrated_db):
 
 def test_inconsistent_migration_history(migrated_db):
     migrated_db.query("DELETE FROM django_migrations WHERE app = 'loyalty' AND name = '0001_initial'")
-    report = run_validation(migrated_db.alias)
-    assert failing(report) == {"migration_history_consistent"}
-    assert "loyalty.0001_initial" in result(report, "migration_history_consistent").details["error"]
+    details = only_failure(migrated_db.alias, "migration_history_consistent")
+    assert "loyalty.0001_initial" in details["error"]
 
 
 # --- migration files: checksums and missing migrations (on test-only copies) ----------------------
@@ -324,9 +318,8 @@ def test_applied_migration_file_edited_afterwards(migrated_db, analytics_migrati
     assert run_validation(migrated_db.alias, only=["migration_checksums"]).ok
 
     path.write_text(text.replace("class Migration", "# edited after it was applied\nclass Migration", 1))
-    report = run_validation(migrated_db.alias)
-    assert failing(report) == {"migration_checksums"}
-    (changed,) = result(report, "migration_checksums").details["changed"]
+    details = only_failure(migrated_db.alias, "migration_checksums")
+    (changed,) = details["changed"]
     assert changed["migration"] == "analytics.0001_initial"
     assert changed["file"] == str(path)
 
@@ -411,9 +404,8 @@ def test_sqlite_quick_check_finds_a_check_constraint_violation(seeded_db):
         cursor.execute("PRAGMA ignore_check_constraints = ON")
         cursor.execute("UPDATE subscriptions SET price = -1 WHERE id = %s", [target])
         cursor.execute("PRAGMA ignore_check_constraints = OFF")
-    report = run_validation(db.alias)
-    assert failing(report) == {"quick_check"}
-    assert "CHECK constraint failed in subscriptions" in result(report, "quick_check").details["first"][0]
+    details = only_failure(db.alias, "quick_check")
+    assert "CHECK constraint failed in subscriptions" in details["first"][0]
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
@@ -429,24 +421,15 @@ def test_sqlite_deep_integrity_check_finds_index_not_matching_table(seeded_db):
         cursor.execute("PRAGMA writable_schema = OFF")
     db.connection.close()
     assert run_validation(db.alias).ok  # quick_check does not compare indexes with their table
-    report = run_validation(db.alias, deep=True)
-    assert failing(report) == {"integrity_check"}
-    assert "missing from index crafted_ix" in result(report, "integrity_check").details["first"][0]
+    details = only_failure(db.alias, "integrity_check", deep=True)
+    assert "missing from index crafted_ix" in details["first"][0]
 
 
 # --- the command -------------------------------------------------------------------------------------
 
 
 def manage(db, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args, "--database-url", db.url],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage(db.url, *args, env=manage_env("config.settings"))
 
 
 def test_validate_db_command_json_and_exit_codes(seeded_db):
