@@ -24,7 +24,8 @@ from migrations_ops.runner import SafeMigrateOptions
 from migrations_ops.status import BOOKKEEPING_TABLES
 from migrations_ops.validation import run_validation
 from tests import dbs
-from tests.test_safe_migrate import ROOT, with_apps
+from tests.dbs import ROOT
+from tests.test_safe_migrate import with_apps
 from tests.workload import AppWorkload
 
 USERS = SUBSCRIPTIONS = 2000
