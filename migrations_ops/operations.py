@@ -32,25 +32,30 @@ def _statements(sql: SQLText | Sequence[SQLText] | None) -> tuple[SQLText, ...]:
 
 @dataclass(frozen=True)
 class BatchKey:
-    """How to walk a table in batches: the table, its key column, and the key as the SQL names it."""
+    """The table a batched change walks, and the name the SQL gives it (``alias``, e.g. "u").
+
+    The walk is physical: ranges of the table's pages (``ctid``, a TID range scan), so a batch
+    reads its pages once whatever the key type (random UUID keys would touch a page per row).
+    """
 
     table: str
-    column: str = "id"
-    expression: str | None = None  # e.g. "u.id" when the SQL aliases the table; default "table"."column"
+    alias: str | None = None
 
     @property
-    def sql_expression(self) -> str:
-        return self.expression or f'"{self.table}"."{self.column}"'
+    def ctid(self) -> str:
+        return f"{self.alias}.ctid" if self.alias else f'"{self.table}".ctid'
 
 
 class RunSQLBatched(Operation):
     """Set-based SQL that runs as one statement, or online in key-range batches; reversible.
 
     ``sql`` and ``reverse_sql``: a statement or a list of statements, each a string or a
-    ``{vendor: string}`` mapping, containing ``{batch}`` where the key-range predicate belongs.
-    ``key`` / ``reverse_key``: the :class:`BatchKey` each direction walks (None: one short
-    statement, for changes whose size does not grow with the tables). Statements must be
-    idempotent per batch (a batch may run again after a crash before its checkpoint).
+    ``{vendor: string}`` mapping, containing ``{batch}`` where the batch predicate belongs (a
+    literal ``%`` is written ``%%``). ``key`` / ``reverse_key``: the :class:`BatchKey` each
+    direction walks (None: one short statement, for changes whose size does not grow with the
+    tables). Statements must touch only rows that still need the change (``WHERE total_cost IS
+    NULL``, ``NOT EXISTS (...)``): after the walk they run once more over the whole table, in one
+    transaction, for rows the application moved behind the walk meanwhile.
     """
 
     reduces_to_sql = True
@@ -103,7 +108,7 @@ class RunSQLBatched(Operation):
 
     def _run_whole(self, schema_editor, backwards: bool) -> None:
         for statement in self.statements(schema_editor.connection.vendor, backwards):
-            schema_editor.execute(statement.replace("{batch}", "TRUE"), params=None)
+            schema_editor.execute(statement.replace("{batch}", "TRUE"), params=())
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
         self._run_whole(schema_editor, backwards=False)

@@ -293,7 +293,7 @@ def _kill_during_backfill(db, env: dict) -> None:
                 if cursor.fetchone()[0]:
                     cursor.execute("SELECT state->'current' FROM migrations_ops_online_run ORDER BY id DESC LIMIT 1")
                     current = (cursor.fetchone() or [None])[0] or {}
-                    if current.get("revision") == "billing.0003_backfill_subscription_costs" and current.get("after"):
+                    if current.get("revision") == "billing.0003_backfill_subscription_costs" and current.get("block"):
                         break
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)

@@ -10,30 +10,39 @@ FORWARD = {
 UPDATE users SET permissions = CASE role
     WHEN 'admin' THEN '{"admin": true, "manage_users": true}'::jsonb
     ELSE '{"admin": false, "manage_users": true}'::jsonb END
-WHERE role IN ('admin', 'staff') AND {batch}
+WHERE role IN ('admin', 'staff') AND NOT (permissions @> '{"manage_users": true}'::jsonb
+    AND permissions->'admin' = to_jsonb(role = 'admin')) AND {batch}
 """,
     "sqlite": """
 UPDATE users SET permissions = CASE role
     WHEN 'admin' THEN '{"admin": true, "manage_users": true}'
     ELSE '{"admin": false, "manage_users": true}' END
-WHERE role IN ('admin', 'staff') AND {batch}
+WHERE role IN ('admin', 'staff') AND NOT (json_extract(permissions, '$.manage_users') = 1
+    AND json_extract(permissions, '$.admin') = (role = 'admin')) AND {batch}
 """,
 }
-# The role back from the permissions (for rows that have them).
+# The role back from the permissions (for rows that have them). Each statement touches only rows
+# that still need it (the online path runs it once more over the whole table at the end).
 REVERSE = {
     "postgresql": """
 UPDATE users SET role = CASE
     WHEN (permissions->>'admin')::boolean THEN 'admin'
     WHEN (permissions->>'manage_users')::boolean THEN 'staff'
     ELSE 'user' END
-WHERE permissions ? 'admin' AND {batch}
+WHERE permissions ? 'admin' AND role IS DISTINCT FROM CASE
+    WHEN (permissions->>'admin')::boolean THEN 'admin'
+    WHEN (permissions->>'manage_users')::boolean THEN 'staff'
+    ELSE 'user' END AND {batch}
 """,
     "sqlite": """
 UPDATE users SET role = CASE
     WHEN json_extract(permissions, '$.admin') THEN 'admin'
     WHEN json_extract(permissions, '$.manage_users') THEN 'staff'
     ELSE 'user' END
-WHERE json_type(permissions, '$.admin') IS NOT NULL AND {batch}
+WHERE json_type(permissions, '$.admin') IS NOT NULL AND role IS NOT CASE
+    WHEN json_extract(permissions, '$.admin') THEN 'admin'
+    WHEN json_extract(permissions, '$.manage_users') THEN 'staff'
+    ELSE 'user' END AND {batch}
 """,
 }
 

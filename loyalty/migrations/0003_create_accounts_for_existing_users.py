@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
         RunSQLBatched(
             CREATE_ACCOUNTS,
             DELETE_EMPTY_ACCOUNTS,
-            key=BatchKey("users", expression="u.id"),
+            key=BatchKey("users", alias="u"),
             reverse_key=BatchKey("loyalty_accounts"),
             description="A loyalty account for each existing user",
         )

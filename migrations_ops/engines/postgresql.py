@@ -620,9 +620,9 @@ class PostgreSQLEngine(DatabaseEngine):
         return problems
 
     def check_online_ready(self) -> None:
-        """Online steps rely on catalog-only ADD COLUMN with a default (PostgreSQL 11+)."""
-        if self._server_major() < 11:
-            raise BadInput("safe_migrate --online needs PostgreSQL 11 or newer")
+        """Online steps rely on catalog-only ADD COLUMN with a default (11+) and TID range scans (14+)."""
+        if self._server_major() < 14:
+            raise BadInput("safe_migrate --online needs PostgreSQL 14 or newer")
 
     def is_transient(self, exc: BaseException) -> bool:
         # 55P03 lock_not_available, 40P01 deadlock_detected, 40001 serialization_failure

@@ -51,7 +51,7 @@ from migrations_ops.runner import (
 from migrations_ops.timeouts import setting_seconds
 
 T = TypeVar("T")
-MIN_BATCH, MAX_BATCH = 100, 100_000
+MIN_SPAN, MAX_SPAN = 1, 20_000  # pages per batch
 
 
 @dataclass
@@ -70,7 +70,7 @@ class OnlineSummary(MigrationSummary):
     longest_lock: LockHold | None = None
     statements: int = 0
     batches: int = 0
-    rows_batched: int = 0
+    pages_walked: int = 0
     retries: int = 0
     replica_pauses_s: float = 0.0
     undone: bool = False
@@ -81,7 +81,7 @@ class OnlineSummary(MigrationSummary):
             "run_id": self.run_id,
             "statements": self.statements,
             "batches": self.batches,
-            "rows_batched": self.rows_batched,
+            "pages_walked": self.pages_walked,
             "retries": self.retries,
             "replica_pauses_s": round(self.replica_pauses_s, 3),
             "longest_lock_s": round(self.longest_lock.seconds, 4) if self.longest_lock else 0.0,
@@ -103,7 +103,7 @@ class OnlineSummary(MigrationSummary):
             hold = self.longest_lock
             held = f"{hold.seconds * 1000:.0f} ms on {hold.table}" if hold else "none"
             lines.append(
-                f"Online: {self.statements} statement(s), {self.batches} batch(es) ({self.rows_batched} key(s) "
+                f"Online: {self.statements} statement(s), {self.batches} batch(es) ({self.pages_walked} page(s) "
                 f"walked), {self.retries} lock retr(ies); longest exclusive lock {held}"
             )
         return "\n".join([*lines, super().render()])
@@ -122,7 +122,7 @@ class OnlineMigration(SafeMigration):
         self.batch_pause_s = setting_seconds("MIGRATION_ONLINE_BATCH_PAUSE")
         self.max_replica_lag_s = setting_seconds("MIGRATION_ONLINE_MAX_REPLICA_LAG")
         self.replica_wait_s = setting_seconds("MIGRATION_ONLINE_REPLICA_WAIT")
-        self.batch_size = max(MIN_BATCH, int(settings.MIGRATION_ONLINE_BATCH_SIZE))
+        self.batch_size = max(1, int(settings.MIGRATION_ONLINE_BATCH_SIZE))
         self._loader: MigrationLoader | None = None
 
     # ------------------------------------------------------------------ entry points
@@ -402,74 +402,71 @@ class OnlineMigration(SafeMigration):
     def _backfill(
         self, run: OnlineRun, revision: str, index: int | None, operation: RunSQLBatched, backwards: bool = False
     ) -> None:
+        """Walk the table in page ranges, one transaction each, then catch up once over the whole table."""
         key = operation.batch_key(backwards)
         statements = operation.statements(self.connection.vendor, backwards)
         current = run.state.current
         if key is None:  # declared bounded: one short transaction
-            self._retrying(statements[0], lambda: self._batch(run, revision, index, statements, "TRUE", []))
+            self._retrying(statements[0], lambda: self._batch(run, revision, index, statements, "TRUE"))
             return
-        after = current.get("after")
-        size = int(current.get("batch_size", self.batch_size))
-        while True:
+        block = int(current.get("block", 0))
+        span = int(current.get("span") or self._initial_span(key))
+        while block < (end := self._pages(key)):
             self._wait_for_replicas()
-            upto = self._next_bound(key, after, size)
-            if upto is None:
-                break
-            predicate, params = self._range(key, after, upto)
-            current["after"], current["batch_size"] = str(upto), size
+            upto = min(block + span, end)
+            predicate = f"({key.ctid} >= '({block},0)'::tid AND {key.ctid} < '({upto},0)'::tid)"
+            current["block"], current["span"] = upto, span
             elapsed = self._retrying(
-                statements[0], lambda p=predicate, a=params: self._batch(run, revision, index, statements, p, a)
+                statements[0], lambda p=predicate: self._batch(run, revision, index, statements, p)
             )
             self.summary.batches += 1
-            self.summary.rows_batched += size
-            size = self._next_size(size, elapsed)
-            after = str(upto)
+            self.summary.pages_walked += upto - block
+            span = self._next_size(span, elapsed)
+            block = upto
             if self.batch_pause_s:
                 time.sleep(self.batch_pause_s)
+        # Rows the application updated during the walk may have moved to pages already walked.
+        self._retrying(statements[0], lambda: self._batch(run, revision, index, statements, "TRUE"))
 
-    def _batch(
-        self, run: OnlineRun, revision: str, index: int | None, statements: list[str], predicate: str, params: list
-    ) -> float:
+    def _batch(self, run: OnlineRun, revision: str, index: int | None, statements: list[str], predicate: str) -> float:
         started = time.monotonic()
         with transaction.atomic(using=self.using):
             self._set_local_lock_timeout()
             with self.connection.cursor() as cursor:
                 for sql in statements:
-                    cursor.execute(sql.replace("{batch}", predicate), params * sql.count("{batch}"))
+                    cursor.execute(sql.replace("{batch}", predicate), ())
             if index is not None:
                 run.state.started_ops[revision] = max(run.state.started_ops.get(revision, 0), index + 1)
             checkpoint.save(self.using, run)
         return time.monotonic() - started
 
-    def _next_bound(self, key: BatchKey, after: str | None, size: int) -> Any:
-        qn = self.connection.ops.quote_name
-        table, column = qn(key.table), qn(key.column)
-        where, params = (f"WHERE {column} > %s", [after]) if after is not None else ("", [])
+    def _pages(self, key: BatchKey) -> int:
+        """The table's size in pages now (rows appended during the walk land on new pages)."""
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {column} FROM {table} {where} ORDER BY {column} LIMIT 1 OFFSET %s", [*params, size - 1]
+                "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+                [self.connection.ops.quote_name(key.table)],
             )
-            row = cursor.fetchone()
-            if row is None:
-                # the last key (max() is not defined for every key type, uuid for one)
-                cursor.execute(f"SELECT {column} FROM {table} {where} ORDER BY {column} DESC LIMIT 1", params)
-                row = cursor.fetchone()
-        return row[0] if row else None
+            return int(cursor.fetchone()[0])
 
-    @staticmethod
-    def _range(key: BatchKey, after: str | None, upto: Any) -> tuple[str, list[Any]]:
-        expression = key.sql_expression
-        if after is None:
-            return f"({expression} <= %s)", [upto]
-        return f"({expression} > %s AND {expression} <= %s)", [after, upto]
+    def _initial_span(self, key: BatchKey) -> int:
+        """Pages holding about MIGRATION_ONLINE_BATCH_SIZE rows (from the planner's estimate)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples, relpages FROM pg_class WHERE oid = %s::regclass",
+                [self.connection.ops.quote_name(key.table)],
+            )
+            tuples, pages = cursor.fetchone()
+        per_page = tuples / pages if pages and tuples > 0 else 50.0
+        return max(MIN_SPAN, int(self.batch_size / per_page))
 
-    def _next_size(self, size: int, elapsed: float) -> int:
+    def _next_size(self, span: int, elapsed: float) -> int:
         """Keep each batch near the target duration: the application waits at most one batch for a row."""
         if elapsed > self.batch_target_s * 1.5:
-            return max(MIN_BATCH, size // 2)
+            return max(MIN_SPAN, span // 2)
         if elapsed < self.batch_target_s / 2:
-            return min(MAX_BATCH, size * 2)
-        return size
+            return min(MAX_SPAN, span * 2)
+        return span
 
     def _wait_for_replicas(self) -> None:
         if self.max_replica_lag_s <= 0:

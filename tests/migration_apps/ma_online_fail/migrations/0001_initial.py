@@ -6,7 +6,7 @@ from migrations_ops.operations import BatchKey, RunSQLBatched
 # upgrade's expand and backfill have run: the online run must undo all of it.
 FORWARD = """
 UPDATE subscriptions SET points_earned = 7
-WHERE {batch} AND 1 / (CASE WHEN id >= (SELECT min(id) + 40 FROM subscriptions) THEN 0 ELSE 1 END) = 1
+WHERE points_earned <> 7 AND {batch} AND 1 / (CASE WHEN id >= (SELECT min(id) + 40 FROM subscriptions) THEN 0 ELSE 1 END) = 1
 """
 REVERSE = "UPDATE subscriptions SET points_earned = 0 WHERE points_earned = 7 AND {batch}"
 
