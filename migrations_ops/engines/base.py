@@ -245,6 +245,10 @@ class DatabaseEngine:
         """A conflict worth retrying after a pause: a lock wait that timed out, or a deadlock."""
         return self.is_lock_timeout(exc)
 
+    def plan_for_small_batches(self) -> None:
+        """For the current transaction: plan joins as index lookups (a batch reads few rows; hashing a
+        whole joined table per batch makes a backfill quadratic)."""
+
     def replica_lag_seconds(self) -> float:
         """How far the furthest standby's replay is behind (0 without standbys)."""
         return 0.0

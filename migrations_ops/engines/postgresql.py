@@ -628,6 +628,10 @@ class PostgreSQLEngine(DatabaseEngine):
         # 55P03 lock_not_available, 40P01 deadlock_detected, 40001 serialization_failure
         return any(getattr(e, "pgcode", None) in ("55P03", "40P01", "40001") for e in causes(exc))
 
+    def plan_for_small_batches(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+
     def replica_lag_seconds(self) -> float:
         with self.connection.cursor() as cursor:
             cursor.execute(

@@ -432,6 +432,8 @@ class OnlineMigration(SafeMigration):
         started = time.monotonic()
         with transaction.atomic(using=self.using):
             self._set_local_lock_timeout()
+            if predicate != "TRUE":  # a page range: few rows (the final catch-up reads the whole table)
+                self.engine.plan_for_small_batches()
             with self.connection.cursor() as cursor:
                 for sql in statements:
                     cursor.execute(sql.replace("{batch}", predicate), ())
