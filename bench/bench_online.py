@@ -145,12 +145,50 @@ def stop_standby(data: Path) -> None:
     subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"])
 
 
+class LockWaitSampler(threading.Thread):
+    """Every 20 ms, the application sessions the server shows waiting on a lock, and for how long:
+    tells a lock wait (the migration's doing) from a slow statement on a busy machine."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.halt = threading.Event()
+        self.longest_s = 0.0
+        self.longest_query = ""
+
+    def run(self) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(self.url.replace("postgres://", "postgresql://"))
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            while not self.halt.is_set():
+                cursor.execute(
+                    "SELECT EXTRACT(EPOCH FROM clock_timestamp() - query_start), left(query, 60) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                    "AND application_name NOT LIKE 'migrations_ops%' AND pid <> pg_backend_pid() "
+                    "AND query NOT LIKE 'ALTER%' AND query NOT LIKE 'CREATE%' ORDER BY 1 DESC LIMIT 1"
+                )
+                row = cursor.fetchone()
+                if row and row[0] > self.longest_s:
+                    self.longest_s, self.longest_query = float(row[0]), row[1]
+                self.halt.wait(0.02)
+        conn.close()
+
+    def figures(self) -> dict:
+        self.halt.set()
+        self.join(timeout=10)
+        return {"longest_lock_wait_s": round(self.longest_s, 3), "query": self.longest_query}
+
+
 def upgrade(kind: str, url: str, env: dict, seconds_budget: int, rate: int) -> dict:
     """Run one upgrade with the application stand-in and pgbench running; return the figures."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         bench = PgBench(url, rate, workdir)
         bench.start()
+        sampler = LockWaitSampler(url)
+        sampler.start()
         time.sleep(1.0)
         with AppWorkload(url, interval=0.05, max_seconds=seconds_budget) as app:
             time.sleep(1.0)
@@ -173,6 +211,7 @@ def upgrade(kind: str, url: str, env: dict, seconds_budget: int, rate: int) -> d
             elapsed = time.monotonic() - started
             time.sleep(1.0)
         figures = bench.figures()
+        lock_waits = sampler.figures()
     report = app.report
     updated = report.updated
     kept_updates = 0
@@ -197,6 +236,7 @@ def upgrade(kind: str, url: str, env: dict, seconds_budget: int, rate: int) -> d
         "app_error_examples": report.errors[:3],
         "app_writes_kept": f"{kept_updates}/{len(updated)} updates, {present}/{inserted} inserts",
         "pgbench": figures,
+        "app_lock_waits_seen_by_server": lock_waits,
         "longest_lock_s": online.get("longest_lock_s"),
         "longest_lock": (online.get("longest_lock") or {}).get("statement", "")[:80],
         "batches": online.get("batches"),
