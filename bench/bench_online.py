@@ -166,8 +166,7 @@ class LockWaitSampler(threading.Thread):
                 cursor.execute(
                     "SELECT EXTRACT(EPOCH FROM clock_timestamp() - query_start), left(query, 60) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND wait_event_type = 'Lock' "
-                    "AND application_name NOT LIKE 'migrations_ops%' AND pid <> pg_backend_pid() "
-                    "AND query NOT LIKE 'ALTER%' AND query NOT LIKE 'CREATE%' ORDER BY 1 DESC LIMIT 1"
+                    "AND application_name IN ('pgbench', 'app-stand-in') ORDER BY 1 DESC LIMIT 1"
                 )
                 row = cursor.fetchone()
                 if row and row[0] > self.longest_s:

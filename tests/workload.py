@@ -40,7 +40,7 @@ class AppWorkload(threading.Thread):
         self._halt = threading.Event()
 
     def __enter__(self) -> AppWorkload:
-        self.conn = psycopg2.connect(self.url)
+        self.conn = psycopg2.connect(self.url, application_name="app-stand-in")
         self.conn.autocommit = True
         with self.conn.cursor() as cursor:
             cursor.execute("SELECT min(id), max(id), (SELECT id FROM users ORDER BY id LIMIT 1) FROM subscriptions")
