@@ -5,12 +5,16 @@ Django forgets what an applied migration said; Flyway remembers. After every ``m
 and any applied migration without a checksum (applied before the table existed) is recorded as
 a baseline. ``validate_db``'s ``migration_checksums`` check compares them with the files.
 
+A migration whose applied file had to change (a reviewed fix, a package upgrade) declares the
+earlier checksum in its module: ``REVIEWED_CHECKSUMS = {"<sha256>": "<why it is safe>"}``.
+
 The checksum ignores whitespace-only edits: line endings, trailing whitespace, blank lines and a
 byte-order mark. Anything else, comments included, counts as an edit.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import sys
 from pathlib import Path
@@ -46,6 +50,35 @@ def migration_file(migration: Migration) -> Path | None:
 def migration_checksum(migration: Migration) -> str | None:
     path = migration_file(migration)
     return file_checksum(path) if path and path.is_file() else None
+
+
+def reviewed_checksums(migration: Migration) -> dict[str, str]:
+    """The module's ``REVIEWED_CHECKSUMS``: earlier checksums of this file whose edit was reviewed as
+    safe for databases that applied them, each with the reason (empty when the module has none).
+
+    Read from the file, like the checksum it is compared with (a module imported earlier in a
+    long-lived process may be older than the file), and as a literal: nothing is executed.
+    """
+    path = migration_file(migration)
+    if path is None or not path.is_file():
+        return {}
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError):
+        return {}
+    reviewed: object = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "REVIEWED_CHECKSUMS" for target in node.targets
+        ):
+            try:
+                reviewed = ast.literal_eval(node.value)
+            except ValueError:
+                reviewed = {}
+    if not isinstance(reviewed, dict):
+        return {}
+    # A review without a reason is no review: such entries do not count.
+    return {str(checksum).lower(): str(reason) for checksum, reason in reviewed.items() if str(reason or "").strip()}
 
 
 def table_exists(using: str = DEFAULT_DB_ALIAS) -> bool:

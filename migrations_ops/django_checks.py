@@ -94,34 +94,45 @@ def migrations_complete(connection):
 
 @register("migration_checksums", tags=(DJANGO,), requires=[checksums.TABLE])
 def migration_checksums(connection):
-    """Every applied migration file is unchanged since it was applied (whitespace-only edits aside)."""
+    """Every applied migration file is unchanged since it was applied (whitespace-only edits aside).
+
+    An edit passes, with a note, when the migration module lists the stored checksum in
+    ``REVIEWED_CHECKSUMS`` (``{"<sha256 of the earlier version>": "<why it is safe>"}``).
+    """
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT app, name, sha256, baseline FROM {connection.ops.quote_name(checksums.TABLE)} ORDER BY app, name"
         )
         stored = cursor.fetchall()
-    changed, gone = [], []
+    changed, gone, reviewed = [], [], []
     for app, name, sha256, baseline in stored:
         migration = loader.disk_migrations.get((app, name))
         if migration is None:
             gone.append(f"{app}.{name}")
             continue
         now = checksums.migration_checksum(migration)
-        if now != sha256:
-            changed.append(
-                {
-                    "migration": f"{app}.{name}",
-                    "file": _display_path(checksums.migration_file(migration)),
-                    "stored": sha256[:12],
-                    "now": (now or "unreadable")[:12],
-                    "baseline": bool(baseline),
-                }
-            )
+        if now == sha256:
+            continue
+        reason = checksums.reviewed_checksums(migration).get(sha256)
+        if reason is not None:
+            reviewed.append(f"{app}.{name}: {reason}")
+            continue
+        changed.append(
+            {
+                "migration": f"{app}.{name}",
+                "file": _display_path(checksums.migration_file(migration)),
+                "stored": sha256,
+                "now": now or "unreadable",
+                "baseline": bool(baseline),
+            }
+        )
     recorded = {(app, name) for app, name, *_ in stored}
     unrecorded = sorted(f"{app}.{name}" for app, name in loader.applied_migrations if (app, name) not in recorded)
     details: dict = {"count": len(changed), "checked": len(stored)}
     notes = []
+    if reviewed:
+        notes.append(f"{len(reviewed)} edit(s) reviewed in REVIEWED_CHECKSUMS: {'; '.join(reviewed[:SAMPLE_SIZE])}")
     if unrecorded:
         notes.append(f"{len(unrecorded)} applied migration(s) without a stored checksum (run migrate once)")
     if gone:
@@ -130,7 +141,11 @@ def migration_checksums(connection):
         details["note"] = "; ".join(notes)
     if changed:
         details["changed"] = changed[:SAMPLE_SIZE]
-        details["fix"] = "restore the file as it was applied; put new changes in a new migration"
+        details["fix"] = (
+            "restore the file as it was applied and put new changes in a new migration; or, if the edit is "
+            "safe for databases that applied the earlier version, list the stored checksum in the "
+            "migration's REVIEWED_CHECKSUMS = {stored: reason}"
+        )
         return failed(details)
     return passed(details)
 

@@ -23,7 +23,7 @@ from accounts.models import User
 from analytics.models import PaymentAnalytics, SubscriptionAnalytics
 from billing.models import PaymentIntent, PricingConfig, Subscription
 from loyalty.models import LoyaltyAccount, PointsTransaction
-from migrations_ops import checks
+from migrations_ops import checks, checksums
 from migrations_ops.validation import run_validation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -329,6 +329,32 @@ def test_applied_migration_file_edited_afterwards(migrated_db, analytics_migrati
     (changed,) = result(report, "migration_checksums").details["changed"]
     assert changed["migration"] == "analytics.0001_initial"
     assert changed["file"] == str(path)
+
+
+def test_reviewed_edit_of_an_applied_migration_passes_with_a_note(migrated_db, analytics_migrations_copy):
+    path = analytics_migrations_copy
+    text = path.read_text()
+    stored = checksums.file_checksum(path)
+    edited = text.replace("class Migration", "# reviewed edit\nclass Migration", 1)
+    path.write_text(edited)
+    (changed,) = result(run_validation(migrated_db.alias), "migration_checksums").details["changed"]
+    assert changed["stored"] == stored  # the whole checksum, ready to paste into REVIEWED_CHECKSUMS
+
+    # A review without a reason does not count.
+    path.write_text(edited + f'\nREVIEWED_CHECKSUMS = {{"{stored}": "  "}}\n')
+    assert failing(run_validation(migrated_db.alias)) == {"migration_checksums"}
+
+    path.write_text(edited + f'\nREVIEWED_CHECKSUMS = {{"{stored}": "adds db_default only"}}\n')
+    check = result(run_validation(migrated_db.alias), "migration_checksums")
+    assert check.ok
+    assert "analytics.0001_initial: adds db_default only" in check.details["note"]
+
+    # The review covers that earlier version only: a database that applied another one still fails.
+    migrated_db.query(
+        "UPDATE migrations_ops_applied_checksum SET sha256 = %s WHERE app = 'analytics' AND name = '0001_initial'",
+        ["0" * 64],
+    )
+    assert failing(run_validation(migrated_db.alias)) == {"migration_checksums"}
 
 
 def test_model_change_without_a_migration(migrated_db, analytics_migrations_copy):
