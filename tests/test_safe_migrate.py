@@ -401,6 +401,21 @@ def test_existing_problems_stop_the_run_unless_accepted(migrated_db, settings):
     assert accepted.applied == ["ma_slow.0001_initial"]
 
 
+def test_accepted_issues_stay_accepted_when_the_plan_adds_models(migrated_db, settings, analytics_migrations_copy):
+    # An applied migration edited afterwards: migration_checksums fails, and its details count the
+    # checksums it compared, which the plan's new migration raises by one.
+    path = analytics_migrations_copy
+    path.write_text(path.read_text().replace("class Migration", "# edited\nclass Migration", 1))
+    with_apps(settings, "ma_slow")
+    refused = run(migrated_db)
+    assert refused.exit_code == ExitCode.BAD_INPUT and "migration_checksums" in refused.error
+
+    accepted = run(migrated_db, accept_existing_issues=True)
+    assert accepted.status == "applied", accepted.error
+    (checksum_check,) = [c for c in accepted.validation.checks if c.name == "migration_checksums"]
+    assert not checksum_check.ok  # still failing after the run: the same problem, accepted
+
+
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 def test_preflight_names_each_missing_privilege(migrated_db, settings):
     """A role that can connect but not read or alter the tables is stopped before any backup."""
