@@ -105,7 +105,9 @@ def migration_checksums(connection):
             f"SELECT app, name, sha256, baseline FROM {connection.ops.quote_name(checksums.TABLE)} ORDER BY app, name"
         )
         stored = cursor.fetchall()
-    changed, gone, reviewed = [], [], []
+    origins = _stored_origins(connection)
+    distributions = checksums.Distributions()
+    changed, gone, reviewed, upgraded = [], [], [], []
     for app, name, sha256, baseline in stored:
         migration = loader.disk_migrations.get((app, name))
         if migration is None:
@@ -117,6 +119,20 @@ def migration_checksums(connection):
         reason = checksums.reviewed_checksums(migration).get(sha256)
         if reason is not None:
             reviewed.append(f"{app}.{name}: {reason}")
+            continue
+        was = origins.get((app, name))
+        now_from = distributions.origin(migration)
+        if (
+            was
+            and now_from
+            and was[0] == now_from[0]
+            and was[1] != now_from[1]
+            and distributions.as_shipped(migration) is not False
+        ):
+            # The edit came with a new version of the package that ships the file (and the file is
+            # as that version's RECORD lists it): an upgrade, not tampering. Reported until an
+            # operator reviews it (repair_checksums).
+            upgraded.append(f"{app}.{name} changed with {now_from[0]} {was[1]} -> {now_from[1]}")
             continue
         changed.append(
             {
@@ -131,6 +147,11 @@ def migration_checksums(connection):
     unrecorded = sorted(f"{app}.{name}" for app, name in loader.applied_migrations if (app, name) not in recorded)
     details: dict = {"count": len(changed), "checked": len(stored)}
     notes = []
+    if upgraded:
+        details["warnings"] = [
+            *upgraded[:SAMPLE_SIZE],
+            "review the package's changes, then: python manage.py repair_checksums --reason '...'",
+        ]
     if reviewed:
         notes.append(f"{len(reviewed)} edit(s) reviewed in REVIEWED_CHECKSUMS: {'; '.join(reviewed[:SAMPLE_SIZE])}")
     if unrecorded:
@@ -148,6 +169,21 @@ def migration_checksums(connection):
         )
         return failed(details)
     return passed(details)
+
+
+def _stored_origins(connection) -> dict[tuple[str, str], tuple[str, str]]:
+    """(distribution, version) per applied migration, where recorded (none before migrations_ops 0003)."""
+    with connection.cursor() as cursor:
+        if checksums.ORIGIN_TABLE not in connection.introspection.table_names(cursor):
+            return {}
+        cursor.execute(
+            f"SELECT app, name, distribution, version FROM {connection.ops.quote_name(checksums.ORIGIN_TABLE)}"
+        )
+        return {
+            (app, name): (distribution, version)
+            for app, name, distribution, version in cursor.fetchall()
+            if distribution
+        }
 
 
 def _display_path(path) -> str:

@@ -75,8 +75,10 @@ class ValidationReport:
             lines.append(line)
             if not result.ok:
                 lines.extend(f"    {text}" for text in _detail_lines(result.details))
-            elif result.details.get("note"):
-                lines.append(f"    note: {result.details['note']}")
+            else:
+                lines.extend(f"    warning: {text}" for text in result.details.get("warnings", []))
+                if result.details.get("note"):
+                    lines.append(f"    note: {result.details['note']}")
         total_rows = sum(self.tables.values())
         failures = self.failures()
         verdict = "OK" if not failures else f"FAILED: {len(failures)} of {len(self.checks)} checks"
