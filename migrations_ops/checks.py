@@ -60,7 +60,7 @@ class CheckResult:
 
 # Details that describe a check's run, not a problem: text around the problems, and counters of
 # what was examined (models_checked, checked, foreign_keys...), which grow with the schema.
-CONTEXT_KEYS = frozenset({"fix", "note", "summary", "skipped"})
+CONTEXT_KEYS = frozenset({"fix", "note", "summary", "skipped", "not_checked", "warnings"})
 # Counters of problems: more of them is a new problem even when the sample shown is the same.
 COUNT_KEYS = frozenset({"count", "violating_rows"})
 

@@ -13,6 +13,7 @@ from django.db.migrations.state import ProjectState
 
 from migrations_ops import checksums
 from migrations_ops.checks import DJANGO, SAMPLE_SIZE, SkipCheck, failed, passed, register
+from migrations_ops.engines import get_engine
 
 
 def _applied_state_apps(loader: MigrationLoader):
@@ -27,20 +28,35 @@ def _applied_state_apps(loader: MigrationLoader):
 
 @register("schema_matches_models", tags=(DJANGO,))
 def schema_matches_models(connection):
-    """Each migrated model's table and columns exist, with the nullability the models declare."""
+    """Each migrated model's table and columns exist, with the nullability the models declare.
+
+    Left out, with the reason in ``not_checked``: unmanaged and proxy models (Django creates no
+    table for them), and beyond existence, models whose table is a view, a virtual table (SQLite
+    FTS5) or a foreign table, whose columns declare no nullability (and, for FTS5, an implicit rowid).
+    """
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     state_apps = _applied_state_apps(loader)
+    special = get_engine(connection.alias).special_relations()
+    not_checked: dict[str, list[str]] = {}
     with connection.cursor() as cursor:
-        tables = set(connection.introspection.table_names(cursor))
+        tables = set(connection.introspection.table_names(cursor, include_views=True))
         problems: list[str] = []
         checked = 0
         for model in state_apps.get_models(include_auto_created=True):
             meta = model._meta
-            if not meta.managed or meta.proxy or meta.swapped:
+            if meta.swapped:
+                continue
+            if not meta.managed or meta.proxy:
+                reason = "proxy model: no table of its own" if meta.proxy else "unmanaged: Django creates no table"
+                not_checked.setdefault(reason, []).append(meta.label)
                 continue
             checked += 1
             if meta.db_table not in tables:
                 problems.append(f"table {meta.db_table} ({meta.label}) is missing")
+                continue
+            if meta.db_table in special:
+                kind = special[meta.db_table]
+                not_checked.setdefault(f"{kind}: only its existence is checked", []).append(meta.db_table)
                 continue
             columns = {col.name: col for col in connection.introspection.get_table_description(cursor, meta.db_table)}
             for model_field in meta.local_fields:
@@ -53,7 +69,9 @@ def schema_matches_models(connection):
                     want = "NULL" if model_field.null else "NOT NULL"
                     have = "NULL" if columns[column].null_ok else "NOT NULL"
                     problems.append(f"column {meta.db_table}.{column} is {have}, the models say {want}")
-    details = {"count": len(problems), "models_checked": checked}
+    details: dict = {"count": len(problems), "models_checked": checked}
+    if not_checked:
+        details["not_checked"] = {reason: sorted(names)[:SAMPLE_SIZE] for reason, names in sorted(not_checked.items())}
     if problems:
         details["first"] = sorted(problems)[:SAMPLE_SIZE]
         return failed(details)

@@ -511,3 +511,25 @@ def test_problems_are_compared_by_identity_not_by_the_text_around_them():
     old = problems(count=1, checked=20, changed=[edit])
     assert problems(count=1, checked=21, changed=[edit]).within(old)
     assert not problems(count=1, checked=21, changed=[{**edit, "now": "n2"}]).within(old)
+
+
+# --- schema_matches_models and the relations it cannot read like plain tables ---------------------
+
+
+def test_virtual_tables_views_unmanaged_and_proxy_models_are_left_out_with_the_reason(migrated_db, settings):
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "tests.migration_apps.ma_virtual.apps.Config"]
+    migrated_db.migrate("ma_virtual:0001_initial")
+    check = result(run_validation(migrated_db.alias, only=["schema_matches_models"]), "schema_matches_models")
+    # No "column ma_entries_search.rowid is missing", no "title is NULL, the models say NOT NULL".
+    assert check.ok, check.details
+    kind = {"sqlite": "SQLite virtual table", "postgresql": "PostgreSQL view"}[migrated_db.vendor]
+    assert check.details["not_checked"] == {
+        f"{kind}: only its existence is checked": ["ma_entries_search"],
+        "proxy model: no table of its own": ["ma_virtual.ShortEntry"],
+        "unmanaged: Django creates no table": ["ma_virtual.Source"],
+    }
+    # Existence is still checked.
+    drop = {"sqlite": "DROP TABLE ma_entries_search", "postgresql": "DROP VIEW ma_entries_search"}
+    migrated_db.query(drop[migrated_db.vendor])
+    check = result(run_validation(migrated_db.alias, only=["schema_matches_models"]), "schema_matches_models")
+    assert check.details["first"] == ["table ma_entries_search (ma_virtual.Entry) is missing"]

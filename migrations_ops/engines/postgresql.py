@@ -158,6 +158,17 @@ class PostgreSQLEngine(DatabaseEngine):
             cursor.execute(self._table_sql())
             return [row[0] for row in cursor.fetchall()]
 
+    def special_relations(self) -> dict[str, str]:
+        # Views and materialized views report every column nullable; foreign tables' constraints
+        # live on the remote side. Partitioned tables ('p') are plain tables for this purpose.
+        kinds = {"v": "PostgreSQL view", "m": "PostgreSQL materialized view", "f": "PostgreSQL foreign table"}
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('v', 'm', 'f') AND pg_table_is_visible(c.oid) AND " + _SYSTEM_SCHEMA_FILTER
+            )
+            return {name: kinds[kind] for name, kind in cursor.fetchall()}
+
     @staticmethod
     def _table_sql() -> str:
         return (
