@@ -21,6 +21,7 @@ migrations_ops never imports a domain app: each app registers its invariants fro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,10 @@ class CheckResult:
     skipped: bool = False
     reason: str | None = None
 
+    def problems(self) -> Problems:
+        """What this result found, by identity (see :class:`Problems`)."""
+        return Problems.of(self.details)
+
     def to_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {"name": self.name, "ok": self.ok, "details": self.details}
         document["duration_s"] = round(self.duration_s, 6)
@@ -51,6 +56,72 @@ class CheckResult:
             document["skipped"] = True
             document["reason"] = self.reason
         return document
+
+
+# Details that describe a check's run, not a problem: text around the problems, and counters of
+# what was examined (models_checked, checked, foreign_keys...), which grow with the schema.
+CONTEXT_KEYS = frozenset({"fix", "note", "summary", "skipped", "not_checked", "warnings"})
+# Counters of problems: more of them is a new problem even when the sample shown is the same.
+COUNT_KEYS = frozenset({"count", "violating_rows"})
+
+
+@dataclass(frozen=True)
+class Problems:
+    """A failing check's problems by identity: each offending row or object (``atoms``) and the
+    problem counters (``counts``), without the text and the run's counters around them.
+
+    ``--accept-existing-issues`` compares these, so a check whose details mention how many models
+    or migrations it examined does not turn an old problem into a new one when a model is added.
+    """
+
+    atoms: frozenset[tuple[str, ...]]
+    counts: tuple[tuple[tuple[str, ...], float], ...]
+
+    @classmethod
+    def of(cls, details: Mapping[str, Any]) -> Problems:
+        atoms: set[tuple[str, ...]] = set()
+        counts: dict[tuple[str, ...], float] = {}
+        _collect(details, (), atoms, counts)
+        return cls(frozenset(atoms), tuple(sorted(counts.items())))
+
+    def within(self, accepted: Problems) -> bool:
+        """True when every problem here was already there in ``accepted`` (and none grew in number)."""
+        before = dict(accepted.counts)
+        return self.atoms <= accepted.atoms and all(
+            value <= before.get(path, 0) for path, value in self.counts if value
+        )
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def _identity(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _collect(value: Any, path: tuple[str, ...], atoms: set, counts: dict) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in CONTEXT_KEYS:
+                continue
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                if key in COUNT_KEYS:
+                    counts[(*path, key)] = item
+                continue  # any other number counts what was examined, not what is wrong
+            _collect(item, (*path, str(key)), atoms, counts)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, Mapping):
+                # An object in a list (an orphaned foreign key, an invalid index, a changed file) is
+                # known by its descriptive fields; its counts and samples are nested under it.
+                label = {k: v for k, v in item.items() if _scalar(v) and not isinstance(v, int | float)}
+                label = {k: v for k, v in label.items() if k not in CONTEXT_KEYS}
+                _collect(item, (*path, _identity(label)), atoms, counts)
+            else:
+                atoms.add((*path, _identity(item)))
+    else:
+        atoms.add((*path, _identity(value)))
 
 
 class SkipCheck(Exception):

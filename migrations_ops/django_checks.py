@@ -13,6 +13,7 @@ from django.db.migrations.state import ProjectState
 
 from migrations_ops import checksums
 from migrations_ops.checks import DJANGO, SAMPLE_SIZE, SkipCheck, failed, passed, register
+from migrations_ops.engines import get_engine
 
 
 def _applied_state_apps(loader: MigrationLoader):
@@ -27,20 +28,35 @@ def _applied_state_apps(loader: MigrationLoader):
 
 @register("schema_matches_models", tags=(DJANGO,))
 def schema_matches_models(connection):
-    """Each migrated model's table and columns exist, with the nullability the models declare."""
+    """Each migrated model's table and columns exist, with the nullability the models declare.
+
+    Left out, with the reason in ``not_checked``: unmanaged and proxy models (Django creates no
+    table for them), and beyond existence, models whose table is a view, a virtual table (SQLite
+    FTS5) or a foreign table, whose columns declare no nullability (and, for FTS5, an implicit rowid).
+    """
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     state_apps = _applied_state_apps(loader)
+    special = get_engine(connection.alias).special_relations()
+    not_checked: dict[str, list[str]] = {}
     with connection.cursor() as cursor:
-        tables = set(connection.introspection.table_names(cursor))
+        tables = set(connection.introspection.table_names(cursor, include_views=True))
         problems: list[str] = []
         checked = 0
         for model in state_apps.get_models(include_auto_created=True):
             meta = model._meta
-            if not meta.managed or meta.proxy or meta.swapped:
+            if meta.swapped:
+                continue
+            if not meta.managed or meta.proxy:
+                reason = "proxy model: no table of its own" if meta.proxy else "unmanaged: Django creates no table"
+                not_checked.setdefault(reason, []).append(meta.label)
                 continue
             checked += 1
             if meta.db_table not in tables:
                 problems.append(f"table {meta.db_table} ({meta.label}) is missing")
+                continue
+            if meta.db_table in special:
+                kind = special[meta.db_table]
+                not_checked.setdefault(f"{kind}: only its existence is checked", []).append(meta.db_table)
                 continue
             columns = {col.name: col for col in connection.introspection.get_table_description(cursor, meta.db_table)}
             for model_field in meta.local_fields:
@@ -53,7 +69,9 @@ def schema_matches_models(connection):
                     want = "NULL" if model_field.null else "NOT NULL"
                     have = "NULL" if columns[column].null_ok else "NOT NULL"
                     problems.append(f"column {meta.db_table}.{column} is {have}, the models say {want}")
-    details = {"count": len(problems), "models_checked": checked}
+    details: dict = {"count": len(problems), "models_checked": checked}
+    if not_checked:
+        details["not_checked"] = {reason: sorted(names)[:SAMPLE_SIZE] for reason, names in sorted(not_checked.items())}
     if problems:
         details["first"] = sorted(problems)[:SAMPLE_SIZE]
         return failed(details)
@@ -94,34 +112,66 @@ def migrations_complete(connection):
 
 @register("migration_checksums", tags=(DJANGO,), requires=[checksums.TABLE])
 def migration_checksums(connection):
-    """Every applied migration file is unchanged since it was applied (whitespace-only edits aside)."""
+    """Every applied migration file is unchanged since it was applied (whitespace-only edits aside).
+
+    An edit passes, with a note, when the migration module lists the stored checksum in
+    ``REVIEWED_CHECKSUMS`` (``{"<sha256 of the earlier version>": "<why it is safe>"}``).
+    """
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT app, name, sha256, baseline FROM {connection.ops.quote_name(checksums.TABLE)} ORDER BY app, name"
         )
         stored = cursor.fetchall()
-    changed, gone = [], []
+    origins = _stored_origins(connection)
+    distributions = checksums.Distributions()
+    changed, gone, reviewed, upgraded = [], [], [], []
     for app, name, sha256, baseline in stored:
         migration = loader.disk_migrations.get((app, name))
         if migration is None:
             gone.append(f"{app}.{name}")
             continue
         now = checksums.migration_checksum(migration)
-        if now != sha256:
-            changed.append(
-                {
-                    "migration": f"{app}.{name}",
-                    "file": _display_path(checksums.migration_file(migration)),
-                    "stored": sha256[:12],
-                    "now": (now or "unreadable")[:12],
-                    "baseline": bool(baseline),
-                }
-            )
+        if now == sha256:
+            continue
+        reason = checksums.reviewed_checksums(migration).get(sha256)
+        if reason is not None:
+            reviewed.append(f"{app}.{name}: {reason}")
+            continue
+        was = origins.get((app, name))
+        now_from = distributions.origin(migration)
+        if (
+            was
+            and now_from
+            and was[0] == now_from[0]
+            and was[1] != now_from[1]
+            and distributions.as_shipped(migration) is not False
+        ):
+            # The edit came with a new version of the package that ships the file (and the file is
+            # as that version's RECORD lists it): an upgrade, not tampering. Reported until an
+            # operator reviews it (repair_checksums).
+            upgraded.append(f"{app}.{name} changed with {now_from[0]} {was[1]} -> {now_from[1]}")
+            continue
+        changed.append(
+            {
+                "migration": f"{app}.{name}",
+                "file": _display_path(checksums.migration_file(migration)),
+                "stored": sha256,
+                "now": now or "unreadable",
+                "baseline": bool(baseline),
+            }
+        )
     recorded = {(app, name) for app, name, *_ in stored}
     unrecorded = sorted(f"{app}.{name}" for app, name in loader.applied_migrations if (app, name) not in recorded)
     details: dict = {"count": len(changed), "checked": len(stored)}
     notes = []
+    if upgraded:
+        details["warnings"] = [
+            *upgraded[:SAMPLE_SIZE],
+            "review the package's changes, then: python manage.py repair_checksums --reason '...'",
+        ]
+    if reviewed:
+        notes.append(f"{len(reviewed)} edit(s) reviewed in REVIEWED_CHECKSUMS: {'; '.join(reviewed[:SAMPLE_SIZE])}")
     if unrecorded:
         notes.append(f"{len(unrecorded)} applied migration(s) without a stored checksum (run migrate once)")
     if gone:
@@ -130,9 +180,28 @@ def migration_checksums(connection):
         details["note"] = "; ".join(notes)
     if changed:
         details["changed"] = changed[:SAMPLE_SIZE]
-        details["fix"] = "restore the file as it was applied; put new changes in a new migration"
+        details["fix"] = (
+            "restore the file as it was applied and put new changes in a new migration; or, if the edit is "
+            "safe for databases that applied the earlier version, list the stored checksum in the "
+            "migration's REVIEWED_CHECKSUMS = {stored: reason}"
+        )
         return failed(details)
     return passed(details)
+
+
+def _stored_origins(connection) -> dict[tuple[str, str], tuple[str, str]]:
+    """(distribution, version) per applied migration, where recorded (none before migrations_ops 0003)."""
+    with connection.cursor() as cursor:
+        if checksums.ORIGIN_TABLE not in connection.introspection.table_names(cursor):
+            return {}
+        cursor.execute(
+            f"SELECT app, name, distribution, version FROM {connection.ops.quote_name(checksums.ORIGIN_TABLE)}"
+        )
+        return {
+            (app, name): (distribution, version)
+            for app, name, distribution, version in cursor.fetchall()
+            if distribution
+        }
 
 
 def _display_path(path) -> str:

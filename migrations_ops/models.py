@@ -48,3 +48,27 @@ class MigrationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"
+
+
+class MigrationFileOrigin(models.Model):
+    """Which installed distribution (and version) shipped an applied migration's file.
+
+    Written beside its :class:`AppliedMigrationChecksum` (empty for the project's own apps), so an
+    edit that arrived with a package upgrade is reported as such, not as tampering. ``repaired_*``
+    record the last time an operator re-recorded the checksum with ``repair_checksums``.
+    """
+
+    app = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    distribution = models.CharField(max_length=255, blank=True)
+    version = models.CharField(max_length=64, blank=True)
+    repaired_at = models.DateTimeField(null=True, blank=True)
+    repair_reason = models.TextField(blank=True)
+    repaired_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        db_table = "migrations_ops_migration_origin"
+        constraints = [models.UniqueConstraint(fields=["app", "name"], name="migrations_ops_origin_app_name_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.app}.{self.name} {self.distribution} {self.version}".strip()

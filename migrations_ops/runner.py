@@ -30,7 +30,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.utils import DatabaseError
 
 from migrations_ops import audit, backups
-from migrations_ops.checks import CheckResult
+from migrations_ops.checks import CheckResult, Problems
 from migrations_ops.engines import get_engine
 from migrations_ops.engines.base import current_owner
 from migrations_ops.errors import BadInput, ExitCode, OperationFailed, OpsError, RecoveryFailed, first_line
@@ -212,7 +212,7 @@ class SafeMigration:
         self._lock_seen: dict[str, float] = {}
         self._step_started = 0.0
         self._transactional = False
-        self._accepted_failures: dict[str, str] = {}
+        self._accepted_failures: dict[str, Problems] = {}
         self._current: str | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -318,7 +318,7 @@ class SafeMigration:
             self.engine.check_ready_for_migration(backup_dir=settings.BACKUP_DIR)
             report = run_validation(using=self.using)
             if not report.ok:
-                failing = {result.name: _details_key(result) for result in report.failures()}
+                failing = {result.name: result.problems() for result in report.failures()}
                 if not self.options.accept_existing_issues:
                     raise BadInput(
                         "the database fails validation before migrating: "
@@ -482,10 +482,12 @@ class SafeMigration:
         report = run_validation(using=self.using)
         guard = self._row_count_guard(plan, before, report.tables or self.engine.row_counts())
         report.checks.append(guard)
+        # Accepted: a check that failed before with the same problems (by identity), none of them new.
         failures = [
             result
             for result in report.failures()
-            if self._accepted_failures.get(result.name) != _details_key(result)
+            if result.name not in self._accepted_failures
+            or not result.problems().within(self._accepted_failures[result.name])
         ]
         self.summary.validation = report
         self._event("validate", ok=not failures, failures=[result.name for result in failures])
@@ -597,10 +599,6 @@ def _reset_connection(connection) -> None:
     connection.needs_rollback = False
     connection.closed_in_transaction = False
     connection.close()
-
-
-def _details_key(result: CheckResult) -> str:
-    return str(result.details)
 
 
 def _brief(result: CheckResult) -> str:

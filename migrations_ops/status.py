@@ -12,6 +12,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
+from migrations_ops.checksums import ORIGIN_TABLE
 from migrations_ops.checksums import TABLE as CHECKSUM_TABLE
 
 # Django's and our own bookkeeping: migrating (or a round trip) legitimately changes rows there.
@@ -22,6 +23,7 @@ BOOKKEEPING_TABLES = frozenset(
         "auth_permission",
         "django_admin_log",
         CHECKSUM_TABLE,
+        ORIGIN_TABLE,
         "migrations_ops_migrationrun",
         "migrations_ops_online_run",
     }

@@ -45,6 +45,25 @@ class ValidationReport:
             "duration_s": round(self.duration_s, 6),
         }
 
+    @classmethod
+    def from_dict(cls, document: dict[str, Any], using: str = DEFAULT_DB_ALIAS) -> ValidationReport:
+        """The inverse of :meth:`to_dict` (a report sent across a process boundary)."""
+        vendor = document.get("vendor", "")
+        report = cls(using=using, vendor=vendor, deep=bool(document.get("deep")), tables=dict(document["tables"]))
+        report.duration_s = float(document.get("duration_s", 0.0))
+        for check in document["checks"]:
+            report.checks.append(
+                CheckResult(
+                    name=check["name"],
+                    ok=check["ok"],
+                    details=check["details"],
+                    duration_s=check.get("duration_s", 0.0),
+                    skipped=bool(check.get("skipped")),
+                    reason=check.get("reason"),
+                )
+            )
+        return report
+
     def render(self) -> str:
         """Human output: one line per check (✓, ✗ or -, duration), details under failures and notes."""
         lines = []
@@ -56,8 +75,10 @@ class ValidationReport:
             lines.append(line)
             if not result.ok:
                 lines.extend(f"    {text}" for text in _detail_lines(result.details))
-            elif result.details.get("note"):
-                lines.append(f"    note: {result.details['note']}")
+            else:
+                lines.extend(f"    warning: {text}" for text in result.details.get("warnings", []))
+                if result.details.get("note"):
+                    lines.append(f"    note: {result.details['note']}")
         total_rows = sum(self.tables.values())
         failures = self.failures()
         verdict = "OK" if not failures else f"FAILED: {len(failures)} of {len(self.checks)} checks"

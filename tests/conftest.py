@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 from tests import dbs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _skip_if_no_postgres(vendor: str) -> None:
@@ -86,3 +95,19 @@ def baseline_db(request, engine) -> dbs.ScratchDatabase:
 def pg_migrated_db(request) -> dbs.ScratchDatabase:
     """A fresh PostgreSQL database migrated to the head (for PostgreSQL-only tests)."""
     return _scratch(request, "postgresql", "head")
+
+
+@pytest.fixture
+def analytics_migrations_copy(tmp_path, monkeypatch):
+    """A test-only copy of analytics' migrations package, used instead of the real one."""
+    package = f"copy_{uuid.uuid4().hex[:8]}"
+    target = tmp_path / package / "analytics_migrations"
+    shutil.copytree(ROOT / "analytics" / "migrations", target, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    modules = {**settings.MIGRATION_MODULES, "analytics": f"{package}.analytics_migrations"}
+    with override_settings(MIGRATION_MODULES=modules):
+        yield target / "0001_initial.py"
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        del sys.modules[name]

@@ -260,3 +260,19 @@ def test_password_never_appears_and_a_non_superuser_can_restore(backup_env, tmp_
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.cursor().execute(f"DROP ROLE IF EXISTS {role}")
         admin.close()
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_restore_keeps_the_public_schemas_owner_and_comment(migrated_db, backup_env):
+    db = migrated_db
+    query = (
+        "SELECT pg_get_userbyid(nspowner), obj_description(oid, 'pg_namespace') FROM pg_namespace "
+        "WHERE nspname = 'public'"
+    )
+    db.query("COMMENT ON SCHEMA public IS 'billing data'")
+    db.query("ALTER SCHEMA public OWNER TO pg_database_owner")
+    before = db.query(query)
+    assert before == [("pg_database_owner", "billing data")]
+    backups.create_backup(using=db.alias, name="snap")
+    backups.restore_backup("snap", using=db.alias, safety_backup=False)
+    assert db.query(query) == before  # not the restoring role, not an empty comment

@@ -244,6 +244,26 @@ def test_rehearse_runs_on_a_copy_and_proves_the_reverse(baseline_db):
         assert leftovers == 0
 
 
+def test_rehearsal_cannot_reach_the_live_database(migrated_db, settings):
+    # A data migration that ignores the connection alias writes to `default`: in the rehearsal's
+    # worker that is the copy, the only database it has.
+    with_apps(settings, "ma_default_manager")
+    migrated_db.migrate("ma_default_manager:0001_initial")
+    migrated_db.query("INSERT INTO ma_notes (text) VALUES ('kept'), ('also kept')")
+    before = fingerprint(migrated_db)
+    summary = run(migrated_db, rehearse=True)
+    assert summary.status == "rehearsed", summary.error
+    assert fingerprint(migrated_db) == before  # the live notes were never rewritten
+    assert migrated_db.query("SELECT text FROM ma_notes ORDER BY id") == [("kept",), ("also kept",)]
+    # The rewrite landed on the copy (its no-op reverse cannot restore it), and only the migration
+    # that wrote ma_notes is a suspect: not the innocent data migration after it, and no bookkeeping
+    # table (the worker's own MigrationRun record) is reported.
+    assert summary.irreversible == [
+        "ma_notes differs after the reverse migration (suspects: ma_default_manager.0002_rewrite_without_alias)"
+    ]
+    assert summary.applied == [] and summary.backup is not None
+
+
 # ---------------------------------------------------------------- processes: lock, signals, CLI
 
 
@@ -296,6 +316,26 @@ def test_sigterm_mid_run_rolls_back_and_exits_1(migrated_db, tmp_path):
     assert "Traceback" not in err
     connections[migrated_db.alias].close()
     assert fingerprint(migrated_db) == before
+
+
+def test_cli_rehearsal_leaves_the_live_default_database_alone(migrated_db, tmp_path):
+    # Under manage.py the live database IS `default`: the data migration that ignores the alias
+    # would rewrite it if the copy were migrated in the same process.
+    env = {
+        "TEST_MIGRATION_APPS": "ma_default_manager",
+        "BACKUP_DIR": str(tmp_path / "b"),
+        "MIGRATION_LOG": str(tmp_path / "log"),
+    }
+    first = manage(migrated_db, "migrate", "ma_default_manager", "0001", "--noinput", env=env)
+    assert first.returncode == 0, first.stderr
+    migrated_db.query("INSERT INTO ma_notes (text) VALUES ('kept')")
+    result = manage(migrated_db, "safe_migrate", "--rehearse", "--noinput", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["status"] == "rehearsed"
+    assert document["rehearsal"]["status"] == "applied"
+    assert migrated_db.query("SELECT text FROM ma_notes") == [("kept",)]
+    assert migrated_db.scalar("SELECT COUNT(*) FROM django_migrations WHERE app = 'ma_default_manager'") == 1
 
 
 def test_json_summary_shape(baseline_db, tmp_path):
@@ -370,6 +410,21 @@ def test_existing_problems_stop_the_run_unless_accepted(migrated_db, settings):
     accepted = run(migrated_db, accept_existing_issues=True)
     assert accepted.status == "applied", accepted.error
     assert accepted.applied == ["ma_slow.0001_initial"]
+
+
+def test_accepted_issues_stay_accepted_when_the_plan_adds_models(migrated_db, settings, analytics_migrations_copy):
+    # An applied migration edited afterwards: migration_checksums fails, and its details count the
+    # checksums it compared, which the plan's new migration raises by one.
+    path = analytics_migrations_copy
+    path.write_text(path.read_text().replace("class Migration", "# edited\nclass Migration", 1))
+    with_apps(settings, "ma_slow")
+    refused = run(migrated_db)
+    assert refused.exit_code == ExitCode.BAD_INPUT and "migration_checksums" in refused.error
+
+    accepted = run(migrated_db, accept_existing_issues=True)
+    assert accepted.status == "applied", accepted.error
+    (checksum_check,) = [c for c in accepted.validation.checks if c.name == "migration_checksums"]
+    assert not checksum_check.ok  # still failing after the run: the same problem, accepted
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)

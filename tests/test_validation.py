@@ -4,25 +4,19 @@ crafted to break it (and nothing else fails with it)."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
-import shutil
 import subprocess
-import sys
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connections, transaction
-from django.test import override_settings
 
 from accounts.models import User
 from analytics.models import PaymentAnalytics, SubscriptionAnalytics
 from billing.models import PaymentIntent, PricingConfig, Subscription
 from loyalty.models import LoyaltyAccount, PointsTransaction
-from migrations_ops import checks
+from migrations_ops import checks, checksums
 from migrations_ops.validation import run_validation
 from tests.dbs import manage_env, run_manage
 
@@ -292,22 +286,6 @@ def test_inconsistent_migration_history(migrated_db):
 # --- migration files: checksums and missing migrations (on test-only copies) ----------------------
 
 
-@pytest.fixture
-def analytics_migrations_copy(tmp_path, monkeypatch):
-    """A test-only copy of analytics' migrations package, used instead of the real one."""
-    package = f"copy_{uuid.uuid4().hex[:8]}"
-    target = tmp_path / package / "analytics_migrations"
-    shutil.copytree(ROOT / "analytics" / "migrations", target, ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / package / "__init__.py").write_text("")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    modules = {**settings.MIGRATION_MODULES, "analytics": f"{package}.analytics_migrations"}
-    with override_settings(MIGRATION_MODULES=modules):
-        yield target / "0001_initial.py"
-    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
-        del sys.modules[name]
-
-
 def test_applied_migration_file_edited_afterwards(migrated_db, analytics_migrations_copy):
     path = analytics_migrations_copy
     assert run_validation(migrated_db.alias).ok  # the copy is identical to what was applied
@@ -322,6 +300,32 @@ def test_applied_migration_file_edited_afterwards(migrated_db, analytics_migrati
     (changed,) = details["changed"]
     assert changed["migration"] == "analytics.0001_initial"
     assert changed["file"] == str(path)
+
+
+def test_reviewed_edit_of_an_applied_migration_passes_with_a_note(migrated_db, analytics_migrations_copy):
+    path = analytics_migrations_copy
+    text = path.read_text()
+    stored = checksums.file_checksum(path)
+    edited = text.replace("class Migration", "# reviewed edit\nclass Migration", 1)
+    path.write_text(edited)
+    (changed,) = result(run_validation(migrated_db.alias), "migration_checksums").details["changed"]
+    assert changed["stored"] == stored  # the whole checksum, ready to paste into REVIEWED_CHECKSUMS
+
+    # A review without a reason does not count.
+    path.write_text(edited + f'\nREVIEWED_CHECKSUMS = {{"{stored}": "  "}}\n')
+    assert failing(run_validation(migrated_db.alias)) == {"migration_checksums"}
+
+    path.write_text(edited + f'\nREVIEWED_CHECKSUMS = {{"{stored}": "adds db_default only"}}\n')
+    check = result(run_validation(migrated_db.alias), "migration_checksums")
+    assert check.ok
+    assert "analytics.0001_initial: adds db_default only" in check.details["note"]
+
+    # The review covers that earlier version only: a database that applied another one still fails.
+    migrated_db.query(
+        "UPDATE migrations_ops_applied_checksum SET sha256 = %s WHERE app = 'analytics' AND name = '0001_initial'",
+        ["0" * 64],
+    )
+    assert failing(run_validation(migrated_db.alias)) == {"migration_checksums"}
 
 
 def test_model_change_without_a_migration(migrated_db, analytics_migrations_copy):
@@ -458,3 +462,56 @@ def test_validate_db_unreachable_database_is_exit_2(tmp_path):
     done = manage(Missing, "validate_db")
     assert done.returncode == 2
     assert done.stderr.startswith("error: database unreachable") and len(done.stderr.strip().splitlines()) == 1
+
+
+# --- --accept-existing-issues compares problems by identity -------------------------------------
+
+
+def test_problems_are_compared_by_identity_not_by_the_text_around_them():
+    def problems(**details):
+        return checks.CheckResult(name="c", ok=False, details=details).problems()
+
+    old = problems(count=2, models_checked=40, first=["users.a is missing", "users.b is missing"], fix="run x")
+    # More models examined, other wording around the problems: the same problems.
+    assert problems(count=2, models_checked=41, first=["users.b is missing", "users.a is missing"]).within(old)
+    assert problems(count=1, models_checked=41, first=["users.a is missing"]).within(old)  # one fixed
+    # A new offending object, or more of them than before behind the same sample, is new.
+    assert not problems(count=2, models_checked=40, first=["users.a is missing", "users.c is missing"]).within(old)
+    assert not problems(count=3, models_checked=40, first=["users.a is missing", "users.b is missing"]).within(old)
+
+    # Objects in a list are known by their descriptive fields; their counts are per object.
+    fk = {"table": "subscriptions", "references": "users(id)"}
+    old = problems(count=1, foreign_keys=9, orphans=[{**fk, "count": 1, "first": ["id=1 -> user_id=7"]}])
+    assert problems(count=1, foreign_keys=12, orphans=[{**fk, "count": 1, "first": ["id=1 -> user_id=7"]}]).within(
+        old
+    )
+    assert not problems(count=2, orphans=[{**fk, "count": 2, "first": ["id=1 -> user_id=7"]}]).within(old)
+    other = {"table": "loyalty_accounts", "references": "users(id)"}
+    assert not problems(count=1, orphans=[{**other, "count": 1, "first": ["id=1 -> user_id=7"]}]).within(old)
+    # A migration file edited again is a new problem (its checksum now differs from the accepted one).
+    edit = {"migration": "a.0001", "file": "a/0001.py", "stored": "s", "now": "n1", "baseline": False}
+    old = problems(count=1, checked=20, changed=[edit])
+    assert problems(count=1, checked=21, changed=[edit]).within(old)
+    assert not problems(count=1, checked=21, changed=[{**edit, "now": "n2"}]).within(old)
+
+
+# --- schema_matches_models and the relations it cannot read like plain tables ---------------------
+
+
+def test_virtual_tables_views_unmanaged_and_proxy_models_are_left_out_with_the_reason(migrated_db, settings):
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "tests.migration_apps.ma_virtual.apps.Config"]
+    migrated_db.migrate("ma_virtual:0001_initial")
+    check = result(run_validation(migrated_db.alias, only=["schema_matches_models"]), "schema_matches_models")
+    # No "column ma_entries_search.rowid is missing", no "title is NULL, the models say NOT NULL".
+    assert check.ok, check.details
+    kind = {"sqlite": "SQLite virtual table", "postgresql": "PostgreSQL view"}[migrated_db.vendor]
+    assert check.details["not_checked"] == {
+        f"{kind}: only its existence is checked": ["ma_entries_search"],
+        "proxy model: no table of its own": ["ma_virtual.ShortEntry"],
+        "unmanaged: Django creates no table": ["ma_virtual.Source"],
+    }
+    # Existence is still checked.
+    drop = {"sqlite": "DROP TABLE ma_entries_search", "postgresql": "DROP VIEW ma_entries_search"}
+    migrated_db.query(drop[migrated_db.vendor])
+    check = result(run_validation(migrated_db.alias, only=["schema_matches_models"]), "schema_matches_models")
+    assert check.details["first"] == ["table ma_entries_search (ma_virtual.Entry) is missing"]

@@ -133,6 +133,11 @@ class DatabaseEngine:
         with self.connection.cursor() as cursor:
             return sorted(self.connection.introspection.table_names(cursor))
 
+    def special_relations(self) -> dict[str, str]:
+        """Relations a model may point at whose columns do not declare what a plain table's do
+        (views, virtual or foreign tables), by name, with their kind in words."""
+        raise NotImplementedError
+
     def row_counts(self) -> dict[str, int]:
         """Exact row count of every table, in one round trip."""
         names = self.table_names()

@@ -158,6 +158,17 @@ class PostgreSQLEngine(DatabaseEngine):
             cursor.execute(self._table_sql())
             return [row[0] for row in cursor.fetchall()]
 
+    def special_relations(self) -> dict[str, str]:
+        # Views and materialized views report every column nullable; foreign tables' constraints
+        # live on the remote side. Partitioned tables ('p') are plain tables for this purpose.
+        kinds = {"v": "PostgreSQL view", "m": "PostgreSQL materialized view", "f": "PostgreSQL foreign table"}
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('v', 'm', 'f') AND pg_table_is_visible(c.oid) AND " + _SYSTEM_SCHEMA_FILTER
+            )
+            return {name: kinds[kind] for name, kind in cursor.fetchall()}
+
     @staticmethod
     def _table_sql() -> str:
         return (
@@ -381,8 +392,35 @@ class PostgreSQLEngine(DatabaseEngine):
         finally:
             conn.close()
 
+    def _public_schema_sql(self) -> list[str]:
+        """Statements that give the re-created ``public`` schema its current comment and owner.
+
+        pg_dump leaves out the public schema's default owner and comment, so without these the
+        restore would leave it owned by the restoring role with no comment. The owner is set only
+        when the restoring role may hand it over (a member of that role), else it stays ours.
+        """
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT quote_ident(pg_get_userbyid(n.nspowner)), quote_literal(obj_description(n.oid, "
+                    "'pg_namespace')), pg_has_role(current_user, n.nspowner, 'MEMBER') "
+                    "FROM pg_namespace n WHERE n.nspname = 'public'"
+                )
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            return []
+        owner, comment, may_hand_over = row
+        lines = [f"COMMENT ON SCHEMA public IS {comment or 'NULL'};"]
+        if may_hand_over:
+            lines.append(f"ALTER SCHEMA public OWNER TO {owner};")
+        return lines
+
     def _prelude(self, lock_timeout: float) -> str:
         schemas, tables = self._catalog()
+        public_schema = self._public_schema_sql()  # read before the prelude drops it
         ms = self._lock_timeout_ms(lock_timeout)
         lines = [f"SET lock_timeout = {ms};", f"SET statement_timeout = {ms};"]
         if tables:
@@ -390,6 +428,7 @@ class PostgreSQLEngine(DatabaseEngine):
         lines.append("SET statement_timeout = 0;")
         lines += [f"DROP SCHEMA {schema} CASCADE;" for schema in schemas]
         lines += ["CREATE SCHEMA public;", "GRANT USAGE ON SCHEMA public TO PUBLIC;", "SET lock_timeout = 0;"]
+        lines += public_schema
         # The guard: COMMIT fails unless the epilogue (sent only after a complete pg_restore) ran.
         lines += [
             "CREATE TEMP TABLE mops_restore_guard (done boolean NOT NULL);",

@@ -118,6 +118,19 @@ class SQLiteEngine(DatabaseEngine):
             cursor.execute(_TABLES_SQL)
             return [row[0] for row in cursor.fetchall()]
 
+    def special_relations(self) -> dict[str, str]:
+        # A virtual table (FTS5, R*Tree...) has an implicit rowid and untyped, nullable columns.
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT name, type, sql FROM sqlite_master WHERE type IN ('table', 'view')")
+            rows = cursor.fetchall()
+        special = {}
+        for name, kind, sql in rows:
+            if kind == "view":
+                special[name] = "SQLite view"
+            elif (sql or "").lstrip().upper().startswith("CREATE VIRTUAL TABLE"):
+                special[name] = "SQLite virtual table"
+        return special
+
     # --- identity ---
     def database_info(self) -> dict[str, Any]:
         return {"name": str(self._path()), "host": None, "port": None}
