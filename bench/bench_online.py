@@ -90,6 +90,7 @@ class PgBench(threading.Thread):
         }
 
 
+SLOT = "bench_online_standby"
 PG_BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))[-1] / "bin"
 
 
@@ -105,8 +106,14 @@ def start_standby(port: int, apply_delay: str) -> Path:
     data = Path(tempfile.mkdtemp(prefix="bench-standby-"))
     os.chown(data, *_postgres_ids())
     as_postgres = ["runuser", "-u", "postgres", "--"]
+    # A replication slot keeps the WAL the standby has not received (a busy server recycles it fast).
+    psql_scalar(
+        f"{BASE_URL}/postgres",
+        f"SELECT pg_drop_replication_slot('{SLOT}') FROM pg_replication_slots WHERE slot_name = '{SLOT}'",
+    )
     subprocess.run(
-        [*as_postgres, str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-U", "postgres", "-D", str(data), "-R"],
+        [*as_postgres, str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-U", "postgres", "-D", str(data), "-R"]
+        + ["-C", "-S", SLOT],
         check=True,
     )
     main_conf = Path(hba).parent
@@ -143,6 +150,7 @@ def _postgres_ids() -> tuple[int, int]:
 
 def stop_standby(data: Path) -> None:
     subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"])
+    psql_scalar(f"{BASE_URL}/postgres", f"SELECT pg_drop_replication_slot('{SLOT}')")
 
 
 class LockWaitSampler(threading.Thread):

@@ -474,17 +474,21 @@ class OnlineMigration(SafeMigration):
         if self.max_replica_lag_s <= 0:
             return
         started = time.monotonic()
+        paused = False
         while (lag := self.engine.replica_lag_seconds()) > self.max_replica_lag_s:
             waited = time.monotonic() - started
-            if waited == 0 or int(waited) % 10 == 0:
-                self._event("online_replica_pause", lag_s=round(lag, 3))
+            if not paused:
+                paused = True
+                self._event("online_replica_pause", lag_s=round(lag, 3), bound_s=self.max_replica_lag_s)
+                self.say(f"  pausing the backfill: a standby is {lag:.1f}s behind (bound {self.max_replica_lag_s:g}s)")
             if waited > self.replica_wait_s:
                 raise OperationFailed(
                     f"a standby stayed {lag:.1f}s behind (bound {self.max_replica_lag_s:g}s) for more than "
                     f"{self.replica_wait_s:g}s"
                 )
-            time.sleep(0.5)
-        self.summary.replica_pauses_s += time.monotonic() - started if lag else 0.0
+            time.sleep(0.2)
+        if paused:
+            self.summary.replica_pauses_s += time.monotonic() - started
 
     def _bounded(self, run: OnlineRun, migration: Migration, index: int, backwards: bool) -> None:
         revision = f"{migration.app_label}.{migration.name}"
