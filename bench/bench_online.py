@@ -235,6 +235,9 @@ def upgrade(kind: str, url: str, env: dict, seconds_budget: int, rate: int, dump
         "kind": kind,
         "status": summary.get("status", "applied" if kind == "migrate" else None),
         "error": summary.get("error"),
+        "stderr_tail": ""
+        if summary.get("status") in (None, "applied", "online_applied")
+        else steps[-1]["stderr"][-1500:],
         "total_s": round(elapsed, 2),
         "client": {key: round(sum(step[key] for step in steps), 3) for key in ("wall_s", "cpu_user_s", "cpu_sys_s")}
         | {"maxrss_mb": max(step["maxrss_mb"] for step in steps)},

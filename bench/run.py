@@ -101,16 +101,25 @@ class Samples:
     def __init__(self) -> None:
         self.runs: dict[str, list[dict]] = {}
 
-    def add(self, label: str, sample: dict) -> dict:
+    def add(self, label: str, sample: dict, round_no: int) -> dict:
         sample = {key: value for key, value in sample.items() if key not in ("stdout", "stderr")}
         sample["load1"] = round(os.getloadavg()[0], 2)
+        sample["round"] = round_no
         self.runs.setdefault(label, []).append(sample)
         extra = f"  {sample['bytes'] / 1e6:8.1f} MB" if "bytes" in sample else ""
-        print(f"    {label:52s} {sample['wall_s']:8.2f} s{extra}  load {sample['load1']}", flush=True)
+        failed = "  FAILED (not in the figures)" if sample.get("failed") else ""
+        print(f"    {label:52s} {sample['wall_s']:8.2f} s{extra}  load {sample['load1']}{failed}", flush=True)
         return sample
 
+    def good(self, label: str) -> list[dict]:
+        """The runs that did what they should (a failed upgrade's time is not an upgrade's time)."""
+        return [run for run in self.runs.get(label, []) if not run.get("failed")]
+
     def values(self, label: str, key: str = "wall_s") -> list[float]:
-        return [run[key] for run in self.runs.get(label, []) if run.get(key) is not None]
+        return [run[key] for run in self.good(label) if run.get(key) is not None]
+
+    def by_round(self, label: str, key: str = "wall_s") -> dict[int, float]:
+        return {run["round"]: run[key] for run in self.good(label) if run.get(key) is not None}
 
     def median(self, label: str, key: str = "wall_s") -> float | None:
         values = self.values(label, key)
@@ -119,9 +128,10 @@ class Samples:
     def summary(self, label: str) -> dict:
         walls = self.values(label)
         med = statistics.median(walls)
-        cpu = [run.get("cpu_user_s", 0) + run.get("cpu_sys_s", 0) for run in self.runs[label]]
+        cpu = [run.get("cpu_user_s", 0) + run.get("cpu_sys_s", 0) for run in self.good(label)]
         out = {
             "runs": len(walls),
+            "failed": len(self.runs[label]) - len(walls),
             "median_s": round(med, 3),
             "min_s": round(min(walls), 3),
             "max_s": round(max(walls), 3),
@@ -142,7 +152,7 @@ def alternate(samples: Samples, rounds: int, sides: list[tuple[str, object]], pr
         for label, measure in sides[shift:] + sides[:shift]:
             if prepare:
                 prepare(label, round_no)
-            samples.add(label, measure(round_no))
+            samples.add(label, measure(round_no), round_no)
         print(f"  round {round_no + 1}/{rounds} done", flush=True)
 
 
@@ -317,6 +327,7 @@ class Harness:
                     **result["client"],
                     "wall_s": result["total_s"],
                     "app_longest_wait_s": result["app_longest_wait_s"],
+                    "failed": result["status"] not in APPLIED,
                 }
 
             return measure
@@ -348,11 +359,12 @@ def comparisons(samples: Samples, upgrades: dict[str, list[dict]]) -> list[dict]
         if ours_median is None or None in raw_medians:
             return
         raw_total = sum(raw_medians)
-        per_round = []
-        for index, value in enumerate(samples.values(ours, key)):
-            parts = [samples.values(label, key) for label in raw]
-            if all(index < len(part) for part in parts):
-                per_round.append(value / sum(part[index] for part in parts))
+        parts = [samples.by_round(label, key) for label in raw]
+        per_round = [
+            value / sum(part[round_no] for part in parts)
+            for round_no, value in samples.by_round(ours, key).items()
+            if all(round_no in part for part in parts)
+        ]
         value = ours_median / raw_total
         rows.append(
             {
@@ -523,13 +535,14 @@ def render_scale(entry: dict) -> list[str]:
         "Every measurement (wall time; client CPU = user + system of the process and its children, median; "
         "peak RSS of the client; the server's work is not in them):",
         "",
-        "| measurement | runs | median | min | max | spread | client CPU | peak RSS | size |",
+        "| measurement | runs (failed, left out) | median | min | max | spread | client CPU | peak RSS | size |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, stats in entry["measurements"].items():
         size = f"{stats['bytes'] / 1e6:.1f} MB" if "bytes" in stats else ""
+        failed = f" ({stats['failed']})" if stats.get("failed") else ""
         lines.append(
-            f"| `{cell(label)}` | {stats['runs']} | {seconds(stats['median_s'])} | {seconds(stats['min_s'])} | "
+            f"| `{cell(label)}` | {stats['runs']}{failed} | {seconds(stats['median_s'])} | {seconds(stats['min_s'])} | "
             f"{seconds(stats['max_s'])} | {stats['spread_pct']:.0f}% | {seconds(stats['client_cpu_s'])} | "
             f"{stats['client_maxrss_mb']:.0f} MB | {size} |"
         )
@@ -540,11 +553,14 @@ def render_scale(entry: dict) -> list[str]:
             "pg_stat_activity showed them; writes kept = the application's updates and inserts found afterwards):",
             "",
             "| upgrade | median total | longest app wait | app errors | longest lock wait seen by the server | "
-            "writes kept (last round) | longest lock held (online) | its own durations (last round) |",
-            "|---|---|---|---|---|---|---|---|",
+            "writes kept (last round) | longest lock held (online) | its own durations (last round) | failed runs |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for label, runs in entry["upgrades"].items():
-            totals = [run["total_s"] for run in runs]
+            totals = [run["total_s"] for run in runs if run["status"] in APPLIED] or [None]
+            failed = ", ".join(
+                f"round {run['round'] + 1}: {run['status']}" for run in runs if run["status"] not in APPLIED
+            )
             lock = max(run["app_lock_waits_seen_by_server"]["longest_lock_wait_s"] for run in runs)
             held = [run["longest_lock_s"] for run in runs if run.get("longest_lock_s") is not None]
             wait, errors = max(run["app_longest_wait_s"] for run in runs), sum(run["app_errors"] for run in runs)
@@ -552,7 +568,7 @@ def render_scale(entry: dict) -> list[str]:
                 f"| `{label}` | {seconds(statistics.median(totals))} | {seconds(wait)} | {errors} | "
                 f"{seconds(lock)} | {runs[-1]['app_writes_kept']} | {seconds(max(held)) if held else ''} | "
                 + ", ".join(f"{key[:-2]} {value:.2f} s" for key, value in (runs[-1].get("durations") or {}).items())
-                + " |"
+                + f" | {failed} |"
             )
     if entry.get("seed"):
         lines += ["", "| seeding | rows written | median | rows per second (median) |", "|---|---|---|---|"]
@@ -606,6 +622,21 @@ def render_scaling(small: dict, big: dict) -> list[str]:
     return lines + [""]
 
 
+def refigure(entry: dict) -> None:
+    """Recompute an entry's measurements and comparisons from its stored samples (--rerender)."""
+    samples = Samples()
+    samples.runs = entry["samples"]
+    for label, runs in entry.get("upgrades", {}).items():
+        for index, (sample, run) in enumerate(zip(samples.runs.get(label, []), runs, strict=False)):
+            sample.setdefault("round", index)
+            sample["failed"] = run["status"] not in APPLIED
+    for runs in samples.runs.values():
+        for index, sample in enumerate(runs):
+            sample.setdefault("round", index)
+    entry["measurements"] = {label: samples.summary(label) for label in samples.runs}
+    entry["comparisons"] = comparisons(samples, entry.get("upgrades", {}))
+
+
 def render(document: dict) -> str:
     entries = sorted(document["scales"].values(), key=lambda entry: entry["rows"])
     lines = [
@@ -635,12 +666,22 @@ def main() -> None:
     parser.add_argument("--pgbench-rate", type=int, default=0, help="also run pgbench at this rate during upgrades")
     parser.add_argument("--workdir", help="where dumps and backups go (default: the system's temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the seeded baseline and head templates")
+    parser.add_argument("--rerender", action="store_true", help="recompute the files from their stored samples only")
     args = parser.parse_args()
     args.rows = args.scale or (100_000 if args.quick else 1_000_000)
     args.seed_rounds = args.seed_rounds or args.rounds
     groups = [group for group in GROUPS if group in args.groups.split(",") or group == "seed"]
     output = Path(args.output or (Path(__file__).parent / ("results-quick" if args.quick else "results")))
     _common.use_server(args.server.rstrip("/"))
+    if args.rerender:
+        json_path = output.with_suffix(".json")
+        document = json.loads(json_path.read_text())
+        for entry in document["scales"].values():
+            refigure(entry)
+        json_path.write_text(json.dumps(document, indent=1, default=str) + "\n")
+        output.with_suffix(".md").write_text(render(document))
+        print(f"rewrote {output.with_suffix('.md')} and {json_path} from their samples")
+        return
 
     started = datetime.datetime.now(datetime.UTC)
     load_start = [round(value, 2) for value in os.getloadavg()]
