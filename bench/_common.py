@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,3 +65,69 @@ def manage_output(url: str, *args: str, env: dict | None = None) -> tuple[str, f
     stdout, seconds = _run_manage(url, args, env, capture=True)
     lines = stdout.strip().splitlines()
     return (lines[-1] if lines else ""), seconds
+
+
+# --- shared by run.py and the bench_*.py scripts -------------------------------------------------
+BASELINE = (("accounts", "0001_initial"), ("billing", "0001_initial"))
+
+
+def use_server(base_url: str) -> None:
+    """Measure on another server (a URL without the database name); admin statements go to its `postgres`."""
+    global ADMIN_URL, BASE_URL
+    BASE_URL, ADMIN_URL = base_url, f"{base_url}/postgres"
+
+
+def url_of(name: str) -> str:
+    """The URL of database `name` on the server measured."""
+    return f"{BASE_URL}/{name}"
+
+
+def manage_argv(url: str, *args: str) -> list[str]:
+    return [sys.executable, "manage.py", *args, "--database-url", url]
+
+
+def run_measured(argv: list[str], env: dict | None = None, cwd: Path = ROOT, check: bool = True) -> dict:
+    """Run one process as /usr/bin/time would: wall time (time.monotonic), and the CPU and peak memory
+    of the process and the children it waited for (os.wait4's rusage). Server-side CPU is not in it.
+    stdout and stderr go to temporary files (a pipe could fill up before wait4 returns)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, argv))[:200]} exited {proc.returncode}: {stderr.strip()[-800:]}")
+    return {
+        "wall_s": round(wall, 3),
+        "cpu_user_s": round(usage.ru_utime, 3),
+        "cpu_sys_s": round(usage.ru_stime, 3),
+        "maxrss_mb": round(usage.ru_maxrss / 1024, 1),
+        "returncode": proc.returncode,
+        "stdout": stdout,
+        "stderr": stderr,
+    }
+
+
+def shell(pipeline: str) -> list[str]:
+    """argv running a shell pipeline that fails when any part fails."""
+    return ["bash", "-o", "pipefail", "-c", pipeline]
+
+
+def drop_database(name: str) -> None:
+    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def copy_database(name: str, template: str) -> None:
+    """A fresh identical copy (CREATE DATABASE ... TEMPLATE): the template must have no session."""
+    drop_database(name)
+    admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+
+
+def migrate_to_baseline(url: str) -> None:
+    """The production state before the upgrade: accounts 0001 + billing 0001 (and their dependencies)."""
+    for app, target in BASELINE:
+        manage(url, "migrate", app, target, "--noinput", "-v0")

@@ -1,6 +1,6 @@
 """Benchmark: backup_db / restore_db against the raw PostgreSQL tools on a seeded database.
 
-Not a test. Usage (PostgreSQL server reachable, client tools on PATH):
+Not a test. Usage (PostgreSQL server of BENCH_ADMIN_URL reachable, client tools on PATH):
 
     .venv/bin/python bench/bench_backup.py [--subscriptions 1000000] [--users 200000] [--runs 3] [--keep]
 
@@ -9,13 +9,13 @@ Creates `bench_backup_src` (migrated and seeded with `seed_demo_data`), then mea
 formats, `manage.py backup_db`, `pg_restore --single-transaction` into a fresh database and
 `manage.py restore_db --target-database-url` into a fresh database; and `engine.row_counts()`.
 Prints a table and the ratios the issue sets targets for; --json writes them as JSON too.
+The commands are functions (argv builders) that bench/run.py measures side by side too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,65 +23,71 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG = {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "postgres"}
+from _common import admin, copy_database, drop_database, manage, manage_argv, run_measured, shell, url_of
+
 SOURCE = "bench_backup_src"
 
 
-def sh(argv, env=None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=True, env={**os.environ, **PG, **(env or {})}, **kwargs)
+# --- the commands compared (argv lists; run them with _common.run_measured) ---
+def pg_dump_plain(url: str, path: Path) -> list[str]:
+    """The runbook's backup: plain SQL to a file."""
+    return ["pg_dump", "-f", str(path), "-d", url]
 
 
-def psql(sql: str, db: str = "postgres") -> str:
-    return sh(["psql", "-X", "-At", "-d", db, "-c", sql], capture_output=True, text=True).stdout.strip()
+def pg_dump_custom(url: str, path: Path, *options: str) -> list[str]:
+    """`pg_dump -Fc` (default gzip unless options say otherwise)."""
+    return ["pg_dump", "-Fc", *options, "-f", str(path), "-d", url]
 
 
-def url(db: str) -> str:
-    return f"postgres://postgres@127.0.0.1:5432/{db}"
+def pg_dump_zstd(url: str, path: Path) -> list[str]:
+    """The raw pipeline backup_db runs: an uncompressed custom dump through `zstd -1`."""
+    return shell(f"pg_dump -Fc -Z0 -d '{url}' | zstd -1 -q -c > '{path}'")
 
 
-def manage(*args: str, env: dict[str, str]) -> None:
-    sh([sys.executable, "manage.py", *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+def pg_restore_fresh(url: str, name: str, dump: Path) -> list[str]:
+    """Create the database, then `pg_restore --single-transaction` into it (what restoring by hand takes)."""
+    return shell(
+        f"createdb --maintenance-db='{url.rsplit('/', 1)[0]}/postgres' '{name}' && "
+        f"pg_restore --single-transaction --no-owner -d '{url}' '{dump}'"
+    )
 
 
-def timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+def pg_restore_over(url: str, dump: Path) -> list[str]:
+    """`pg_restore --clean --if-exists --single-transaction` over the existing database."""
+    return ["pg_restore", "--clean", "--if-exists", "--single-transaction", "--no-owner", "-d", url, str(dump)]
 
 
-def median_of(runs: int, fn, before=None) -> float:
+def backup_db(url: str, name: str) -> list[str]:
+    return manage_argv(url, "backup_db", "--name", name, "-v0")
+
+
+def restore_db(url: str, name: str, target_url: str | None = None) -> list[str]:
+    target = ["--target-database-url", target_url] if target_url else []
+    return manage_argv(url, "restore_db", name, "--noinput", "-v0", *target)
+
+
+def verify_restore_test(url: str, name: str) -> list[str]:
+    return manage_argv(url, "verify_backup", name, "--restore-test", "-v0")
+
+
+def manifest_of(backup_dir: Path, name: str) -> dict:
+    return json.loads((backup_dir / f"{name}.json").read_text())
+
+
+def median_of(runs: int, argv_of, env: dict, before=None) -> float:
     times = []
-    for _ in range(runs):
+    for run in range(runs):
         if before:
             before()
-        times.append(timed(fn))
+        times.append(run_measured(argv_of(run), env=env)["wall_s"])
     return statistics.median(times)
 
 
-def recreate(db: str) -> None:
-    psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    psql(f'CREATE DATABASE "{db}"')
-
-
-def prepare_source(users: int, subscriptions: int, env: dict[str, str]) -> None:
-    exists = psql(f"SELECT 1 FROM pg_database WHERE datname = '{SOURCE}'")
-    if exists and psql("SELECT count(*) FROM subscriptions", SOURCE) == str(subscriptions):
-        return
-    recreate(SOURCE)
-    manage("migrate", "--noinput", "-v0", "--database-url", url(SOURCE), env=env)
-    manage(
-        "seed_demo_data",
-        "--users",
-        str(users),
-        "--subscriptions",
-        str(subscriptions),
-        "-v0",
-        "--database-url",
-        url(SOURCE),
-        env=env,
-    )
-    psql("VACUUM ANALYZE", SOURCE)
+def prepare_source(url: str, users: int, subscriptions: int) -> None:
+    admin(f'CREATE DATABASE "{SOURCE}"')
+    manage(url, "migrate", "--noinput", "-v0")
+    manage(url, "seed_demo_data", "--users", str(users), "--subscriptions", str(subscriptions), "-v0")
+    run_measured(["psql", "-X", "-q", "-d", url, "-c", "VACUUM ANALYZE"])
 
 
 def main() -> None:
@@ -94,111 +100,84 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-backup-"))
+    backups = work / "backups"
     env = {
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "BACKUP_DIR": str(work / "backups"),
+        "BACKUP_DIR": str(backups),
         "MIGRATION_LOG": str(work / "migration.log"),
-        "DATABASE_URL": url(SOURCE),
     }
-    t0 = time.perf_counter()
-    prepare_source(args.users, args.subscriptions, env)
-    size = psql("SELECT pg_size_pretty(pg_database_size(current_database()))", SOURCE)
-    print(f"source ready in {time.perf_counter() - t0:.1f}s: {size}")
+    source = url_of(SOURCE)
+    t0 = time.monotonic()
+    drop_database(SOURCE)
+    prepare_source(source, args.users, args.subscriptions)
+    print(f"source ready in {time.monotonic() - t0:.1f}s")
     results: dict[str, dict[str, float]] = {}
 
-    def record(label: str, seconds: float, path: Path | None = None) -> None:
-        size = path.stat().st_size if path and path.exists() else 0
+    def record(label: str, seconds: float, size: int = 0) -> None:
         results[label] = {"seconds": round(seconds, 3), "bytes": size}
         print(f"{label:45s} {seconds:8.2f} s {size / 1e6:10.1f} MB", flush=True)
 
-    plain = work / "plain.sql"
-    record("pg_dump > file (plain)", median_of(args.runs, lambda: sh(["pg_dump", "-f", str(plain), SOURCE])), plain)
-    custom = work / "custom.dump"
-    record("pg_dump -Fc (default gzip)", timed(lambda: sh(["pg_dump", "-Fc", "-f", str(custom), SOURCE])), custom)
-    z1 = work / "z1.dump"
-    record("pg_dump -Fc -Z1", median_of(args.runs, lambda: sh(["pg_dump", "-Fc", "-Z1", "-f", str(z1), SOURCE])), z1)
-    zst = work / "z0.dump.zst"
-    pipeline = f"pg_dump -Fc -Z0 {SOURCE} | zstd -1 -q -c > {zst}"
-    record(
-        "pg_dump -Fc -Z0 | zstd -1", median_of(args.runs, lambda: sh(["bash", "-o", "pipefail", "-c", pipeline])), zst
-    )
+    def size(path: Path) -> int:
+        return path.stat().st_size if path.exists() else 0
 
-    counter = 0
-
-    def backup() -> None:
-        nonlocal counter
-        counter += 1
-        manage("backup_db", "--name", f"bench{counter}", env=env)
-
-    record("manage.py backup_db", median_of(args.runs, backup))
-    manifest = json.loads((work / "backups" / f"bench{counter}.json").read_text())
+    plain, custom, z1, zst = work / "plain.sql", work / "custom.dump", work / "z1.dump", work / "z0.dump.zst"
+    record("pg_dump > file (plain)", median_of(args.runs, lambda _: pg_dump_plain(source, plain), env), size(plain))
+    record("pg_dump -Fc (default gzip)", median_of(1, lambda _: pg_dump_custom(source, custom), env), size(custom))
+    record("pg_dump -Fc -Z1", median_of(args.runs, lambda _: pg_dump_custom(source, z1, "-Z1"), env), size(z1))
+    record("pg_dump -Fc -Z0 | zstd -1", median_of(args.runs, lambda _: pg_dump_zstd(source, zst), env), size(zst))
+    record("manage.py backup_db", median_of(args.runs, lambda run: backup_db(source, f"bench{run}"), env))
+    manifest = manifest_of(backups, "bench0")
     results["manage.py backup_db"]["bytes"] = manifest["size_bytes"]
     print(f"  backup_db file {manifest['size_bytes'] / 1e6:.1f} MB, format {manifest['format']}")
 
     # The same work without the Django start-up of a new process (the framework's own cost).
     in_process = (
         "import django, sys, time; django.setup(); from migrations_ops.backups import create_backup;"
-        "t = time.perf_counter(); create_backup(name=sys.argv[1]); print(time.perf_counter() - t)"
+        "t = time.monotonic(); create_backup(name=sys.argv[1]); print(time.monotonic() - t)"
     )
+    seconds = [
+        float(
+            run_measured([sys.executable, "-c", in_process, f"inproc{run}"], env={**env, "DATABASE_URL": source})[
+                "stdout"
+            ]
+            .strip()
+            .splitlines()[-1]
+        )
+        for run in range(args.runs)
+    ]
+    record("create_backup() in-process", statistics.median(seconds))
 
-    def backup_in_process() -> float:
-        nonlocal counter
-        counter += 1
-        argv = [sys.executable, "-c", in_process, f"bench{counter}"]
-        out = sh(argv, env=env, cwd=ROOT, capture_output=True, text=True)
-        return float(out.stdout.strip().splitlines()[-1])
-
-    record("create_backup() in-process", statistics.median(backup_in_process() for _ in range(args.runs)))
-
+    raw_target, ours_target = "bench_restore_raw", "bench_restore_ops"
     record(
         "pg_restore --single-transaction (fresh db)",
         median_of(
             args.runs,
-            lambda: sh(["pg_restore", "--single-transaction", "--no-owner", "-d", "bench_restore_raw", str(custom)]),
-            before=lambda: recreate("bench_restore_raw"),
-        ),
-    )
-    record(
-        "pg_restore --single-transaction (zstd file)",
-        median_of(
-            args.runs,
-            lambda: sh(
-                [
-                    "bash",
-                    "-o",
-                    "pipefail",
-                    "-c",
-                    f"zstd -dcq {zst} | pg_restore --single-transaction --no-owner -d bench_restore_raw",
-                ]
-            ),
-            before=lambda: recreate("bench_restore_raw"),
+            lambda _: pg_restore_fresh(url_of(raw_target), raw_target, custom),
+            env,
+            before=lambda: drop_database(raw_target),
         ),
     )
     record(
         "manage.py restore_db --target (fresh db)",
         median_of(
             args.runs,
-            lambda: manage(
-                "restore_db", f"bench{counter}", "--noinput", "--target-database-url", url("bench_restore_ops"), env=env
-            ),
-            before=lambda: psql('DROP DATABASE IF EXISTS "bench_restore_ops" WITH (FORCE)'),
+            lambda _: restore_db(source, "bench0", url_of(ours_target)),
+            env,
+            before=lambda: drop_database(ours_target),
         ),
     )
+    copy_database(ours_target, SOURCE)
     record(
         "manage.py restore_db in place (+safety backup)",
-        timed(
-            lambda: manage(
-                "restore_db", f"bench{counter}", "--noinput", "--target-database-url", url("bench_restore_ops"), env=env
-            )
-        ),
+        median_of(1, lambda _: restore_db(url_of(ours_target), "bench0"), env),
     )
 
     code = (
         "import django, time; django.setup(); from migrations_ops.engines import get_engine;"
-        "e = get_engine(); e.row_counts(); t = time.perf_counter(); e.row_counts(); print(time.perf_counter() - t)"
+        "e = get_engine(); e.row_counts(); t = time.monotonic(); e.row_counts(); print(time.monotonic() - t)"
     )
-    seconds = float(sh([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True).stdout)
-    record("engine.row_counts() (warm)", seconds)
+    done = run_measured([sys.executable, "-c", code], env={**env, "DATABASE_URL": source})
+    record("engine.row_counts() (warm)", float(done["stdout"].strip().splitlines()[-1]))
 
     plain_r = results["pg_dump > file (plain)"]
     ours = results["manage.py backup_db"]
@@ -216,10 +195,10 @@ def main() -> None:
     print(json.dumps(ratios, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "ratios": ratios}, indent=2))
-    for db in ("bench_restore_raw", "bench_restore_ops"):
-        psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    for db in (raw_target, ours_target):
+        drop_database(db)
     if not args.keep:
-        psql(f'DROP DATABASE IF EXISTS "{SOURCE}" WITH (FORCE)')
+        drop_database(SOURCE)
     subprocess.run(["rm", "-rf", str(work)], check=False)
 
 

@@ -30,7 +30,8 @@ import threading
 import time
 from pathlib import Path
 
-from _common import BASE_URL, ROOT, admin, manage
+from _common import BASE_URL, ROOT, admin, manage, manage_argv, migrate_to_baseline, run_measured
+from bench_backup import pg_dump_plain
 
 sys.path.insert(0, str(ROOT))
 from tests.workload import AppWorkload  # noqa: E402
@@ -188,12 +189,17 @@ class LockWaitSampler(threading.Thread):
         return {"longest_lock_wait_s": round(self.longest_s, 3), "query": self.longest_query}
 
 
-def upgrade(kind: str, url: str, env: dict, seconds_budget: int, rate: int) -> dict:
-    """Run one upgrade with the application stand-in and pgbench running; return the figures."""
+def upgrade(kind: str, url: str, env: dict, seconds_budget: int, rate: int, dump: str = "custom") -> dict:
+    """Run one upgrade with the application stand-in (and pgbench at `rate` transactions per second,
+    none when 0) running; return the figures. kind: online, transaction (safe_migrate's one
+    transaction) or migrate (a raw dump, then plain `migrate`; dump "custom" is `pg_dump -Fc -Z1`,
+    "plain" the runbook's plain SQL file). "client" is the upgrade's processes' wall time, CPU and
+    peak memory (run_measured)."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        bench = PgBench(url, rate, workdir)
-        bench.start()
+        bench = PgBench(url, rate, workdir) if rate else None
+        if bench:
+            bench.start()
         sampler = LockWaitSampler(url)
         sampler.start()
         time.sleep(1.0)
@@ -201,23 +207,22 @@ def upgrade(kind: str, url: str, env: dict, seconds_budget: int, rate: int) -> d
             time.sleep(1.0)
             started = time.monotonic()
             if kind == "migrate":
-                dump = workdir / "plain.dump"
-                subprocess.run(["pg_dump", "-Fc", "-Z1", "-f", str(dump), "-d", url], check=True)
-                manage(url, "migrate", "--noinput", "-v0")
+                path = workdir / ("plain.sql" if dump == "plain" else "plain.dump")
+                argv = (
+                    pg_dump_plain(url, path)
+                    if dump == "plain"
+                    else ["pg_dump", "-Fc", "-Z1", "-f", str(path), "-d", url]
+                )
+                steps = [run_measured(argv), run_measured(manage_argv(url, "migrate", "--noinput", "-v0"), env=env)]
                 summary = {}
             else:
                 args = ["safe_migrate", "--noinput", "--json", *(["--online"] if kind == "online" else [])]
-                done = subprocess.run(
-                    [sys.executable, "manage.py", *args, "--database-url", url],
-                    cwd=ROOT,
-                    env={**os.environ, **env},
-                    capture_output=True,
-                    text=True,
-                )
-                summary = json.loads(done.stdout) if done.stdout.strip() else {"error": done.stderr}
+                steps = [run_measured(manage_argv(url, *args), env=env, check=False)]
+                out = steps[0]["stdout"]
+                summary = json.loads(out) if out.strip() else {"error": steps[0]["stderr"][-500:]}
             elapsed = time.monotonic() - started
             time.sleep(1.0)
-        figures = bench.figures()
+        figures = bench.figures() if bench else None
         lock_waits = sampler.figures()
     report = app.report
     updated = report.updated
@@ -237,7 +242,14 @@ def upgrade(kind: str, url: str, env: dict, seconds_budget: int, rate: int) -> d
     return {
         "kind": kind,
         "status": summary.get("status", "applied" if kind == "migrate" else None),
+        "error": summary.get("error"),
+        "stderr_tail": ""
+        if summary.get("status") in (None, "applied", "online_applied")
+        else steps[-1]["stderr"][-1500:],
         "total_s": round(elapsed, 2),
+        "client": {key: round(sum(step[key] for step in steps), 3) for key in ("wall_s", "cpu_user_s", "cpu_sys_s")}
+        | {"maxrss_mb": max(step["maxrss_mb"] for step in steps)},
+        "durations": summary.get("durations"),
         "app_longest_wait_s": round(report.longest_wait_s, 3),
         "app_errors": len(report.errors),
         "app_error_examples": report.errors[:3],
@@ -268,8 +280,7 @@ def main() -> None:
     exists = psql_scalar(f"{BASE_URL}/postgres", f"SELECT count(*) FROM pg_database WHERE datname = '{template}'")
     if exists == "0":
         admin(f"CREATE DATABASE {template}")
-        for app, target in [("accounts", "0001_initial"), ("billing", "0001_initial")]:
-            manage(template_url, "migrate", app, target, "--noinput", "-v0")
+        migrate_to_baseline(template_url)
         seconds = manage(template_url, "seed_demo_data", "--users", str(args.rows), "--subscriptions", str(args.rows))
         print(f"seeded {args.rows} users + {args.rows} subscriptions in {seconds:.1f}s", flush=True)
     budget = max(120, args.rows // 5000)

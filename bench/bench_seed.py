@@ -11,11 +11,30 @@ database. Usage:
 from __future__ import annotations
 
 import argparse
+import re
 import uuid
 
-from _common import BASE_URL, execute, manage_output
+from _common import BASE_URL, execute, manage_argv, manage_output, run_measured
 
 MIGRATE = {"head": [["migrate"]], "baseline": [["migrate", "accounts", "0001"], ["migrate", "billing", "0001"]]}
+
+
+def prepare(url: str, state: str) -> None:
+    """Migrate an empty database to `state` (head or baseline)."""
+    for step in MIGRATE[state]:
+        manage_output(url, *step, "--noinput", "-v0")
+
+
+def seed(url: str, options: list[str]) -> dict:
+    """`seed_demo_data <options>` on a prepared database: wall time, CPU, peak memory, the summary
+    line, the rows it wrote per table and in all, and rows per second of the command's wall time."""
+    run = run_measured(manage_argv(url, "seed_demo_data", *options))
+    lines = run.pop("stdout").strip().splitlines()
+    run.pop("stderr")
+    summary = lines[-1] if lines else ""
+    counts = {table: int(count.replace(",", "")) for table, count in re.findall(r"(\w+)=([\d,]+)", summary)}
+    rows = sum(counts.values())
+    return {**run, "summary": summary, "tables": counts, "rows": rows, "rows_per_s": round(rows / run["wall_s"])}
 
 
 def bench(server: str, state: str, options: list[str]) -> None:
@@ -23,11 +42,10 @@ def bench(server: str, state: str, options: list[str]) -> None:
     url = f"{server}/{name}"
     execute(f"{server}/postgres", f'CREATE DATABASE "{name}"')
     try:
-        for step in MIGRATE[state]:
-            manage_output(url, *step, "--noinput", "-v0")
-        summary, wall = manage_output(url, "seed_demo_data", *options)
-        print(f"[{state}] {summary}")
-        print(f"[{state}] wall time including process start: {wall:.1f}s")
+        prepare(url, state)
+        result = seed(url, options)
+        print(f"[{state}] {result['summary']}")
+        print(f"[{state}] wall time including process start: {result['wall_s']:.1f}s, {result['rows_per_s']:,} rows/s")
     finally:
         execute(f"{server}/postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

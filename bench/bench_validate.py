@@ -11,6 +11,10 @@ same database; `--deep` (amcheck, installed in the bench database) is measured s
 
 Needs the PostgreSQL server of BENCH_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres)
 and `psql`. Not a test: it prints figures (and a JSON line with --json).
+
+bench/run.py uses ValidationWorker: this script with `--serve URL` as a child process that sets
+Django up once, then validates or captures the checks' SQL on request (one JSON line per answer),
+so validate_db in-process alternates with its SQL through psql.
 """
 
 from __future__ import annotations
@@ -72,12 +76,94 @@ class Capture:
         return execute(sql, params, many, context)
 
 
+def capture_script(connection, deep: bool, path: Path) -> int:
+    """Run the checks once, writing every statement they send to `path` as a psql script; the count."""
+    from migrations_ops.validation import run_validation
+
+    connection.ensure_connection()
+    capture = Capture(connection)
+    with connection.execute_wrapper(capture):
+        run_validation("default", deep=deep)
+    path.write_text("".join(statement.rstrip().rstrip(";") + ";\n" for statement in capture.statements))
+    return len(capture.statements)
+
+
+def psql_script(url: str, script: Path) -> list[str]:
+    """argv replaying a captured script through psql, output discarded."""
+    return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(script), "-o", os.devnull]
+
+
+def serve(url: str) -> None:
+    """The child of ValidationWorker: `run [deep]` validates, `capture PATH [deep]` writes the script."""
+    import resource
+
+    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from migrations_ops.validation import run_validation
+
+    for line in sys.stdin:
+        command, *rest = line.split()
+        if command == "run":
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            started = time.monotonic()
+            report = run_validation("default", deep="deep" in rest)
+            wall = time.monotonic() - started
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            answer = {
+                "wall_s": round(wall, 3),
+                "cpu_user_s": round(after.ru_utime - before.ru_utime, 3),
+                "cpu_sys_s": round(after.ru_stime - before.ru_stime, 3),
+                "maxrss_mb": round(after.ru_maxrss / 1024, 1),
+                "ok": report.ok,
+                "failed": [check.name for check in report.checks if not check.ok],
+            }
+        elif command == "capture":
+            answer = {"statements": capture_script(connection, "deep" in rest, Path(rest[0]))}
+        else:
+            answer = {"error": f"unknown request {command!r}"}
+        print(json.dumps(answer), flush=True)
+
+
+class ValidationWorker:
+    """validate_db in a Python process started once (Django start-up excluded from each run)."""
+
+    def __init__(self, url: str, env: dict | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", url],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def request(self, line: str) -> dict:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the validation worker ended (exit {self.process.wait()})")
+        return json.loads(answer)
+
+    def run(self, deep: bool = False) -> dict:
+        return self.request("run deep" if deep else "run")
+
+    def capture(self, path: Path, deep: bool = False) -> int:
+        return self.request(f"capture {path}{' deep' if deep else ''}")["statements"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
 def timed_psql(url: str, script: Path) -> float:
     started = time.monotonic()
-    subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(script), "-o", os.devnull],
-        check=True,
-    )
+    subprocess.run(psql_script(url, script), check=True)
     return time.monotonic() - started
 
 
@@ -89,7 +175,11 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse an existing bench database")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
 
     url = f"{BASE_URL}/{DB_NAME}"
     seed_s = prepare(url, args.subscriptions, args.users or max(1, args.subscriptions // 2), args.reuse)
@@ -116,13 +206,8 @@ def main() -> None:
         return time.monotonic() - started, report
 
     def script_of(deep: bool) -> tuple[Path, int]:
-        connection.ensure_connection()
-        capture = Capture(connection)
-        with connection.execute_wrapper(capture):
-            run_validation("default", deep=deep)
         path = Path(backup_dir) / f"checks{'-deep' if deep else ''}.sql"
-        path.write_text("".join(statement.rstrip().rstrip(";") + ";\n" for statement in capture.statements))
-        return path, len(capture.statements)
+        return path, capture_script(connection, deep, path)
 
     def alternate(deep: bool, script: Path) -> tuple[float, float]:
         """Median seconds of validate_db and of its statements through psql, alternating rounds."""
