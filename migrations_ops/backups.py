@@ -8,6 +8,7 @@ any instant never leaves something that looks valid. Every vendor difference is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from migrations_ops import audit
 from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import engine_class, get_engine
 from migrations_ops.engines.base import (
+    HASH_CHUNK,
     DatabaseEngine,
     DumpFile,
     Progress,
@@ -37,13 +39,15 @@ from migrations_ops.engines.base import (
     fsync_path,
     sha256_of,
 )
+from migrations_ops.engines.processes import write_all
 from migrations_ops.errors import BadInput, OperationFailed, OpsError, RecoveryFailed, scrub
-from migrations_ops.status import current_migrations
+from migrations_ops.status import applied_migrations, current_migrations
 from migrations_ops.timeouts import lock_timeout
 from migrations_ops.validation import run_validation
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 REASONS = ("manual", "pre-migrate", "pre-restore", "rehearsal")
+IMPORTED = "imported"  # the reason of a dump made without us and adopted (backup_db --adopt)
 MANIFEST_SUFFIX = ".json"
 TEMP_MAX_AGE_S = 3600  # prune removes temporary files of interrupted backups older than this
 
@@ -69,6 +73,7 @@ class BackupManifest:
     reason: str
     migrations: dict[str, list[str]] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
+    source: str | None = None  # adopted backups: the file they were copied from
     directory: Path | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,10 +87,11 @@ class BackupManifest:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         known = {name for name in cls.__dataclass_fields__ if name != "directory"}
-        missing = sorted(known - set(data))
+        optional = {"source"}  # later additions: manifests written before them stay readable
+        missing = sorted(known - optional - set(data))
         if missing:
             raise ValueError(f"missing fields: {', '.join(missing)}")
-        manifest = cls(**{key: data[key] for key in known}, directory=directory)
+        manifest = cls(**{key: data[key] for key in known if key in data}, directory=directory)
         if not NAME_PATTERN.match(manifest.name) or not NAME_PATTERN.match(manifest.file):
             raise ValueError("invalid name or file")
         if not isinstance(manifest.tables, dict) or not isinstance(manifest.migrations, dict):
@@ -162,8 +168,8 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _default_name(engine: DatabaseEngine, reason: str) -> str:
-    base = Path(str(engine.database_info()["name"])).stem or "db"
+def _default_name(engine: DatabaseEngine, reason: str, base: str | None = None) -> str:
+    base = base or Path(str(engine.database_info()["name"])).stem or "db"
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._")[:50] or "db"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{slug}-{stamp}-{reason}"
@@ -312,7 +318,8 @@ def list_backups() -> list[BackupManifest]:
 
 def get_backup(name_or_path: str, allow_path: bool = False) -> BackupManifest:
     """The manifest of a backup by name (or, with ``allow_path``, by the path of its manifest or file)."""
-    if allow_path and os.sep in str(name_or_path):
+    # A file in the current directory is a path even without a '/': `restore_db backup.sql`.
+    if allow_path and (os.sep in str(name_or_path) or Path(name_or_path).is_file()):
         return _backup_at_path(Path(name_or_path))
     name = validate_name(name_or_path)
     path = backup_dir(create=False) / f"{name}{MANIFEST_SUFFIX}"
@@ -339,7 +346,10 @@ def _backup_at_path(path: Path) -> BackupManifest:
             if (path.parent / f"{stem}{MANIFEST_SUFFIX}").is_file():
                 candidates.append(path.parent / f"{stem}{MANIFEST_SUFFIX}")
     if not candidates:
-        raise BadInput(f"{path} has no manifest beside it: only backups made by backup_db can be restored")
+        raise BadInput(
+            f"{path} has no manifest beside it: adopt it first with `manage.py backup_db --adopt {path}` "
+            "(checks it, records its checksum, migrations and row counts), then use the name it prints"
+        )
     try:
         manifest = _read_manifest(candidates[0])
     except (OSError, ValueError, TypeError) as exc:
@@ -413,6 +423,41 @@ def _check_restorable(manifest: BackupManifest, engine: DatabaseEngine, wrong_en
     engine.check_restore_tools(manifest.format, manifest.tool_version)
 
 
+@dataclass
+class ScratchContent:
+    """What a dump holds, read from a scratch database it was restored into (then dropped)."""
+
+    database: str
+    tables: dict[str, int]
+    migrations: dict[str, list[str]]
+    error: str | None
+    duration_s: float
+
+
+def _scratch_content(dump: DumpFile, using: str, label: str, progress: Progress | None) -> ScratchContent:
+    """Restore ``dump`` into a new ``<db>_<label>_<random>`` beside database ``using``, read its row
+    counts and applied migrations, and drop it (also on failure or Ctrl-C)."""
+    scratch = get_engine(using).scratch_settings(f"{label}_{secrets.token_hex(4)}")
+    started = time.monotonic()
+    tables: dict[str, int] = {}
+    migrations: dict[str, list[str]] = {}
+    error = None
+    with temporary_alias(scratch) as alias:
+        engine = get_engine(alias)
+        engine.create_database()
+        try:
+            try:
+                engine.restore(dump, progress, lock_timeout())
+            except OperationFailed as exc:
+                error = f"{exc.message} (in the scratch copy {engine.display_name()})"
+            else:
+                tables = engine.row_counts()
+                migrations = applied_migrations(alias)
+        finally:
+            engine.drop_database()
+    return ScratchContent(str(scratch["NAME"]), tables, migrations, error, round(time.monotonic() - started, 3))
+
+
 def _restore_test(manifest: BackupManifest, using: str, progress: Progress | None) -> dict[str, Any]:
     live = get_engine(using)
     _check_restorable(
@@ -421,19 +466,10 @@ def _restore_test(manifest: BackupManifest, using: str, progress: Progress | Non
         f"a restore test of a {manifest.engine} backup needs a {manifest.engine} database, "
         f"and {using!r} is {live.vendor}: give --database-url",
     )
-    scratch = live.scratch_settings(f"verify_{secrets.token_hex(4)}")
-    started = time.monotonic()
-    with temporary_alias(scratch) as alias:
-        engine = get_engine(alias)
-        engine.create_database()
-        try:
-            try:
-                engine.restore(DumpFile(manifest.path, manifest.format), progress, lock_timeout())
-            except OperationFailed as exc:
-                return {"ok": False, "database": engine.display_name(), "details": [exc.message], "tables": {}}
-            counts = engine.row_counts()
-        finally:
-            engine.drop_database()
+    content = _scratch_content(DumpFile(manifest.path, manifest.format), using, "verify", progress)
+    if content.error:
+        return {"ok": False, "database": content.database, "details": [content.error], "tables": {}}
+    counts = content.tables
     details = [
         f"{table}: {counts.get(table)} rows restored, the manifest says {manifest.tables.get(table)}"
         for table in sorted(set(counts) | set(manifest.tables))
@@ -441,11 +477,119 @@ def _restore_test(manifest: BackupManifest, using: str, progress: Progress | Non
     ]
     return {
         "ok": not details,
-        "database": str(scratch["NAME"]),
+        "database": content.database,
         "details": details,
         "tables": counts,
-        "duration_s": round(time.monotonic() - started, 3),
+        "duration_s": content.duration_s,
     }
+
+
+# --- adopting dumps made without us ---
+def _detect_format(path: Path) -> tuple[str, str]:
+    """(engine vendor, backup format) of a dump file; BadInput when no engine recognises it."""
+    for vendor in ("postgresql", "sqlite"):
+        backup_format = engine_class(vendor).detect_format(path)
+        if backup_format:
+            return vendor, backup_format
+    raise BadInput(
+        f"{path} is not a pg_dump custom-format archive (pg_dump -Fc), pg_dump plain SQL output or a "
+        "SQLite database (decompress it first if it is compressed); nothing was adopted"
+    )
+
+
+def _copy_hashed(source: Path, target: Path) -> tuple[str, int]:
+    """Copy ``source`` to the new file ``target`` (mode 0600, fsynced); return its sha256 and size."""
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with open(source, "rb") as handle:
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+                write_all(fd, chunk)
+                size += len(chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return digest.hexdigest(), size
+
+
+def adopt_backup(
+    path: str | Path,
+    name: str | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    progress: Progress | None = None,
+) -> BackupManifest:
+    """Bring a dump made without us under management: the old runbook's ``pg_dump db > backup.sql``,
+    a ``pg_dump -Fc`` file, or a SQLite file.
+
+    The file is copied into BACKUP_DIR (hashed while copied), checked by the engine's tools (a plain
+    dump must end with pg_dump's last line), restored into a scratch database beside ``using`` (always
+    dropped) to read its migrations and exact row counts, and given a manifest with reason
+    ``imported``: verify, rehearse and restore then treat it like any backup. BadInput (exit 2, nothing
+    adopted) for a missing, unknown, truncated or unrestorable file, a file of another engine, or an
+    invalid or existing name.
+    """
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise BadInput(f"no file at {source}; nothing was adopted")
+    live = get_engine(using)
+    vendor, backup_format = _detect_format(source)
+    if vendor != live.vendor:
+        raise BadInput(
+            f"{source} is a {vendor} dump and the database is {live.vendor}: give --database-url of a "
+            f"{vendor} database (a scratch copy is restored beside it); nothing was adopted"
+        )
+    name = validate_name(name) if name is not None else _default_name(live, IMPORTED, base=source.name.split(".")[0])
+    directory = backup_dir()
+    final = directory / f"{name}{live.file_suffix(backup_format)}"
+    if (directory / f"{name}{MANIFEST_SUFFIX}").exists() or final.exists():
+        raise BadInput(f"a backup named {name!r} already exists in {directory}")
+    live.check_restore_tools(backup_format, "")
+    temporary = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    started = time.monotonic()
+    audit.record("backup.start", name=name, reason=IMPORTED, engine=vendor, source=str(source))
+    published = False
+    try:
+        sha256, size = _copy_hashed(source, temporary)
+        problems = live.verify_file(temporary, backup_format)
+        if problems:
+            raise BadInput(f"{source} cannot be adopted: {'; '.join(problems)}; nothing was adopted")
+        facts = live.file_facts(temporary, backup_format)
+        content = _scratch_content(DumpFile(temporary, backup_format), using, "adopt", progress)
+        if content.error:
+            raise BadInput(f"{source} does not restore: {content.error}; nothing was adopted")
+        _publish(temporary, final)
+        published = True
+        taken = datetime.fromtimestamp(source.stat().st_mtime, UTC).isoformat(timespec="microseconds")
+        manifest = BackupManifest(
+            name=name,
+            created_at=taken,  # when the dump was written, as far as the file can tell
+            engine=vendor,
+            database={"name": facts["database"] or source.name, "host": None, "port": None},
+            server_version=facts["server_version"],
+            tool_version=facts["tool_version"],
+            format=backup_format,
+            file=final.name,
+            size_bytes=size,
+            sha256=sha256,
+            duration_s=round(time.monotonic() - started, 3),
+            reason=IMPORTED,
+            migrations=content.migrations,
+            tables=content.tables,
+            source=str(source.resolve()),
+            directory=directory,
+        )
+        _write_manifest(manifest)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if published:
+            final.unlink(missing_ok=True)
+        _raise_audited("backup", name, started, exc)
+    audit.record(
+        "backup.end", name=name, outcome="ok", bytes=size, duration_s=manifest.duration_s, file=final.name, error=None
+    )
+    return manifest
 
 
 # --- restore ---

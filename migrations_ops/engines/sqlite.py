@@ -29,12 +29,14 @@ from migrations_ops.engines.base import (
     causes,
     counts_by_name,
     fsync_path,
+    read_head,
     row_count_sql,
     sha256_of,
 )
 from migrations_ops.errors import BadInput, LockHeld, OperationFailed
 
 FORMAT = "sqlite3"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 PAGES_PER_STEP = 1024
 _BUSY_OR_LOCKED = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
@@ -154,6 +156,13 @@ class SQLiteEngine(DatabaseEngine):
 
     def file_suffix(self, backup_format: str) -> str:
         return ".sqlite3"
+
+    @classmethod
+    def detect_format(cls, path: Path) -> str | None:
+        return FORMAT if read_head(path, 16) == SQLITE_MAGIC else None
+
+    def file_facts(self, path: Path, backup_format: str) -> dict[str, str]:
+        return {"database": path.name, "server_version": sqlite3.sqlite_version, "tool_version": "sqlite3 file"}
 
     # --- dump ---
     def dump(
