@@ -26,7 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from config.database import parse_database_url
-from migrations_ops import audit
+from migrations_ops import audit, records
 from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import engine_class, get_engine
 from migrations_ops.engines.base import (
@@ -140,6 +140,7 @@ class RestoreResult:
     duration_s: float
     migrations: dict[str, str]
     validation: dict[str, Any]
+    kept_runs: int = 0  # MigrationRun records written since the backup, written back after the restore
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -653,6 +654,8 @@ def restore_backup(
         except BaseException as exc:
             _raise_audited("restore", manifest.name, started, exc)
         result.duration_s = round(time.monotonic() - started, 3)
+        if take_lock:  # safe_migrate's own recovery restore is recorded by its run's row ("restored")
+            records.record_restore(alias, manifest.name, result.duration_s, result.kept_runs)
         audit.record(
             "restore.end",
             name=manifest.name,
@@ -660,6 +663,7 @@ def restore_backup(
             bytes=manifest.size_bytes,
             duration_s=result.duration_s,
             safety_backup=result.safety_backup,
+            kept_runs=result.kept_runs,
             validation_ok=result.validation.get("ok"),
             error=None,
         )
@@ -685,10 +689,12 @@ def _restore_locked(
     with lock:
         terminated = engine.terminate_other_sessions() if terminate_connections else []
         safety = create_backup(using=alias, reason="pre-restore") if safety_backup and not created else None
+        runs = records.runs_before_restore(alias) if not created else []
         try:
             engine.restore(manifest.dump_file(), progress, lock_timeout())
         except RestoredContentMismatch as exc:
             _recover(engine, safety, exc.message)
+        kept = records.write_back_runs(alias, runs)
         validation = _validate(alias) if validate else {}
         migrations = current_migrations(alias)
     return RestoreResult(
@@ -700,6 +706,7 @@ def _restore_locked(
         duration_s=0.0,
         migrations=migrations,
         validation=validation,
+        kept_runs=kept,
     )
 
 
