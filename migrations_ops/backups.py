@@ -374,6 +374,13 @@ def integrity_problems(manifest: BackupManifest) -> list[str]:
     return []
 
 
+def require_intact(manifest: BackupManifest, unchanged: str = "nothing was changed") -> None:
+    """BadInput (exit 2) when the data file no longer matches its manifest (size, then sha256)."""
+    problems = integrity_problems(manifest)
+    if problems:
+        raise BadInput(f"backup {manifest.name!r} failed verification: {problems[0]}; {unchanged}")
+
+
 # --- verification ---
 def verify_backup(
     name: str,
@@ -639,9 +646,7 @@ def restore_backup(
             f"backup {manifest.name!r} is a {manifest.engine} backup and the target database is "
             f"{engine.vendor}: refusing to restore across engines; nothing was changed",
         )
-        problems = integrity_problems(manifest)
-        if problems:
-            raise BadInput(f"backup {manifest.name!r} failed verification: {problems[0]}; nothing was changed")
+        require_intact(manifest)
         if confirm is not None and not confirm(manifest, engine.display_name()):
             raise BadInput("restore aborted: the confirmation did not match; nothing was changed")
         started = time.monotonic()

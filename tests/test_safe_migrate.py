@@ -484,3 +484,13 @@ def test_unusable_database_is_one_line_and_exit_2(tmp_path, url):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "s3cret" not in result.stderr + result.stdout
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+def test_rehearsing_from_a_damaged_backup_is_refused_before_any_copy(baseline_db):
+    from tests.test_backups import corrupt
+
+    manifest = backups.create_backup(using=baseline_db.alias, name="damaged")
+    corrupt(manifest.path, "truncate")
+    summary = run(baseline_db, rehearse=True, from_backup="damaged")
+    assert summary.exit_code == ExitCode.BAD_INPUT, summary.error
+    assert "truncated or altered" in summary.error and "the live database is only read" in summary.error

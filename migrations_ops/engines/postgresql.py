@@ -584,7 +584,7 @@ class PostgreSQLEngine(DatabaseEngine):
                         if restorer.returncode != 0
                         else "decompressing the backup failed"
                     )
-                    raise OperationFailed(f"restore failed, database unchanged: {reason}")
+                    raise OperationFailed(f"restore failed, database {self._dbname()} unchanged: {reason}")
                 with suppress(BrokenPipeError):
                     applier.stdin.write(self._epilogue(expected_tables).encode())
                 with suppress(BrokenPipeError):
@@ -606,7 +606,7 @@ class PostgreSQLEngine(DatabaseEngine):
                 f"restore blocked by other sessions on {self._dbname()} ({who}); nothing was changed: "
                 "stop them or retry with --terminate-connections"
             )
-        raise OperationFailed(f"restore failed and was rolled back, database unchanged: {message}")
+        raise OperationFailed(f"restore failed and was rolled back, database {self._dbname()} unchanged: {message}")
 
     def other_sessions(self) -> list[str]:
         conn = self._connect()

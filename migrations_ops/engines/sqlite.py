@@ -210,11 +210,12 @@ class SQLiteEngine(DatabaseEngine):
             f"restore blocked: another connection has held {target_path.name} open in a transaction for more "
             f"than {lock_timeout:g}s; nothing was changed"
         )
-        with _copy_errors(blocked, "SQLite restore failed, database unchanged"):
+        with _copy_errors(blocked, f"SQLite restore failed, database {target_path.name} unchanged"):
             with closing(_readonly(dump.path)) as source:
                 if expected_tables is not None and _counts(source) != expected_tables:
                     raise OperationFailed(
-                        "restore refused, database unchanged: the backup's row counts differ from its manifest"
+                        f"restore refused, database {target_path.name} unchanged: the backup's row counts differ "
+                        "from its manifest"
                     )
                 with closing(sqlite3.connect(target_path, timeout=0.1)) as target:
                     _copy(source, target, progress, lock_timeout)
