@@ -494,3 +494,17 @@ def test_rehearsing_from_a_damaged_backup_is_refused_before_any_copy(baseline_db
     summary = run(baseline_db, rehearse=True, from_backup="damaged")
     assert summary.exit_code == ExitCode.BAD_INPUT, summary.error
     assert "truncated or altered" in summary.error and "the live database is only read" in summary.error
+
+
+@pytest.mark.parametrize("engine", ["sqlite"])
+def test_plan_says_the_rollback_path_once_in_words_and_bad_input_is_not_a_failure(baseline_db):
+    planned = manage(baseline_db, "safe_migrate", "--plan")
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.lower().count("rollback path") == 1, planned.stdout
+    assert "any failure rolls back, no restore needed" in planned.stdout
+    assert "; ~ " not in planned.stdout and "altered columns loyalty_account_id" in planned.stdout
+
+    refused = manage(baseline_db, "safe_migrate", "billing", "9999")
+    assert refused.returncode == ExitCode.BAD_INPUT
+    assert "Status: failed" not in refused.stdout and "Status: refused, nothing was changed" in refused.stdout
+    assert refused.stderr == "error: no migration of 'billing' matches '9999'\n"
