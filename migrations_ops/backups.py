@@ -8,7 +8,6 @@ any instant never leaves something that looks valid. Every vendor difference is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,7 +29,6 @@ from migrations_ops import audit, records
 from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import engine_class, get_engine
 from migrations_ops.engines.base import (
-    HASH_CHUNK,
     DatabaseEngine,
     DumpFile,
     Progress,
@@ -39,7 +37,7 @@ from migrations_ops.engines.base import (
     fsync_path,
     sha256_of,
 )
-from migrations_ops.engines.processes import write_all
+from migrations_ops.engines.processes import write_hashed
 from migrations_ops.errors import BadInput, OperationFailed, OpsError, RecoveryFailed, scrub
 from migrations_ops.status import applied_migrations, current_migrations
 from migrations_ops.timeouts import lock_timeout
@@ -199,6 +197,39 @@ def _write_manifest(manifest: BackupManifest) -> None:
     _publish(temporary, manifest.manifest_path)
 
 
+def _publish_backup(temporary: Path, final: Path, manifest: BackupManifest) -> None:
+    """The data file under its final name, then the manifest; the data file goes again if the
+    manifest cannot be written (a data file is never listed without its manifest anyway)."""
+    _publish(temporary, final)
+    try:
+        _write_manifest(manifest)
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _backup_attempt(name: str, temporary: Path, started: float) -> Iterator[None]:
+    """Any failure while a backup is written: its temporary file goes, a failed ``backup.end`` is logged."""
+    try:
+        yield
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        _raise_audited("backup", name, started, exc)
+
+
+def _audit_backup_end(manifest: BackupManifest) -> None:
+    audit.record(
+        "backup.end",
+        name=manifest.name,
+        outcome="ok",
+        bytes=manifest.size_bytes,
+        duration_s=manifest.duration_s,
+        file=manifest.file,
+        error=None,
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -253,11 +284,8 @@ def create_backup(
     started = time.monotonic()
     created_at = _now()
     audit.record("backup.start", name=name, reason=reason, engine=engine.vendor, database=database)
-    published = False
-    try:
+    with _backup_attempt(name, temporary, started):
         result = engine.dump(temporary, backup_format, progress=progress, lock_timeout=lock_timeout())
-        _publish(temporary, final)
-        published = True
         manifest = BackupManifest(
             name=name,
             created_at=created_at,
@@ -275,21 +303,8 @@ def create_backup(
             tables=result.tables,
             directory=directory,
         )
-        _write_manifest(manifest)
-    except BaseException as exc:
-        temporary.unlink(missing_ok=True)
-        if published:
-            final.unlink(missing_ok=True)
-        _raise_audited("backup", name, started, exc)
-    audit.record(
-        "backup.end",
-        name=name,
-        outcome="ok",
-        bytes=manifest.size_bytes,
-        duration_s=manifest.duration_s,
-        file=manifest.file,
-        error=None,
-    )
+        _publish_backup(temporary, final, manifest)
+    _audit_backup_end(manifest)
     return manifest
 
 
@@ -505,23 +520,6 @@ def _detect_format(path: Path) -> tuple[str, str]:
     )
 
 
-def _copy_hashed(source: Path, target: Path) -> tuple[str, int]:
-    """Copy ``source`` to the new file ``target`` (mode 0600, fsynced); return its sha256 and size."""
-    digest = hashlib.sha256()
-    size = 0
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with open(source, "rb") as handle:
-            while chunk := handle.read(HASH_CHUNK):
-                digest.update(chunk)
-                write_all(fd, chunk)
-                size += len(chunk)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return digest.hexdigest(), size
-
-
 def adopt_backup(
     path: str | Path,
     name: str | None = None,
@@ -557,9 +555,9 @@ def adopt_backup(
     temporary = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"
     started = time.monotonic()
     audit.record("backup.start", name=name, reason=IMPORTED, engine=vendor, source=str(source))
-    published = False
-    try:
-        sha256, size = _copy_hashed(source, temporary)
+    with _backup_attempt(name, temporary, started):
+        with open(source, "rb") as handle:
+            sha256, size = write_hashed(handle, temporary)
         problems = live.verify_file(temporary, backup_format)
         if problems:
             raise BadInput(f"{source} cannot be adopted: {'; '.join(problems)}; nothing was adopted")
@@ -567,8 +565,6 @@ def adopt_backup(
         content = _scratch_content(DumpFile(temporary, backup_format), using, "adopt", progress)
         if content.error:
             raise BadInput(f"{source} does not restore: {content.error}; nothing was adopted")
-        _publish(temporary, final)
-        published = True
         taken = datetime.fromtimestamp(source.stat().st_mtime, UTC).isoformat(timespec="microseconds")
         manifest = BackupManifest(
             name=name,
@@ -588,15 +584,8 @@ def adopt_backup(
             source=str(source.resolve()),
             directory=directory,
         )
-        _write_manifest(manifest)
-    except BaseException as exc:
-        temporary.unlink(missing_ok=True)
-        if published:
-            final.unlink(missing_ok=True)
-        _raise_audited("backup", name, started, exc)
-    audit.record(
-        "backup.end", name=name, outcome="ok", bytes=size, duration_s=manifest.duration_s, file=final.name, error=None
-    )
+        _publish_backup(temporary, final, manifest)
+    _audit_backup_end(manifest)
     return manifest
 
 

@@ -26,28 +26,35 @@ def _table_present(using: str) -> bool:
         return MigrationRun._meta.db_table in connection.introspection.table_names(cursor)
 
 
-def record_migration_run(using: str, summary: Any) -> bool:
-    """Insert one MigrationRun row; False (and an audit line) if the table is not there."""
+def _insert_run(using: str, not_recorded: str, **fields: Any) -> bool:
+    """One MigrationRun row with this process as operator; False (and an audit line) when the table is
+    not there or the insert fails: the record of a run never fails the run."""
     if not _table_present(using):
-        audit.record("safe_migrate.run_not_recorded", reason="migration_run table absent at this migration state")
+        audit.record(not_recorded, reason="migration_run table absent at this migration state")
         return False
     try:
         MigrationRun.objects.using(using).create(
-            status=summary.status,
-            exit_code=summary.exit_code,
-            applied=summary.applied,
-            backup=summary.backup or "",
-            rollback=summary.rollback or "",
-            error=summary.error or "",
-            durations=summary.durations,
-            operator=audit.operator(),
-            host=socket.gethostname(),
-            pid=os.getpid(),
+            **fields, operator=audit.operator(), host=socket.gethostname(), pid=os.getpid()
         )
     except DatabaseError as exc:
-        audit.record("safe_migrate.run_not_recorded", reason=first_line(exc))
+        audit.record(not_recorded, reason=first_line(exc))
         return False
     return True
+
+
+def record_migration_run(using: str, summary: Any) -> bool:
+    """Insert the MigrationRun row of a safe_migrate run."""
+    return _insert_run(
+        using,
+        "safe_migrate.run_not_recorded",
+        status=summary.status,
+        exit_code=summary.exit_code,
+        applied=summary.applied,
+        backup=summary.backup or "",
+        rollback=summary.rollback or "",
+        error=summary.error or "",
+        durations=summary.durations,
+    )
 
 
 # What identifies a record across a restore (ids are reused by the restored sequence).
@@ -86,21 +93,13 @@ def write_back_runs(using: str, rows: list[dict[str, Any]]) -> int:
 
 
 def record_restore(using: str, backup: str, duration_s: float, kept_runs: int) -> bool:
-    """The MigrationRun row of a restore_db (status ``restore``); False if the table is not there."""
-    if not _table_present(using):
-        return False
-    try:
-        MigrationRun.objects.using(using).create(
-            status="restore",
-            exit_code=0,
-            applied=[],
-            backup=backup,
-            durations={"restore_s": duration_s, "kept_runs": kept_runs},
-            operator=audit.operator(),
-            host=socket.gethostname(),
-            pid=os.getpid(),
-        )
-    except DatabaseError as exc:
-        audit.record("restore.run_not_recorded", reason=first_line(exc))
-        return False
-    return True
+    """The MigrationRun row of a restore_db (status ``restore``)."""
+    return _insert_run(
+        using,
+        "restore.run_not_recorded",
+        status="restore",
+        exit_code=0,
+        applied=[],
+        backup=backup,
+        durations={"restore_s": duration_s, "kept_runs": kept_runs},
+    )

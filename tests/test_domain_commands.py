@@ -5,30 +5,18 @@ or pending migrations (named), never a traceback."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from migrations_ops.errors import BadInput
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.dbs import manage_env, run_manage
 
 
 def test_an_unreachable_database_is_one_line_and_exit_2():
-    done = subprocess.run(
-        [sys.executable, "manage.py", "seed_demo_data", "--users", "1", "--database-url",
-         "postgres://postgres:pw-s3cret@127.0.0.1:5999/db"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    url = "postgres://postgres:pw-s3cret@127.0.0.1:5999/db"
+    done = run_manage(url, "seed_demo_data", "--users", "1", env=manage_env("config.settings"))
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: database unreachable") and done.stderr.count("\n") == 1, done.stderr
     assert "s3cret" not in done.stderr

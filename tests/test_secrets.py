@@ -8,11 +8,6 @@ of it that leaks, at either end or in the middle, shows up as a Greek capital in
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -24,8 +19,8 @@ from hypothesis import strategies as st
 from config.database import parse_database_url, redact_url
 from migrations_ops.aliases import temporary_alias
 from migrations_ops.errors import scrub
+from tests.dbs import manage_env, run_manage
 
-ROOT = Path(__file__).resolve().parent.parent
 DISTINCT = "ΞΨΩΣΔ"
 TRICKY = ":/@%?#' \"=!$&*+,;~"
 passwords = st.builds(
@@ -114,14 +109,7 @@ def test_the_drivers_messages_are_masked_too(django_db_blocker, pw, user):
     ],
 )
 def test_the_reported_urls_through_the_command(url):
-    done = subprocess.run(
-        [sys.executable, "manage.py", "validate_db", "--database-url", url],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_manage(url, "validate_db", env=manage_env("config.settings"))
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert "s3cret" not in done.stdout + done.stderr

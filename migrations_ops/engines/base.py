@@ -19,12 +19,11 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from migrations_ops.engines.processes import HASH_CHUNK
 from migrations_ops.errors import BadInput, OperationFailed
 
 # progress(done, total, item): called as a dump or restore advances (tables, or pages on SQLite).
 Progress = Callable[[int, int, str], None]
-
-HASH_CHUNK = 1 << 20
 
 
 class RestoredContentMismatch(OperationFailed):

@@ -12,7 +12,6 @@ ends it) arrived, so a restore killed or failing at any point leaves the previou
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -29,7 +28,6 @@ import psycopg2
 from psycopg2 import sql as pgsql
 
 from migrations_ops.engines.base import (
-    HASH_CHUNK,
     DatabaseEngine,
     DumpFile,
     DumpResult,
@@ -47,7 +45,7 @@ from migrations_ops.engines.processes import (
     kill_all,
     pump,
     returncode_text,
-    write_all,
+    write_hashed,
 )
 from migrations_ops.errors import BadInput, LockHeld, OperationFailed, first_line
 
@@ -334,17 +332,7 @@ class PostgreSQLEngine(DatabaseEngine):
             counter = threading.Thread(target=count, daemon=True)
             counter.start()
 
-            digest = hashlib.sha256()
-            size = 0
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                while chunk := output.read(HASH_CHUNK):
-                    digest.update(chunk)
-                    write_all(fd, chunk)
-                    size += len(chunk)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sha256, size = write_hashed(output, path)
             for process in processes:
                 process.wait()
             for reader in readers:
@@ -363,7 +351,7 @@ class PostgreSQLEngine(DatabaseEngine):
                 raise OperationFailed(f"counting rows failed: {count_error[0]}")
             return DumpResult(
                 format=backup_format,
-                sha256=digest.hexdigest(),
+                sha256=sha256,
                 size_bytes=size,
                 tool_version=f"pg_dump {tool_version}",
                 server_version=server_version,
