@@ -41,10 +41,8 @@ def _secret_span(url: str) -> tuple[int, int] | None:
     while index >= 0:
         end = url.find("/", index + 1)
         segment = url[index + 1 : end if end >= 0 else len(url)]
-        if segment.isdigit() or not segment:
-            return None
-        if ":" not in segment and "]" not in segment:
-            return index + 1, index + 1 + len(segment)
+        if "]" not in segment:  # not a ':' inside an IPv6 address
+            return None if segment.isdigit() or not segment else (index + 1, index + 1 + len(segment))
         index = url.find(":", index + 1)
     return None
 

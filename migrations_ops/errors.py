@@ -12,7 +12,7 @@ from enum import IntEnum
 
 from django.core.management.base import CommandError
 
-from config.database import redact_url, url_secrets
+from config.database import MASK, redact_url, url_secrets
 
 
 class ExitCode(IntEnum):
@@ -67,6 +67,11 @@ def first_line(exc: BaseException | str, default: str | None = None, limit: int 
 # A run of text holding an '@' (a URL, or a driver quoting a database name made of one): masked as a
 # URL. Quotes may be part of a password, so only the run's leading punctuation is set aside.
 _AT_TOKEN = re.compile(r"(?P<lead>['\"(<\[]*)(?P<url>[^\s]*@[^\s'\")>]*)")
+# A name a driver quotes ("database \"u:pw\" does not exist"): a URL cut short at '?' or '#' leaves no '@'.
+_QUOTED = re.compile(r'"(?P<inner>[^"\n]*)"')
+# libpq's connection-string errors quote pieces of the string ("invalid connection option", "missing
+# \"=\" after"): a '?' inside a password makes those pieces the password's.
+_DSN_ERROR = re.compile(r"invalid dsn|connection option|connection info string", re.IGNORECASE)
 _KEYWORD_PASSWORD = re.compile(r"(?i)(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\"[^\"]*\"|\S+)")
 
 
@@ -82,25 +87,36 @@ def known_passwords() -> list[str]:
 
     configs = [*settings.DATABASES.values(), *connections.settings.values()]
     secrets = {cfg.get("PASSWORD") for cfg in configs}
-    texts = [getattr(settings, "DATABASE_URL", ""), os.environ.get("DATABASE_URL", "")]
-    texts += [str(cfg.get(key) or "") for cfg in configs for key in ("NAME", "USER", "HOST")]
-    for text in texts:
-        secrets.update(url_secrets(text))
+    for url in (getattr(settings, "DATABASE_URL", ""), os.environ.get("DATABASE_URL", "")):
+        secrets.update(url_secrets(url))
+    for text in (str(cfg.get(key) or "") for cfg in configs for key in ("NAME", "USER", "HOST")):
+        # A field that holds part of a URL ends wherever a '?' or '#' cut it: all of its tail could be secret.
+        secrets.update(text[text.index(secret) :] for secret in url_secrets(text))
     return sorted((s for s in secrets if s), key=len, reverse=True)
 
 
+def _mask_quoted(name: str) -> str:
+    """A name a driver quotes, masked from where a password could start to its end: made from a mistyped
+    URL it may hold the rest of the password after a '/', '@', '?' or '#' too, with no way to tell."""
+    masked = redact_url(name)
+    return masked if masked == name else masked[: masked.index(MASK) + len(MASK)]
+
+
 def scrub(text: str, extra_secrets: list[str] | None = None) -> str:
-    """Remove passwords from ``text``: anything that could be one in a URL-like run (parsed or not),
-    ``password=...`` pairs, and the configured databases' secrets."""
+    """Remove passwords from ``text``: the configured databases' secrets first (exactly as configured,
+    before any pattern reshapes the text), then anything that could be one in a quoted name or a
+    URL-like run (parsed or not), and ``password=...`` pairs."""
     if not text:
         return text
-    text = _AT_TOKEN.sub(lambda m: m.group("lead") + redact_url(m.group("url")), text)
-    text = _KEYWORD_PASSWORD.sub(lambda m: m.group("head") + "***", text)
     try:
         secrets = known_passwords()
-    except Exception:  # settings not configured yet: the patterns above still apply
+    except Exception:  # settings not configured yet: the patterns below still apply
         secrets = []
-    for secret in [*(extra_secrets or []), *secrets]:
+    for secret in sorted({*(extra_secrets or []), *secrets}, key=len, reverse=True):
         if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
+            text = text.replace(secret, MASK)
+    if _DSN_ERROR.search(text):
+        text = _QUOTED.sub(f'"{MASK}"', text)
+    text = _QUOTED.sub(lambda m: '"' + _mask_quoted(m.group("inner")) + '"', text)
+    text = _AT_TOKEN.sub(lambda m: m.group("lead") + redact_url(m.group("url")), text)
+    return _KEYWORD_PASSWORD.sub(lambda m: m.group("head") + MASK, text)

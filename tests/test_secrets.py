@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import OperationalError, connections
+from django.db import DatabaseError, OperationalError, connections
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -78,7 +78,7 @@ def test_what_stays_readable(url, shown):
 
 @pytest.mark.postgres_only
 @given(pw=passwords, user=users)
-@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_drivers_messages_are_masked_too(django_db_blocker, pw, user):
     """``postgres:///u:pw@host/db`` parses, with the password inside the database NAME: the server's
     "database ... does not exist" quotes it back. Real connections to the real server."""
@@ -92,10 +92,13 @@ def test_the_drivers_messages_are_masked_too(django_db_blocker, pw, user):
         return
     config.update(HOST="127.0.0.1", USER="postgres")
     with django_db_blocker.unblock(), temporary_alias(config) as alias:
-        with pytest.raises(OperationalError) as failure:
+        # '?' or '#' in the password start a query or fragment: libpq then refuses the options instead.
+        with pytest.raises(DatabaseError) as failure:
             connections[alias].ensure_connection()
-        assert leaked(str(failure.value)), "the server should quote the name back (else this proves nothing)"
-        assert not leaked(scrub(str(failure.value))), scrub(str(failure.value))
+        said = str(failure.value)
+        if isinstance(failure.value, OperationalError) and "does not exist" in said:
+            assert leaked(said), "the server should quote the name back (else this proves nothing)"
+        assert not leaked(scrub(said)), scrub(said)
 
 
 @pytest.mark.parametrize(
