@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
@@ -52,6 +52,9 @@ class RollupResult:
     days: int
     first: datetime.date | None
     last: datetime.date | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class Dialect:

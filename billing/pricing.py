@@ -21,7 +21,7 @@ Amounts have two places and rates four, so the SQL computes in integer cents and
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -271,6 +271,9 @@ class RepriceResult:
     @property
     def mrr_change(self) -> Decimal:
         return self.mrr_after - self.mrr_before
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "mrr_change": self.mrr_change}
 
 
 def _mrr(monthly_cents: int, yearly_cents: int) -> Decimal:

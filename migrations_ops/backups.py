@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from config.database import parse_database_url
-from migrations_ops import audit
+from migrations_ops import audit, records
 from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import engine_class, get_engine
 from migrations_ops.engines.base import (
@@ -37,13 +37,15 @@ from migrations_ops.engines.base import (
     fsync_path,
     sha256_of,
 )
+from migrations_ops.engines.processes import write_hashed
 from migrations_ops.errors import BadInput, OperationFailed, OpsError, RecoveryFailed, scrub
-from migrations_ops.status import current_migrations
+from migrations_ops.status import applied_migrations, current_migrations
 from migrations_ops.timeouts import lock_timeout
 from migrations_ops.validation import run_validation
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 REASONS = ("manual", "pre-migrate", "pre-restore", "rehearsal")
+IMPORTED = "imported"  # the reason of a dump made without us and adopted (backup_db --adopt)
 MANIFEST_SUFFIX = ".json"
 TEMP_MAX_AGE_S = 3600  # prune removes temporary files of interrupted backups older than this
 
@@ -69,6 +71,7 @@ class BackupManifest:
     reason: str
     migrations: dict[str, list[str]] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
+    source: str | None = None  # adopted backups: the file they were copied from
     directory: Path | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,10 +85,11 @@ class BackupManifest:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         known = {name for name in cls.__dataclass_fields__ if name != "directory"}
-        missing = sorted(known - set(data))
+        optional = {"source"}  # later additions: manifests written before them stay readable
+        missing = sorted(known - optional - set(data))
         if missing:
             raise ValueError(f"missing fields: {', '.join(missing)}")
-        manifest = cls(**{key: data[key] for key in known}, directory=directory)
+        manifest = cls(**{key: data[key] for key in known if key in data}, directory=directory)
         if not NAME_PATTERN.match(manifest.name) or not NAME_PATTERN.match(manifest.file):
             raise ValueError("invalid name or file")
         if not isinstance(manifest.tables, dict) or not isinstance(manifest.migrations, dict):
@@ -134,6 +138,7 @@ class RestoreResult:
     duration_s: float
     migrations: dict[str, str]
     validation: dict[str, Any]
+    kept_runs: int = 0  # MigrationRun records written since the backup, written back after the restore
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,8 +167,8 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _default_name(engine: DatabaseEngine, reason: str) -> str:
-    base = Path(str(engine.database_info()["name"])).stem or "db"
+def _default_name(engine: DatabaseEngine, reason: str, base: str | None = None) -> str:
+    base = base or Path(str(engine.database_info()["name"])).stem or "db"
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._")[:50] or "db"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{slug}-{stamp}-{reason}"
@@ -190,6 +195,39 @@ def _write_manifest(manifest: BackupManifest) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     _publish(temporary, manifest.manifest_path)
+
+
+def _publish_backup(temporary: Path, final: Path, manifest: BackupManifest) -> None:
+    """The data file under its final name, then the manifest; the data file goes again if the
+    manifest cannot be written (a data file is never listed without its manifest anyway)."""
+    _publish(temporary, final)
+    try:
+        _write_manifest(manifest)
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _backup_attempt(name: str, temporary: Path, started: float) -> Iterator[None]:
+    """Any failure while a backup is written: its temporary file goes, a failed ``backup.end`` is logged."""
+    try:
+        yield
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        _raise_audited("backup", name, started, exc)
+
+
+def _audit_backup_end(manifest: BackupManifest) -> None:
+    audit.record(
+        "backup.end",
+        name=manifest.name,
+        outcome="ok",
+        bytes=manifest.size_bytes,
+        duration_s=manifest.duration_s,
+        file=manifest.file,
+        error=None,
+    )
 
 
 def _now() -> str:
@@ -246,11 +284,8 @@ def create_backup(
     started = time.monotonic()
     created_at = _now()
     audit.record("backup.start", name=name, reason=reason, engine=engine.vendor, database=database)
-    published = False
-    try:
+    with _backup_attempt(name, temporary, started):
         result = engine.dump(temporary, backup_format, progress=progress, lock_timeout=lock_timeout())
-        _publish(temporary, final)
-        published = True
         manifest = BackupManifest(
             name=name,
             created_at=created_at,
@@ -268,21 +303,8 @@ def create_backup(
             tables=result.tables,
             directory=directory,
         )
-        _write_manifest(manifest)
-    except BaseException as exc:
-        temporary.unlink(missing_ok=True)
-        if published:
-            final.unlink(missing_ok=True)
-        _raise_audited("backup", name, started, exc)
-    audit.record(
-        "backup.end",
-        name=name,
-        outcome="ok",
-        bytes=manifest.size_bytes,
-        duration_s=manifest.duration_s,
-        file=manifest.file,
-        error=None,
-    )
+        _publish_backup(temporary, final, manifest)
+    _audit_backup_end(manifest)
     return manifest
 
 
@@ -312,7 +334,8 @@ def list_backups() -> list[BackupManifest]:
 
 def get_backup(name_or_path: str, allow_path: bool = False) -> BackupManifest:
     """The manifest of a backup by name (or, with ``allow_path``, by the path of its manifest or file)."""
-    if allow_path and os.sep in str(name_or_path):
+    # A file in the current directory is a path even without a '/': `restore_db backup.sql`.
+    if allow_path and (os.sep in str(name_or_path) or Path(name_or_path).is_file()):
         return _backup_at_path(Path(name_or_path))
     name = validate_name(name_or_path)
     path = backup_dir(create=False) / f"{name}{MANIFEST_SUFFIX}"
@@ -339,7 +362,10 @@ def _backup_at_path(path: Path) -> BackupManifest:
             if (path.parent / f"{stem}{MANIFEST_SUFFIX}").is_file():
                 candidates.append(path.parent / f"{stem}{MANIFEST_SUFFIX}")
     if not candidates:
-        raise BadInput(f"{path} has no manifest beside it: only backups made by backup_db can be restored")
+        raise BadInput(
+            f"{path} has no manifest beside it: adopt it first with `manage.py backup_db --adopt {path}` "
+            "(checks it, records its checksum, migrations and row counts), then use the name it prints"
+        )
     try:
         manifest = _read_manifest(candidates[0])
     except (OSError, ValueError, TypeError) as exc:
@@ -361,6 +387,13 @@ def integrity_problems(manifest: BackupManifest) -> list[str]:
     if digest != manifest.sha256:
         return [f"sha256 of {path.name} is {digest[:16]}..., the manifest says {manifest.sha256[:16]}... (corrupted)"]
     return []
+
+
+def require_intact(manifest: BackupManifest, unchanged: str = "nothing was changed") -> None:
+    """BadInput (exit 2) when the data file no longer matches its manifest (size, then sha256)."""
+    problems = integrity_problems(manifest)
+    if problems:
+        raise BadInput(f"backup {manifest.name!r} failed verification: {problems[0]}; {unchanged}")
 
 
 # --- verification ---
@@ -413,6 +446,41 @@ def _check_restorable(manifest: BackupManifest, engine: DatabaseEngine, wrong_en
     engine.check_restore_tools(manifest.format, manifest.tool_version)
 
 
+@dataclass
+class ScratchContent:
+    """What a dump holds, read from a scratch database it was restored into (then dropped)."""
+
+    database: str
+    tables: dict[str, int]
+    migrations: dict[str, list[str]]
+    error: str | None
+    duration_s: float
+
+
+def _scratch_content(dump: DumpFile, using: str, label: str, progress: Progress | None) -> ScratchContent:
+    """Restore ``dump`` into a new ``<db>_<label>_<random>`` beside database ``using``, read its row
+    counts and applied migrations, and drop it (also on failure or Ctrl-C)."""
+    scratch = get_engine(using).scratch_settings(f"{label}_{secrets.token_hex(4)}")
+    started = time.monotonic()
+    tables: dict[str, int] = {}
+    migrations: dict[str, list[str]] = {}
+    error = None
+    with temporary_alias(scratch) as alias:
+        engine = get_engine(alias)
+        engine.create_database()
+        try:
+            try:
+                engine.restore(dump, progress, lock_timeout())
+            except OperationFailed as exc:
+                error = f"{exc.message} (in the scratch copy {engine.display_name()})"
+            else:
+                tables = engine.row_counts()
+                migrations = applied_migrations(alias)
+        finally:
+            engine.drop_database()
+    return ScratchContent(str(scratch["NAME"]), tables, migrations, error, round(time.monotonic() - started, 3))
+
+
 def _restore_test(manifest: BackupManifest, using: str, progress: Progress | None) -> dict[str, Any]:
     live = get_engine(using)
     _check_restorable(
@@ -421,19 +489,10 @@ def _restore_test(manifest: BackupManifest, using: str, progress: Progress | Non
         f"a restore test of a {manifest.engine} backup needs a {manifest.engine} database, "
         f"and {using!r} is {live.vendor}: give --database-url",
     )
-    scratch = live.scratch_settings(f"verify_{secrets.token_hex(4)}")
-    started = time.monotonic()
-    with temporary_alias(scratch) as alias:
-        engine = get_engine(alias)
-        engine.create_database()
-        try:
-            try:
-                engine.restore(DumpFile(manifest.path, manifest.format), progress, lock_timeout())
-            except OperationFailed as exc:
-                return {"ok": False, "database": engine.display_name(), "details": [exc.message], "tables": {}}
-            counts = engine.row_counts()
-        finally:
-            engine.drop_database()
+    content = _scratch_content(DumpFile(manifest.path, manifest.format), using, "verify", progress)
+    if content.error:
+        return {"ok": False, "database": content.database, "details": [content.error], "tables": {}}
+    counts = content.tables
     details = [
         f"{table}: {counts.get(table)} rows restored, the manifest says {manifest.tables.get(table)}"
         for table in sorted(set(counts) | set(manifest.tables))
@@ -441,11 +500,93 @@ def _restore_test(manifest: BackupManifest, using: str, progress: Progress | Non
     ]
     return {
         "ok": not details,
-        "database": str(scratch["NAME"]),
+        "database": content.database,
         "details": details,
         "tables": counts,
-        "duration_s": round(time.monotonic() - started, 3),
+        "duration_s": content.duration_s,
     }
+
+
+# --- adopting dumps made without us ---
+def _detect_format(path: Path) -> tuple[str, str]:
+    """(engine vendor, backup format) of a dump file; BadInput when no engine recognises it."""
+    for vendor in ("postgresql", "sqlite"):
+        backup_format = engine_class(vendor).detect_format(path)
+        if backup_format:
+            return vendor, backup_format
+    raise BadInput(
+        f"{path} is not a pg_dump custom-format archive (pg_dump -Fc), pg_dump plain SQL output or a "
+        "SQLite database (decompress it first if it is compressed); nothing was adopted"
+    )
+
+
+def adopt_backup(
+    path: str | Path,
+    name: str | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    progress: Progress | None = None,
+) -> BackupManifest:
+    """Bring a dump made without us under management: the old runbook's ``pg_dump db > backup.sql``,
+    a ``pg_dump -Fc`` file, or a SQLite file.
+
+    The file is copied into BACKUP_DIR (hashed while copied), checked by the engine's tools (a plain
+    dump must end with pg_dump's last line), restored into a scratch database beside ``using`` (always
+    dropped) to read its migrations and exact row counts, and given a manifest with reason
+    ``imported``: verify, rehearse and restore then treat it like any backup. BadInput (exit 2, nothing
+    adopted) for a missing, unknown, truncated or unrestorable file, a file of another engine, or an
+    invalid or existing name.
+    """
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise BadInput(f"no file at {source}; nothing was adopted")
+    live = get_engine(using)
+    vendor, backup_format = _detect_format(source)
+    if vendor != live.vendor:
+        raise BadInput(
+            f"{source} is a {vendor} dump and the database is {live.vendor}: give --database-url of a "
+            f"{vendor} database (a scratch copy is restored beside it); nothing was adopted"
+        )
+    name = validate_name(name) if name is not None else _default_name(live, IMPORTED, base=source.name.split(".")[0])
+    directory = backup_dir()
+    final = directory / f"{name}{live.file_suffix(backup_format)}"
+    if (directory / f"{name}{MANIFEST_SUFFIX}").exists() or final.exists():
+        raise BadInput(f"a backup named {name!r} already exists in {directory}")
+    live.check_restore_tools(backup_format, "")
+    temporary = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    started = time.monotonic()
+    audit.record("backup.start", name=name, reason=IMPORTED, engine=vendor, source=str(source))
+    with _backup_attempt(name, temporary, started):
+        with open(source, "rb") as handle:
+            sha256, size = write_hashed(handle, temporary)
+        problems = live.verify_file(temporary, backup_format)
+        if problems:
+            raise BadInput(f"{source} cannot be adopted: {'; '.join(problems)}; nothing was adopted")
+        facts = live.file_facts(temporary, backup_format)
+        content = _scratch_content(DumpFile(temporary, backup_format), using, "adopt", progress)
+        if content.error:
+            raise BadInput(f"{source} does not restore: {content.error}; nothing was adopted")
+        taken = datetime.fromtimestamp(source.stat().st_mtime, UTC).isoformat(timespec="microseconds")
+        manifest = BackupManifest(
+            name=name,
+            created_at=taken,  # when the dump was written, as far as the file can tell
+            engine=vendor,
+            database={"name": facts["database"] or source.name, "host": None, "port": None},
+            server_version=facts["server_version"],
+            tool_version=facts["tool_version"],
+            format=backup_format,
+            file=final.name,
+            size_bytes=size,
+            sha256=sha256,
+            duration_s=round(time.monotonic() - started, 3),
+            reason=IMPORTED,
+            migrations=content.migrations,
+            tables=content.tables,
+            source=str(source.resolve()),
+            directory=directory,
+        )
+        _publish_backup(temporary, final, manifest)
+    _audit_backup_end(manifest)
+    return manifest
 
 
 # --- restore ---
@@ -494,9 +635,7 @@ def restore_backup(
             f"backup {manifest.name!r} is a {manifest.engine} backup and the target database is "
             f"{engine.vendor}: refusing to restore across engines; nothing was changed",
         )
-        problems = integrity_problems(manifest)
-        if problems:
-            raise BadInput(f"backup {manifest.name!r} failed verification: {problems[0]}; nothing was changed")
+        require_intact(manifest)
         if confirm is not None and not confirm(manifest, engine.display_name()):
             raise BadInput("restore aborted: the confirmation did not match; nothing was changed")
         started = time.monotonic()
@@ -509,6 +648,8 @@ def restore_backup(
         except BaseException as exc:
             _raise_audited("restore", manifest.name, started, exc)
         result.duration_s = round(time.monotonic() - started, 3)
+        if take_lock:  # safe_migrate's own recovery restore is recorded by its run's row ("restored")
+            records.record_restore(alias, manifest.name, result.duration_s, result.kept_runs)
         audit.record(
             "restore.end",
             name=manifest.name,
@@ -516,6 +657,7 @@ def restore_backup(
             bytes=manifest.size_bytes,
             duration_s=result.duration_s,
             safety_backup=result.safety_backup,
+            kept_runs=result.kept_runs,
             validation_ok=result.validation.get("ok"),
             error=None,
         )
@@ -541,10 +683,12 @@ def _restore_locked(
     with lock:
         terminated = engine.terminate_other_sessions() if terminate_connections else []
         safety = create_backup(using=alias, reason="pre-restore") if safety_backup and not created else None
+        runs = records.runs_before_restore(alias) if not created else []
         try:
             engine.restore(manifest.dump_file(), progress, lock_timeout())
         except RestoredContentMismatch as exc:
             _recover(engine, safety, exc.message)
+        kept = records.write_back_runs(alias, runs)
         validation = _validate(alias) if validate else {}
         migrations = current_migrations(alias)
     return RestoreResult(
@@ -556,6 +700,7 @@ def _restore_locked(
         duration_s=0.0,
         migrations=migrations,
         validation=validation,
+        kept_runs=kept,
     )
 
 

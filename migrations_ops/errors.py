@@ -12,6 +12,8 @@ from enum import IntEnum
 
 from django.core.management.base import CommandError
 
+from config.database import MASK, redact_url, url_secrets
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -62,31 +64,59 @@ def first_line(exc: BaseException | str, default: str | None = None, limit: int 
     return scrub(line if len(line) <= limit else line[: limit - 3] + "...")
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s?#]*:)(?P<pw>[^@\s/?#]+)(?=@)")
+# A run of text holding an '@' (a URL, or a driver quoting a database name made of one): masked as a
+# URL. Quotes may be part of a password, so only the run's leading punctuation is set aside.
+_AT_TOKEN = re.compile(r"(?P<lead>['\"(<\[]*)(?P<url>[^\s]*@[^\s'\")>]*)")
+# A name a driver quotes ("database \"u:pw\" does not exist"): a URL cut short at '?' or '#' leaves no '@'.
+_QUOTED = re.compile(r'"(?P<inner>[^"\n]*)"')
+# libpq's connection-string errors quote pieces of the string ("invalid connection option", "missing
+# \"=\" after"): a '?' inside a password makes those pieces the password's.
+_DSN_ERROR = re.compile(r"invalid dsn|connection option|connection info string", re.IGNORECASE)
 _KEYWORD_PASSWORD = re.compile(r"(?i)(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\"[^\"]*\"|\S+)")
 
 
 def known_passwords() -> list[str]:
-    """Passwords of every configured database (to be scrubbed from any text we emit)."""
+    """Secrets of every configured database, to be removed from any text we emit: the passwords,
+    and whatever could be one in the configured URL and in each database's name, user and host
+    (a mistyped URL such as ``postgres:///u:pw@host/db`` makes the password part of the name, and
+    the driver then quotes it)."""
+    import os
+
     from django.conf import settings
     from django.db import connections
 
-    secrets = {cfg.get("PASSWORD") for cfg in settings.DATABASES.values()}
-    secrets |= {cfg.get("PASSWORD") for cfg in connections.settings.values()}
+    configs = [*settings.DATABASES.values(), *connections.settings.values()]
+    secrets = {cfg.get("PASSWORD") for cfg in configs}
+    for url in (getattr(settings, "DATABASE_URL", ""), os.environ.get("DATABASE_URL", "")):
+        secrets.update(url_secrets(url))
+    for text in (str(cfg.get(key) or "") for cfg in configs for key in ("NAME", "USER", "HOST")):
+        # A field that holds part of a URL ends wherever a '?' or '#' cut it: all of its tail could be secret.
+        secrets.update(text[text.index(secret) :] for secret in url_secrets(text))
     return sorted((s for s in secrets if s), key=len, reverse=True)
 
 
+def _mask_quoted(name: str) -> str:
+    """A name a driver quotes, masked from where a password could start to its end: made from a mistyped
+    URL it may hold the rest of the password after a '/', '@', '?' or '#' too, with no way to tell."""
+    masked = redact_url(name)
+    return masked if masked == name else masked[: masked.index(MASK) + len(MASK)]
+
+
 def scrub(text: str, extra_secrets: list[str] | None = None) -> str:
-    """Remove passwords from ``text``: URL passwords, ``password=...`` pairs, and known secrets."""
+    """Remove passwords from ``text``: the configured databases' secrets first (exactly as configured,
+    before any pattern reshapes the text), then anything that could be one in a quoted name or a
+    URL-like run (parsed or not), and ``password=...`` pairs."""
     if not text:
         return text
-    text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
-    text = _KEYWORD_PASSWORD.sub(lambda m: m.group("head") + "***", text)
     try:
         secrets = known_passwords()
-    except Exception:  # settings not configured yet: the regexes above still apply
+    except Exception:  # settings not configured yet: the patterns below still apply
         secrets = []
-    for secret in [*(extra_secrets or []), *secrets]:
+    for secret in sorted({*(extra_secrets or []), *secrets}, key=len, reverse=True):
         if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
+            text = text.replace(secret, MASK)
+    if _DSN_ERROR.search(text):
+        text = _QUOTED.sub(f'"{MASK}"', text)
+    text = _QUOTED.sub(lambda m: '"' + _mask_quoted(m.group("inner")) + '"', text)
+    text = _AT_TOKEN.sub(lambda m: m.group("lead") + redact_url(m.group("url")), text)
+    return _KEYWORD_PASSWORD.sub(lambda m: m.group("head") + MASK, text)

@@ -68,7 +68,7 @@ class TableEffect:
         listed = (
             ("+columns ", self.columns_added),
             ("-columns ", self.columns_removed),
-            ("~ ", self.columns_altered),
+            ("altered columns ", self.columns_altered),
             ("indexes: ", self.indexes),
             ("constraints: ", self.constraints),
             ("data migrations (rows touched unknown until run): ", self.data_migrations),
@@ -96,16 +96,18 @@ class MigrationPlan:
     def dropped_tables(self) -> set[str]:
         return {name for name, effect in self.tables.items() if effect.dropped}
 
+    @property
+    def rollback_description(self) -> str:
+        """The rollback path as the operator reads it (said once, on the runner's 'Plan:' line)."""
+        if self.rollback_path == TRANSACTION:
+            return "one transaction: any failure rolls back, no restore needed"
+        reasons = "; ".join(self.non_transactional_reasons)
+        return f"migration by migration: a failure restores the pre-migrate backup ({reasons})"
+
     def render(self) -> str:
-        """Human output: the rollback path, each step with its flags, and the effect per table."""
-        path = (
-            "one transaction: any failure rolls back, no restore needed"
-            if self.rollback_path == TRANSACTION
-            else "migration by migration: a failure restores the pre-migrate backup ("
-            + "; ".join(self.non_transactional_reasons)
-            + ")"
-        )
-        lines = [f"Rollback path: {path}"]
+        """Human output: each step with its flags, and the effect per table (the rollback path is on
+        the 'Plan:' line printed before it)."""
+        lines = []
         for step in self.steps:
             flags = [
                 "backwards" if step.backwards else "forwards",

@@ -122,6 +122,8 @@ def _rehearse(live: SafeMigration, plan: MigrationPlan, result: RehearsalResult)
     started = time.monotonic()
     if options.from_backup:
         manifest = backups.get_backup(options.from_backup)
+        # A damaged file is the operator's input, not a failed rehearsal: exit 2 before any copy exists.
+        backups.require_intact(manifest, "nothing was changed (the live database is only read)")
     else:
         manifest = backups.create_backup(using=live.using, reason="rehearsal")
     result.backup = manifest.name
@@ -132,7 +134,10 @@ def _rehearse(live: SafeMigration, plan: MigrationPlan, result: RehearsalResult)
         copy = get_engine(alias)
         copy.create_database()
         try:
-            copy.restore(manifest.dump_file(), None, lock_timeout())
+            try:
+                copy.restore(manifest.dump_file(), None, lock_timeout())
+            except OperationFailed as exc:
+                raise OperationFailed(f"{exc.message} (the scratch copy; the live database is untouched)") from exc
             result.durations["backup_s"] = time.monotonic() - started
             result.copy = copy.display_name()
             connections[alias].close()  # the worker is the copy's only user from here on

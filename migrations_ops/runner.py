@@ -102,7 +102,9 @@ class MigrationSummary:
     def render(self) -> str:
         """The closing line of the human output."""
         durations = ", ".join(f"{key[:-2]} {value:.2f}s" for key, value in self.durations.items())
-        return f"Status: {self.status} ({durations})"
+        # Bad input (exit 2) changed nothing: "failed" would read as a failed migration.
+        status = "refused, nothing was changed" if self.exit_code == ExitCode.BAD_INPUT else self.status
+        return f"Status: {status} ({durations})"
 
 
 class Interrupted(BaseException):
@@ -289,8 +291,7 @@ class SafeMigration:
         self.plan = self.summary.plan = plan
         if not plan.empty:
             direction = "backwards" if plan.backwards else "forwards"
-            path = "one transaction" if plan.rollback_path == TRANSACTION else "restore the backup on failure"
-            self.say(f"Plan: {len(plan.steps)} migration(s) {direction}; rollback path: {path}")
+            self.say(f"Plan: {len(plan.steps)} migration(s) {direction}; rollback path: {plan.rollback_description}")
         self._event("plan", steps=[s.revision for s in plan.steps], path=plan.rollback_path)
         if plan.empty:
             self.summary.status = "nothing_to_do"

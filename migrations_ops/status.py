@@ -87,6 +87,20 @@ def pending_migrations(using: str = DEFAULT_DB_ALIAS) -> list[dict[str, str]]:
     ]
 
 
+def require_applied(apps: tuple[str, ...], using: str = DEFAULT_DB_ALIAS, what: str = "this command") -> None:
+    """BadInput (exit 2) naming the pending migrations of ``apps`` (and what they depend on), if any:
+    a command that needs the schema at the head must not meet tables that are not there yet."""
+    from migrations_ops.errors import BadInput
+
+    pending = [m["revision"] for m in pending_migrations(using) if m["app"] in apps]
+    if pending:
+        shown = ", ".join(pending[:4]) + (f" and {len(pending) - 4} more" if len(pending) > 4 else "")
+        raise BadInput(
+            f"pending migrations: {shown}; {what} needs them applied: run `manage.py safe_migrate` first "
+            "(nothing was changed)"
+        )
+
+
 def migration_history(using: str = DEFAULT_DB_ALIAS) -> list[dict[str, str]]:
     """Applied migrations in the order they were applied, with the time each was applied."""
     recorder = MigrationRecorder(connections[using])

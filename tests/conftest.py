@@ -111,3 +111,15 @@ def analytics_migrations_copy(tmp_path, monkeypatch):
         yield target / "0001_initial.py"
     for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
         del sys.modules[name]
+
+
+@pytest.fixture
+def pg_baseline_db(request) -> dbs.ScratchDatabase:
+    """A fresh PostgreSQL database at the baseline (for PostgreSQL-only tests)."""
+    return _scratch(request, "postgresql", "baseline")
+
+
+@pytest.fixture
+def sqlite_migrated_db(request) -> dbs.ScratchDatabase:
+    """A fresh SQLite file migrated to the head (for SQLite-only tests)."""
+    return _scratch(request, "sqlite", "head")

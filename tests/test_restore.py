@@ -39,7 +39,11 @@ def test_round_trip_restores_identical_content_and_drops_later_objects(migrated_
     assert content_checksums(db) != before
 
     result = backups.restore_backup("snap", using=db.alias)
-    assert content_checksums(db) == before
+    after = content_checksums(db)
+    # Exactly the backup's content, plus the restore's own MigrationRun record (the audit trail survives).
+    assert after.pop("migrations_ops_migrationrun") != before.pop("migrations_ops_migrationrun")
+    assert after == before
+    assert db.scalar("SELECT status FROM migrations_ops_migrationrun") == "restore"
     assert "created_after_backup" not in get_engine(db.alias).table_names()
     assert result.safety_backup and result.safety_backup.endswith("pre-restore")
     assert result.validation["ok"] is True
@@ -276,3 +280,25 @@ def test_restore_keeps_the_public_schemas_owner_and_comment(migrated_db, backup_
     backups.create_backup(using=db.alias, name="snap")
     backups.restore_backup("snap", using=db.alias, safety_backup=False)
     assert db.query(query) == before  # not the restoring role, not an empty comment
+
+
+def test_the_audit_trail_survives_a_restore_and_the_restore_is_recorded(migrated_db, backup_env):
+    """MigrationRun rows written after a backup (here: a real safe_migrate run) outlive restoring it,
+    with their own times, and the restore writes its own row."""
+    from migrations_ops.api import safe_migrate
+    from migrations_ops.models import MigrationRun
+    from migrations_ops.runner import SafeMigrateOptions
+
+    db = migrated_db
+    backups.create_backup(using=db.alias, name="before-run")
+    assert safe_migrate(db.alias, SafeMigrateOptions()).status == "nothing_to_do"
+    runs = MigrationRun.objects.using(db.alias)
+    written = list(runs.values_list("status", "started_at", "pid"))
+    assert [status for status, *_ in written] == ["nothing_to_do"]
+
+    result = backups.restore_backup("before-run", using=db.alias, safety_backup=False)
+    assert result.kept_runs == 1
+    after = list(runs.order_by("started_at").values_list("status", "started_at", "pid", "backup"))
+    assert after[0][:3] == written[0]
+    assert [(status, backup) for status, _, _, backup in after[1:]] == [("restore", "before-run")]
+    assert [e["kept_runs"] for e in audit.read_events() if e["event"] == "restore.end"] == [1]

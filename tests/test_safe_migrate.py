@@ -484,3 +484,27 @@ def test_unusable_database_is_one_line_and_exit_2(tmp_path, url):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "s3cret" not in result.stderr + result.stdout
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+def test_rehearsing_from_a_damaged_backup_is_refused_before_any_copy(baseline_db):
+    from tests.test_backups import corrupt
+
+    manifest = backups.create_backup(using=baseline_db.alias, name="damaged")
+    corrupt(manifest.path, "truncate")
+    summary = run(baseline_db, rehearse=True, from_backup="damaged")
+    assert summary.exit_code == ExitCode.BAD_INPUT, summary.error
+    assert "truncated or altered" in summary.error and "the live database is only read" in summary.error
+
+
+@pytest.mark.parametrize("engine", ["sqlite"])
+def test_plan_says_the_rollback_path_once_in_words_and_bad_input_is_not_a_failure(baseline_db):
+    planned = manage(baseline_db, "safe_migrate", "--plan")
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.lower().count("rollback path") == 1, planned.stdout
+    assert "any failure rolls back, no restore needed" in planned.stdout
+    assert "; ~ " not in planned.stdout and "altered columns loyalty_account_id" in planned.stdout
+
+    refused = manage(baseline_db, "safe_migrate", "billing", "9999")
+    assert refused.returncode == ExitCode.BAD_INPUT
+    assert "Status: failed" not in refused.stdout and "Status: refused, nothing was changed" in refused.stdout
+    assert refused.stderr == "error: no migration of 'billing' matches '9999'\n"

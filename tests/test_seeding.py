@@ -270,7 +270,7 @@ def test_negative_number_from_the_command_line_is_one_line_and_exit_2(tmp_path):
         timeout=60,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["CommandError: --users must not be negative (got -3)"]
+    assert result.stderr.strip().splitlines() == ["error: --users must not be negative (got -3)"]
 
 
 # --- PostgreSQL bulk load: foreign keys and indexes dropped for the load, then re-created ------------

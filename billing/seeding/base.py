@@ -7,7 +7,7 @@ import calendar
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 # The fixed "now" of demo data: every timestamp is derived from it, never from the clock.
 REFERENCE = calendar.timegm((2026, 1, 1, 0, 0, 0))
@@ -43,6 +43,9 @@ class SeedReport:
         """Rows per second of `table`'s phase (its rows over the wall time of that phase)."""
         seconds = self.seconds.get(table, 0.0)
         return self.counts.get(table, 0) / seconds if seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     def summary(self) -> str:
         """One line: counts, phase rates and the total time."""

@@ -19,12 +19,11 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from migrations_ops.engines.processes import HASH_CHUNK
 from migrations_ops.errors import BadInput, OperationFailed
 
 # progress(done, total, item): called as a dump or restore advances (tables, or pages on SQLite).
 Progress = Callable[[int, int, str], None]
-
-HASH_CHUNK = 1 << 20
 
 
 class RestoredContentMismatch(OperationFailed):
@@ -107,6 +106,12 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def read_head(path: Path, size: int = 4096) -> bytes:
+    """The first ``size`` bytes of a file (to recognise its format)."""
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -178,6 +183,15 @@ class DatabaseEngine:
         self, path: Path, backup_format: str, progress: Progress | None = None, lock_timeout: float = 5.0
     ) -> DumpResult:
         """Write a consistent dump to ``path`` (fsynced, mode 0600) and describe it."""
+        raise NotImplementedError
+
+    @classmethod
+    def detect_format(cls, path: Path) -> str | None:
+        """The backup format of a file made without us (a dump from the old runbook), or None."""
+        return None
+
+    def file_facts(self, path: Path, backup_format: str) -> dict[str, str]:
+        """What a dump file says about itself: ``database``, ``server_version``, ``tool_version``."""
         raise NotImplementedError
 
     def verify_file(self, path: Path, backup_format: str) -> list[str]:

@@ -12,7 +12,6 @@ ends it) arrived, so a restore killed or failing at any point leaves the previou
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -29,7 +28,6 @@ import psycopg2
 from psycopg2 import sql as pgsql
 
 from migrations_ops.engines.base import (
-    HASH_CHUNK,
     DatabaseEngine,
     DumpFile,
     DumpResult,
@@ -38,6 +36,7 @@ from migrations_ops.engines.base import (
     causes,
     check_free_space,
     counts_by_name,
+    read_head,
     row_count_sql,
 )
 from migrations_ops.engines.processes import (
@@ -46,13 +45,19 @@ from migrations_ops.engines.processes import (
     kill_all,
     pump,
     returncode_text,
-    write_all,
+    write_hashed,
 )
 from migrations_ops.errors import BadInput, LockHeld, OperationFailed, first_line
 
 FORMAT_ZSTD = "pg_custom+zstd"
 FORMAT_CUSTOM = "pg_custom"
-SUFFIXES = {FORMAT_ZSTD: ".dump.zst", FORMAT_CUSTOM: ".dump"}
+# `pg_dump db > backup.sql`, as the old runbook made them; only adopted (backup_db --adopt), never written.
+FORMAT_PLAIN = "pg_plain"
+SUFFIXES = {FORMAT_ZSTD: ".dump.zst", FORMAT_CUSTOM: ".dump", FORMAT_PLAIN: ".sql"}
+CUSTOM_MAGIC = b"PGDMP"
+PLAIN_HEADER = "-- PostgreSQL database dump"
+# pg_dump's last comment: a plain dump without it was cut short (psql would apply the part it got).
+PLAIN_TRAILER = "-- PostgreSQL database dump complete"
 ZSTD_LEVEL = "-1"
 
 # One advisory lock key for "a schema-changing operation runs on this database" ("mops" in ASCII).
@@ -224,6 +229,37 @@ class PostgreSQLEngine(DatabaseEngine):
     def file_suffix(self, backup_format: str) -> str:
         return SUFFIXES[backup_format]
 
+    @classmethod
+    def detect_format(cls, path: Path) -> str | None:
+        head = read_head(path)
+        if head.startswith(CUSTOM_MAGIC):
+            return FORMAT_CUSTOM
+        if PLAIN_HEADER in head[:200].decode(errors="replace"):
+            return FORMAT_PLAIN
+        return None
+
+    def file_facts(self, path: Path, backup_format: str) -> dict[str, str]:
+        if backup_format == FORMAT_PLAIN:
+            text = read_head(path, 8192).decode(errors="replace")
+            pattern = r"^-- Dumped {} version (\S+)"
+        else:
+            stream, helpers = self._archive_reader(path, backup_format)
+            try:
+                listed = subprocess.run([self._tool("pg_restore"), "--list"], stdin=stream, capture_output=True)
+            finally:
+                stream.close()
+                kill_all(helpers)
+            text = listed.stdout.decode(errors="replace")
+            pattern = r"^;\s+Dumped {} version: (\S+)"
+        facts = {"database": "", "server_version": "", "tool_version": ""}
+        for key, words in (("server_version", "from database"), ("tool_version", "by pg_dump")):
+            match = re.search(pattern.format(words), text, re.MULTILINE)
+            facts[key] = match.group(1) if match else ""
+        facts["tool_version"] = f"pg_dump {facts['tool_version'] or 'unknown'}"
+        name = re.search(r"^;\s+dbname: (\S+)", text, re.MULTILINE)
+        facts["database"] = name.group(1) if name else ""
+        return facts
+
     def _lock_timeout_ms(self, seconds: float) -> int:
         return max(1, int(seconds * 1000))
 
@@ -296,17 +332,7 @@ class PostgreSQLEngine(DatabaseEngine):
             counter = threading.Thread(target=count, daemon=True)
             counter.start()
 
-            digest = hashlib.sha256()
-            size = 0
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                while chunk := output.read(HASH_CHUNK):
-                    digest.update(chunk)
-                    write_all(fd, chunk)
-                    size += len(chunk)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sha256, size = write_hashed(output, path)
             for process in processes:
                 process.wait()
             for reader in readers:
@@ -325,7 +351,7 @@ class PostgreSQLEngine(DatabaseEngine):
                 raise OperationFailed(f"counting rows failed: {count_error[0]}")
             return DumpResult(
                 format=backup_format,
-                sha256=digest.hexdigest(),
+                sha256=sha256,
                 size_bytes=size,
                 tool_version=f"pg_dump {tool_version}",
                 server_version=server_version,
@@ -356,6 +382,8 @@ class PostgreSQLEngine(DatabaseEngine):
         problems: list[str] = []
         if backup_format not in SUFFIXES:
             return [f"unknown PostgreSQL backup format {backup_format!r}"]
+        if backup_format == FORMAT_PLAIN:
+            return self._plain_problems(path)
         if backup_format == FORMAT_ZSTD:
             tested = subprocess.run([self._tool("zstd"), "-t", "-q", str(path)], capture_output=True, timeout=3600)
             if tested.returncode != 0:
@@ -373,6 +401,18 @@ class PostgreSQLEngine(DatabaseEngine):
         elif "TABLE DATA" not in listed.stdout.decode(errors="replace") and b"TOC Entries" not in listed.stdout:
             problems.append("pg_restore --list: no table of contents")
         return problems
+
+    @staticmethod
+    def _plain_problems(path: Path) -> list[str]:
+        if PLAIN_HEADER not in read_head(path, 200).decode(errors="replace"):
+            return ["it does not start like pg_dump's plain SQL output"]
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            handle.seek(max(0, size - 4096))
+            tail = handle.read().decode(errors="replace")
+        if PLAIN_TRAILER not in tail:
+            return [f"it ends before pg_dump's last line ({PLAIN_TRAILER!r}): truncated"]
+        return []
 
     # --- restore ---
     def _catalog(self) -> tuple[list[str], list[str]]:
@@ -457,15 +497,35 @@ class PostgreSQLEngine(DatabaseEngine):
         body.append("UPDATE pg_temp.mops_restore_guard SET done = true;")
         return "\n".join(body) + "\n"
 
+    def _write_prelude(self, workdir: str, lock_timeout: float) -> Path:
+        prelude = Path(workdir) / "prelude.sql"
+        fd = os.open(prelude, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self._prelude(lock_timeout))
+        return prelude
+
+    def _restore_plain(self, dump: DumpFile, lock_timeout: float) -> None:
+        """A plain SQL dump is psql's input as it is: prelude, the file, then the epilogue on stdin, all
+        in one transaction (the file was verified complete first, so psql never sees half of it)."""
+        with tempfile.TemporaryDirectory(prefix="mops-restore-") as workdir:
+            prelude = self._write_prelude(workdir, lock_timeout)
+            argv = [self._tool("psql"), "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
+            argv += ["-f", str(prelude), "-f", str(dump.path), "-f", "-"]
+            done = subprocess.run(
+                argv, input=self._epilogue(dump.tables).encode(), capture_output=True, env=self.tool_env()
+            )
+        if done.returncode != 0:
+            self._raise_psql_error(done.stderr.decode(errors="replace"))
+
     def restore(self, dump: DumpFile, progress: Progress | None = None, lock_timeout: float = 5.0) -> None:
         expected_tables = dump.tables
         self.connection.close()  # Django's session must not hold anything while the schema is replaced
+        if dump.format == FORMAT_PLAIN:
+            self._restore_plain(dump, lock_timeout)
+            return
         total = len(expected_tables or {})
         with tempfile.TemporaryDirectory(prefix="mops-restore-") as workdir:
-            prelude = Path(workdir) / "prelude.sql"
-            fd = os.open(prelude, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self._prelude(lock_timeout))
+            prelude = self._write_prelude(workdir, lock_timeout)
             stream, processes = self._archive_reader(dump.path, dump.format)
             env = self.tool_env()
             try:
@@ -512,7 +572,7 @@ class PostgreSQLEngine(DatabaseEngine):
                         if restorer.returncode != 0
                         else "decompressing the backup failed"
                     )
-                    raise OperationFailed(f"restore failed, database unchanged: {reason}")
+                    raise OperationFailed(f"restore failed, database {self._dbname()} unchanged: {reason}")
                 with suppress(BrokenPipeError):
                     applier.stdin.write(self._epilogue(expected_tables).encode())
                 with suppress(BrokenPipeError):
@@ -534,7 +594,7 @@ class PostgreSQLEngine(DatabaseEngine):
                 f"restore blocked by other sessions on {self._dbname()} ({who}); nothing was changed: "
                 "stop them or retry with --terminate-connections"
             )
-        raise OperationFailed(f"restore failed and was rolled back, database unchanged: {message}")
+        raise OperationFailed(f"restore failed and was rolled back, database {self._dbname()} unchanged: {message}")
 
     def other_sessions(self) -> list[str]:
         conn = self._connect()

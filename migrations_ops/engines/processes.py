@@ -7,10 +7,13 @@ operator sees the tool's first error line rather than its whole output.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import threading
 from contextlib import suppress
+
+HASH_CHUNK = 1 << 20
 
 
 def first_error(stderr: str, default: str) -> str:
@@ -63,6 +66,23 @@ def write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def write_hashed(stream, path) -> tuple[str, int]:
+    """Copy a readable binary ``stream`` into the new file ``path`` (mode 0600, fsynced), hashing as it
+    goes: the sha256 of what was written and its size, with no second read of the file."""
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while chunk := stream.read(HASH_CHUNK):
+            digest.update(chunk)
+            write_all(fd, chunk)
+            size += len(chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return digest.hexdigest(), size
 
 
 def pump(source_fd: int, target_fd: int) -> bool:

@@ -29,12 +29,14 @@ from migrations_ops.engines.base import (
     causes,
     counts_by_name,
     fsync_path,
+    read_head,
     row_count_sql,
     sha256_of,
 )
 from migrations_ops.errors import BadInput, LockHeld, OperationFailed
 
 FORMAT = "sqlite3"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 PAGES_PER_STEP = 1024
 _BUSY_OR_LOCKED = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
@@ -155,6 +157,13 @@ class SQLiteEngine(DatabaseEngine):
     def file_suffix(self, backup_format: str) -> str:
         return ".sqlite3"
 
+    @classmethod
+    def detect_format(cls, path: Path) -> str | None:
+        return FORMAT if read_head(path, 16) == SQLITE_MAGIC else None
+
+    def file_facts(self, path: Path, backup_format: str) -> dict[str, str]:
+        return {"database": path.name, "server_version": sqlite3.sqlite_version, "tool_version": "sqlite3 file"}
+
     # --- dump ---
     def dump(
         self, path: Path, backup_format: str, progress: Progress | None = None, lock_timeout: float = 5.0
@@ -201,11 +210,12 @@ class SQLiteEngine(DatabaseEngine):
             f"restore blocked: another connection has held {target_path.name} open in a transaction for more "
             f"than {lock_timeout:g}s; nothing was changed"
         )
-        with _copy_errors(blocked, "SQLite restore failed, database unchanged"):
+        with _copy_errors(blocked, f"SQLite restore failed, database {target_path.name} unchanged"):
             with closing(_readonly(dump.path)) as source:
                 if expected_tables is not None and _counts(source) != expected_tables:
                     raise OperationFailed(
-                        "restore refused, database unchanged: the backup's row counts differ from its manifest"
+                        f"restore refused, database {target_path.name} unchanged: the backup's row counts differ "
+                        "from its manifest"
                     )
                 with closing(sqlite3.connect(target_path, timeout=0.1)) as target:
                     _copy(source, target, progress, lock_timeout)

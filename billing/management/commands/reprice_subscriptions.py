@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 
-from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from billing.models import Plan, PricingConfig
 from billing.pricing import reprice
+from migrations_ops.errors import BadInput
+from migrations_ops.management.base import OpsCommand
+from migrations_ops.status import require_applied
 
-EXIT_BAD_INPUT = 2
 
-
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = (
         "Re-price every non-cancelled subscription (of a plan / variant) from the pricing config in effect now, "
         "writing a cost-history row for each whose cost changes; prints counts and the MRR change."
@@ -28,18 +28,21 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         plan, variant, using = options["plan"], options["variant"], options["database"]
         if plan is not None and plan not in Plan.values:
-            raise CommandError(
-                f"unknown plan {plan!r}: choose one of {', '.join(Plan.values)}", returncode=EXIT_BAD_INPUT
-            )
+            raise BadInput(f"unknown plan {plan!r}: choose one of {', '.join(Plan.values)}")
+        # pricing_configs and the cost columns come with the upgrade: at the baseline say so, not a traceback.
+        require_applied(("accounts", "billing", "loyalty"), using, "reprice_subscriptions")
         if variant is not None:
             configs = PricingConfig.objects.using(using).filter(variant_id=variant)
             if plan:
                 configs = configs.filter(plan=plan)
             if not configs.exists():
-                raise CommandError(f"no pricing config has variant {variant!r}", returncode=EXIT_BAD_INPUT)
+                raise BadInput(f"no pricing config has variant {variant!r}")
         started = time.perf_counter()
         result = reprice(plan=plan, variant=variant, dry_run=options["dry_run"], using=using)
         elapsed = time.perf_counter() - started
+        if self._json:
+            self.print_json({**result.to_dict(), "duration_s": round(elapsed, 3)})
+            return
         verb = "would re-price" if result.dry_run else "re-priced"
         self.stdout.write(
             f"{verb} {result.changed:,} of {result.candidates:,} subscriptions "

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 import time
 
-from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from billing.seeding import DEFAULT_BATCH_SIZE, DEFAULT_DAYS, SeedRefused, seed
+from migrations_ops.errors import BadInput
+from migrations_ops.management.base import OpsCommand
 
-EXIT_BAD_INPUT = 2
 # The options passed to seed() under their own names (each is a keyword of seed()).
 SEED_OPTIONS = ("users", "subscriptions", "payment_intents", "days", "seed", "batch_size", "append")
 
@@ -47,7 +47,10 @@ class ProgressBar:
             self.phase = None
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
+    """The operator contract's shape (OpsCommand): --database-url, --json, one `error:` line, exit 2
+    for refusals and an unreachable database."""
+
     help = (
         "Seed deterministic demo data (users, subscriptions, payment intents, loyalty, analytics). "
         "On a database at the baseline migration state only users and baseline subscriptions are seeded. "
@@ -75,15 +78,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         verbosity = int(options["verbosity"])
-        bar = ProgressBar(sys.stderr) if verbosity >= 1 and sys.stderr.isatty() else None
+        bar = ProgressBar(sys.stderr) if verbosity >= 1 and sys.stderr.isatty() and not self._json else None
         try:
             report = seed(**{name: options[name] for name in SEED_OPTIONS}, using=options["database"], progress=bar)
         except SeedRefused as exc:
-            raise CommandError(str(exc), returncode=EXIT_BAD_INPUT) from exc
+            raise BadInput(str(exc)) from exc
         finally:
             if bar is not None:
                 bar.finish()
-        if verbosity >= 1:
-            if report.state == "baseline":
-                self.stdout.write("baseline database: seeded users and baseline subscription columns only")
-            self.stdout.write(report.summary())
+        if self._json:
+            self.print_json(report.to_dict())
+            return
+        if report.state == "baseline":
+            self.info("baseline database: seeded users and baseline subscription columns only")
+        self.info(report.summary())

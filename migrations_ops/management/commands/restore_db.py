@@ -74,5 +74,7 @@ class Command(OpsCommand):
         if result.safety_backup:
             self.info(f"safety backup: {result.safety_backup}")
         self.info(f"restored {result.backup} into {result.database.get('name')} in {result.duration_s:.1f}s")
+        if result.kept_runs:
+            self.info(f"kept {result.kept_runs} MigrationRun record(s) written since the backup")
         self.info("validation: " + ("ok" if result.validation.get("ok") else "PROBLEMS"))
         self.info("migration state: " + (", ".join(f"{a} {n}" for a, n in result.migrations.items()) or "none"))
