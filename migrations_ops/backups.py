@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from config.database import parse_database_url
 from migrations_ops import audit, records
@@ -375,14 +375,16 @@ def _backup_at_path(path: Path) -> BackupManifest:
     return manifest
 
 
-def integrity_problems(manifest: BackupManifest) -> list[str]:
-    """Size and sha256 of the data file against its manifest."""
+def integrity_problems(manifest: BackupManifest, checksum: bool = True) -> list[str]:
+    """Size and (``checksum``) sha256 of the data file against its manifest."""
     path = manifest.path
     if not path.is_file():
         return [f"data file {path.name} is missing"]
     size = path.stat().st_size
     if size != manifest.size_bytes:
         return [f"{path.name} is {size} bytes, the manifest says {manifest.size_bytes} (truncated or altered)"]
+    if not checksum:
+        return []
     digest = sha256_of(path)
     if digest != manifest.sha256:
         return [f"sha256 of {path.name} is {digest[:16]}..., the manifest says {manifest.sha256[:16]}... (corrupted)"]
@@ -607,6 +609,46 @@ def _target(using: str, target_url: str | None) -> Iterator[str]:
         yield alias
 
 
+@dataclass
+class RestorePreview:
+    """What a restore would change, shown before the operator confirms: migrations and rows now
+    (``None`` when the target cannot be read, e.g. a database not created yet) and in the backup."""
+
+    manifest: BackupManifest
+    migrations_now: dict[str, str] | None
+    rows_now: dict[str, int] | None
+
+    def render(self) -> list[str]:
+        backup_heads = self.manifest.heads
+        lines = ["Migrations (now -> in the backup):"]
+        now = self.migrations_now
+        for app in sorted(set(backup_heads) | set(now or {})):
+            current = "?" if now is None else now.get(app, "none")
+            then = backup_heads.get(app, "none")
+            lines.append(f"  {app}: {current} -> {then}" + ("" if current == then else "   CHANGES"))
+        lines.append("Rows per table (now -> in the backup):")
+        rows = self.rows_now
+        for table in sorted(set(self.manifest.tables) | set(rows or {})):
+            current = "?" if rows is None else rows.get(table, "no table")
+            then = self.manifest.tables.get(table, "no table")
+            if current != then:
+                lines.append(f"  {table}: {current} -> {then}")
+        if rows is not None and all(rows.get(t) == n for t, n in self.manifest.tables.items()) and set(rows) == set(
+            self.manifest.tables
+        ):
+            lines.append("  (every table has as many rows now as in the backup)")
+        return lines
+
+
+def restore_preview(manifest: BackupManifest, using: str) -> RestorePreview:
+    """The target's migrations and row counts now, beside the backup's (nothing is changed)."""
+    try:
+        return RestorePreview(manifest, current_migrations(using), get_engine(using).row_counts())
+    except DatabaseError:  # a target that does not exist yet (--target-database-url): nothing to compare
+        connections[using].close()
+        return RestorePreview(manifest, None, None)
+
+
 def restore_backup(
     name_or_path: str,
     using: str = DEFAULT_DB_ALIAS,
@@ -636,7 +678,7 @@ def restore_backup(
             f"{engine.vendor}: refusing to restore across engines; nothing was changed",
         )
         require_intact(manifest)
-        if confirm is not None and not confirm(manifest, engine.display_name()):
+        if confirm is not None and not confirm(manifest, engine.display_name(), alias):
             raise BadInput("restore aborted: the confirmation did not match; nothing was changed")
         started = time.monotonic()
         database = engine.database_info()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from migrations_ops.backups import BackupManifest, restore_backup
-from migrations_ops.errors import scrub
+from migrations_ops.backups import BackupManifest, restore_backup, restore_preview
+from migrations_ops.errors import BadInput, scrub
 from migrations_ops.formatting import human_size
 from migrations_ops.management.base import OpsCommand
 from migrations_ops.progress import terminal_progress
@@ -28,15 +28,13 @@ class Command(OpsCommand):
             help="end the other sessions on the database first (PostgreSQL)",
         )
 
-    def confirm(self, manifest: BackupManifest, database: str) -> bool:
+    def confirm(self, manifest: BackupManifest, database: str, alias: str) -> bool:
         out = sys.stderr if self._json else self.stdout
-        rows = sum(manifest.tables.values())
+        now = restore_preview(manifest, alias)
         lines = [
             f"Backup {manifest.name} ({manifest.reason}), taken {manifest.created_at} "
             f"from {manifest.database.get('name')}, {human_size(manifest.size_bytes)}",
-            "Migrations: " + (", ".join(f"{app} {name}" for app, name in manifest.heads.items()) or "none"),
-            f"Rows: {rows} in {len(manifest.tables)} tables: "
-            + ", ".join(f"{table} {count}" for table, count in manifest.tables.items() if count),
+            *now.render(),
             f"This REPLACES the whole content of database {database!r} with this backup.",
         ]
         out.write("\n".join(lines) + "\n")
@@ -45,7 +43,10 @@ class Command(OpsCommand):
         try:
             answer = input()
         except EOFError:
-            return False
+            raise BadInput(
+                "standard input is closed, so nobody can confirm: pass --noinput to restore without confirmation "
+                "(nothing was changed)"
+            ) from None
         return answer.strip() == database
 
     def handle(self, *args, **options):
