@@ -19,6 +19,7 @@ from migrations_ops.errors import BadInput
 from migrations_ops.status import describe_migration
 
 TRANSACTION = "transaction"
+REVERSE = "reverse"
 RESTORE = "restore"
 
 
@@ -36,6 +37,11 @@ class PlanStep:
     @property
     def revision(self) -> str:
         return f"{self.app}.{self.name}"
+
+    @property
+    def undoable(self) -> bool:
+        """Whether Django can take this step back once committed (a backwards step: by applying it again)."""
+        return self.backwards or self.reversible
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,12 +84,56 @@ class TableEffect:
 
 
 @dataclass
+class Segment:
+    """Consecutive atomic steps run in ONE transaction; a non-atomic step runs alone.
+
+    An atomic segment's own failure is always a ROLLBACK. ``rollback`` says how the segment is
+    undone when a LATER segment fails after it committed: ``transaction`` (the plan is this one
+    segment: nothing commits before the end), ``reverse`` (Django reverses its migrations, each in
+    its own transaction) or ``restore`` (an irreversible step: only the backup can undo it).
+    """
+
+    steps: list[PlanStep]
+    atomic: bool
+    rollback: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": [step.revision for step in self.steps], "atomic": self.atomic, "rollback": self.rollback}
+
+    def render(self, number: int) -> str:
+        how = "one transaction" if self.atomic else "NON-ATOMIC, alone"
+        undo = {
+            TRANSACTION: "any failure rolls it back",
+            REVERSE: "undone by reverse migrations if a later segment fails",
+            RESTORE: "IRREVERSIBLE: a later failure needs the backup",
+        }[self.rollback]
+        return f"  segment {number}: {len(self.steps)} migration(s), {how}; {undo}"
+
+
+def segment_steps(steps: list[PlanStep]) -> list[Segment]:
+    """Split a plan into segments (see :class:`Segment`); one atomic segment is the whole-plan transaction."""
+    groups: list[list[PlanStep]] = []
+    for step in steps:
+        if step.atomic and groups and groups[-1][-1].atomic:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    if len(groups) == 1 and groups[0][0].atomic:
+        return [Segment(groups[0], atomic=True, rollback=TRANSACTION)]
+    return [
+        Segment(group, atomic=group[0].atomic, rollback=REVERSE if all(s.undoable for s in group) else RESTORE)
+        for group in groups
+    ]
+
+
+@dataclass
 class MigrationPlan:
     targets: list[tuple[str, str | None]]
     steps: list[PlanStep]
-    rollback_path: str  # TRANSACTION or RESTORE
+    rollback_path: str  # TRANSACTION, REVERSE or RESTORE: the worst path any segment needs
     non_transactional_reasons: list[str]
     tables: dict[str, TableEffect]
+    segments: list[Segment] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -99,15 +149,23 @@ class MigrationPlan:
     @property
     def rollback_description(self) -> str:
         """The rollback path as the operator reads it (said once, on the runner's 'Plan:' line)."""
-        if self.rollback_path == TRANSACTION:
-            return "one transaction: any failure rolls back, no restore needed"
         reasons = "; ".join(self.non_transactional_reasons)
-        return f"migration by migration: a failure restores the pre-migrate backup ({reasons})"
+        return {
+            TRANSACTION: "one transaction: any failure rolls back, no restore needed",
+            REVERSE: f"{len(self.segments)} segments: a failure rolls back the running segment and reverses "
+            f"the committed ones ({reasons})",
+            RESTORE: f"{len(self.segments)} segments with an irreversible step: a failure after it needs the "
+            f"pre-migrate backup ({reasons})",
+        }[self.rollback_path]
 
     def render(self) -> str:
-        """Human output: each step with its flags, and the effect per table (the rollback path is on
-        the 'Plan:' line printed before it)."""
-        lines = []
+        """Human output: the segments (when more than one), each step with its flags, and the effect
+        per table (the rollback path is on the 'Plan:' line printed before it)."""
+        lines = (
+            [segment.render(number) for number, segment in enumerate(self.segments, 1)]
+            if len(self.segments) > 1
+            else []
+        )
         for step in self.steps:
             flags = [
                 "backwards" if step.backwards else "forwards",
@@ -125,6 +183,7 @@ class MigrationPlan:
         return {
             "steps": [step.to_dict() for step in self.steps],
             "rollback_path": self.rollback_path,
+            "segments": [segment.to_dict() for segment in self.segments],
             "non_transactional_reasons": self.non_transactional_reasons,
             "tables": {name: effect.to_dict() for name, effect in sorted(self.tables.items())},
         }
@@ -313,10 +372,13 @@ def build_plan(
         for migration, backwards in raw_plan
     ]
     reasons = [reason for migration, _ in raw_plan for reason in _non_transactional_reasons(migration)]
+    segments = segment_steps(steps)
+    paths = {segment.rollback for segment in segments}
     return MigrationPlan(
         targets=targets,
         steps=steps,
-        rollback_path=RESTORE if reasons else TRANSACTION,
+        rollback_path=RESTORE if RESTORE in paths else REVERSE if REVERSE in paths else TRANSACTION,
         non_transactional_reasons=reasons,
         tables=tables,
+        segments=segments,
     )

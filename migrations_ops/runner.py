@@ -1,22 +1,25 @@
 """The safe_migrate pipeline: lock, plan, preflight, backup, apply, validate, recover, audit.
 
-Two ways to apply a plan, chosen from the plan before anything runs (see planning.py):
+The plan is split into segments (planning.py): consecutive atomic migrations run in ONE transaction,
+a non-atomic migration (atomic = False, CONCURRENTLY) runs alone. An all-atomic plan is one segment,
+so the whole plan and the validation after it are one transaction and a failure is a ROLLBACK.
+When a plan has several segments and one fails, the failing segment rolls back (or, non-atomic,
+its completed operations are reversed) and the committed ones are reversed by Django, each
+migration in its own transaction: other clients' writes are kept. Only when reversing is impossible
+or fails is the pre-migrate backup restored, and only with --allow-data-loss (writes since the
+backup are lost); otherwise the run stops with exit 4 naming the backup.
 
-* transaction: every migration of the plan and the validation that follows run in ONE
-  transaction; any failure rolls it back and the database is exactly as before, no restore needed.
-* restore: a plan with non-atomic steps (atomic = False, CONCURRENTLY) runs migration by
-  migration; on failure the pre-migrate backup is restored with restore_db's atomic replacement
-  (writes made by other clients since the backup are lost, which is why the first path is preferred).
+SIGINT/SIGTERM are handled from the first database call to the last (interrupts.py): the running
+statement or child process is cancelled at once, and the phase that was running ends cleanly.
 
 The plan is applied by Django's own `migrate` command (so pre/post_migrate signals, content types
-and permissions behave exactly as under `migrate`), observed through its progress callback.
+and permissions behave exactly as under `migrate`), observed through its progress callback, which
+also opens and commits the segments' transactions.
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,24 +29,29 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.commands.migrate import Command as MigrateCommand
+from django.core.management.sql import emit_post_migrate_signal
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
 from django.db.utils import DatabaseError
 
-from migrations_ops import audit, backups
+from migrations_ops import audit, backups, footprint, interrupts
 from migrations_ops.checks import CheckResult, Problems
 from migrations_ops.engines import get_engine
 from migrations_ops.engines.base import current_owner
 from migrations_ops.errors import BadInput, ExitCode, OperationFailed, OpsError, RecoveryFailed, first_line
 from migrations_ops.formatting import human_size
-from migrations_ops.planning import TRANSACTION, MigrationPlan, build_plan
+from migrations_ops.interrupts import Interrupted
+from migrations_ops.planning import TRANSACTION, MigrationPlan, Segment, build_plan
 from migrations_ops.records import record_migration_run
+from migrations_ops.retry import BACKOFF_S, with_retries
 from migrations_ops.status import BOOKKEEPING_TABLES, applied_migrations
 from migrations_ops.timeouts import lock_timeout
 from migrations_ops.validation import ValidationReport, run_validation
 
 Reporter = Callable[[str], None]
-LOCK_RETRIES = 3
-LOCK_BACKOFF_S = (0.5, 1.0, 2.0)
+LOCK_RETRIES = len(BACKOFF_S)
+_BEFORE_APPLY = frozenset({"start", "lock", "plan", "preflight", "backup"})
 
 
 @dataclass
@@ -62,6 +70,7 @@ class SafeMigrateOptions:
     resume: bool = False  # with online: continue a killed online run from its checkpoint
     abort: bool = False  # with online: undo an unfinished online run
     lint: bool = False  # with plan_only: exit 1 when the plan cannot run online
+    allow_data_loss: bool = False  # may restore the backup (losing writes since) when reversing fails
 
 
 @dataclass
@@ -71,12 +80,13 @@ class MigrationSummary:
     status: str = "failed"
     applied: list[str] = field(default_factory=list)
     backup: str | None = None
-    rollback: str | None = None
+    rollback: str | None = None  # "transaction", "reverse", "restore" or None
     validation: ValidationReport | None = None
     durations: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     plan: MigrationPlan | None = None
     exit_code: int = int(ExitCode.OK)
+    reversed: list[str] = field(default_factory=list)  # migrations taken back by the "reverse" rollback
 
     @property
     def applied_count(self) -> int:
@@ -89,6 +99,7 @@ class MigrationSummary:
             "applied": self.applied,
             "backup": self.backup,
             "rollback": self.rollback,
+            "reversed": self.reversed,
             "validation": self.validation.to_dict() if self.validation else {},
             "durations": {key: round(value, 3) for key, value in self.durations.items()},
             "error": self.error,
@@ -107,10 +118,6 @@ class MigrationSummary:
         return f"Status: {status} ({durations})"
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived during a run (BaseException: nothing may swallow it)."""
-
-
 class ValidationFailed(Exception):
     def __init__(self, message: str, report: ValidationReport) -> None:
         super().__init__(message)
@@ -123,46 +130,46 @@ class StepFailed(Exception):
 
 @contextlib.contextmanager
 def interrupt_guard(on_interrupt: Callable[[], None] | None = None) -> Iterator[None]:
-    """Turn SIGINT/SIGTERM into :class:`Interrupted` in the main thread while the block runs.
-
-    ``on_interrupt`` runs first (it cancels a statement that is executing, so the exception is
-    raised promptly instead of after a long query).
-    """
-    if threading.current_thread() is not threading.main_thread():
+    """The run's interrupt handling (interrupts.handling_interrupts) with ``on_interrupt`` as one more
+    canceller for the block; inside ``execute`` it joins the guard already installed."""
+    with interrupts.handling_interrupts() as state, state.cancellable(on_interrupt or (lambda: None)):
         yield
-        return
-
-    def handler(signum, frame):
-        if on_interrupt is not None:
-            with contextlib.suppress(Exception):  # best effort: the raise below is what matters
-                on_interrupt()
-        raise Interrupted(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[list[str]]:
     """While recovering, a second Ctrl-C must not abandon the recovery: note signals, act later."""
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
+    with interrupts.current().deferred() as received:
         yield received
-        return
 
-    def handler(signum, frame):
-        received.append(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+@dataclass
+class _Partial:
+    """A non-atomic migration that is running: the operations it has completed so far."""
+
+    migration: Migration
+    backwards: bool
+    done: list[Any] = field(default_factory=list)
+
+
+class _TrackedOperation:
+    """An operation that notes its own completion (so a failed non-atomic migration can be undone
+    operation by operation); every other attribute is the operation's own."""
+
+    def __init__(self, operation, partial: _Partial) -> None:
+        self._operation = operation
+        self._partial = partial
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._operation, name)
+
+    def database_forwards(self, *args, **kwargs) -> None:
+        self._operation.database_forwards(*args, **kwargs)
+        self._partial.done.append(self._operation)
+
+    def database_backwards(self, *args, **kwargs) -> None:
+        self._operation.database_backwards(*args, **kwargs)
+        self._partial.done.append(self._operation)
 
 
 class _ObservedMigrate(MigrateCommand):
@@ -181,6 +188,7 @@ class _ObservedMigrate(MigrateCommand):
 class _StateSnapshot:
     migrations: dict[str, list[str]]
     row_counts: dict[str, int]
+    footprint: footprint.Footprint | None = None  # schema + django_migrations: what the plan can change
 
 
 class SafeMigration:
@@ -216,6 +224,18 @@ class SafeMigration:
         self._transactional = False
         self._accepted_failures: dict[str, Problems] = {}
         self._current: str | None = None
+        self._phase_name = "start"
+        self._interrupts = interrupts.current()
+        # The segments' state while applying (see _observe).
+        self._segment_of: dict[str, Segment] = {}
+        self._tx: Any = None  # the open transaction.atomic of an atomic segment
+        self._tx_segment: Segment | None = None
+        self._tx_steps: list[str] = []
+        self._committed: list[str] = []
+        self._partial: _Partial | None = None
+        self._own_changes: dict[str, int] | None = None  # None: the guard compares row counts
+        self._counts_at_step: dict[str, int] = {}
+        self._counters_at_backup: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -231,6 +251,7 @@ class SafeMigration:
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[None]:
         started = time.monotonic()
+        self._phase_name = name
         try:
             yield
         finally:
@@ -239,7 +260,11 @@ class SafeMigration:
             )
 
     def snapshot(self) -> _StateSnapshot:
-        return _StateSnapshot(migrations=applied_migrations(self.using), row_counts=self.engine.row_counts())
+        return _StateSnapshot(
+            migrations=applied_migrations(self.using),
+            row_counts=self.engine.row_counts(),
+            footprint=footprint.capture(self.using),
+        )
 
     # ------------------------------------------------------------------ the pipeline
     def run(self) -> MigrationSummary:
@@ -252,37 +277,78 @@ class SafeMigration:
         ``run`` passes the live migration; ``rehearsal.rehearse`` passes its work on a copy, so both
         share one lock, one plan and one audit trail. ``planned=False``: no plan is built and
         ``action(None)`` runs (``--online --resume`` / ``--abort`` work from their checkpoint).
+        SIGINT/SIGTERM are handled from before the first database call until the record is
+        written: exit 1, nothing changed (or rolled back).
         """
         started = time.monotonic()
-        self._event("start", options={k: v for k, v in vars(self.options).items() if k != "allow_row_loss"})
-        try:
-            lock = (
-                self.engine.migration_lock(current_owner("safe_migrate"))
-                if self.take_lock
-                else contextlib.nullcontext()
-            )
-            with lock:
-                plan = self._plan() if planned else None
-                if plan is not None or not planned:
-                    action(plan)
-        except OpsError as exc:
-            self.summary.error = exc.message
-            self.summary.exit_code = int(exc.exit_code)
-            if self.summary.status not in ("rolled_back", "restored"):
-                self.summary.status = "failed"
-        self.summary.durations["total_s"] = time.monotonic() - started
-        self._event(
-            "end",
-            status=self.summary.status,
-            exit_code=self.summary.exit_code,
-            applied=self.summary.applied,
-            backup=self.summary.backup,
-            rollback=self.summary.rollback,
-            error=self.summary.error,
-            durations=self.summary.durations,
-        )
-        record_migration_run(self.using, self.summary)
+        with interrupts.handling_interrupts() as self._interrupts:
+            self._event("start", options={k: v for k, v in vars(self.options).items() if k != "allow_row_loss"})
+            try:
+                self._phase_name = "lock"
+                with (
+                    self.engine.hardened_session(lock_timeout()),
+                    self._interrupts.cancellable(self.engine.cancel_running_statement),
+                ):
+                    lock = (
+                        self.engine.migration_lock(current_owner("safe_migrate"))
+                        if self.take_lock
+                        else contextlib.nullcontext()
+                    )
+                    with lock:
+                        plan = self._plan() if planned else None
+                        if plan is not None or not planned:
+                            action(plan)
+            except OpsError as exc:
+                self._fail(exc)
+            except (Exception, Interrupted) as exc:
+                # Before the apply phase nothing was changed (apply converts its own failures).
+                unchanged = self._phase_name in _BEFORE_APPLY
+                self._fail(
+                    OperationFailed(self._describe_failure(exc) + ("; nothing was changed" if unchanged else ""))
+                )
+            with self._interrupts.deferred():
+                self.summary.durations["total_s"] = time.monotonic() - started
+                self._event(
+                    "end",
+                    status=self.summary.status,
+                    exit_code=self.summary.exit_code,
+                    applied=self.summary.applied,
+                    backup=self.summary.backup,
+                    rollback=self.summary.rollback,
+                    error=self.summary.error,
+                    durations=self.summary.durations,
+                    signals=list(self._interrupts.received),
+                )
+                self._record()
         return self.summary
+
+    def _fail(self, exc: OpsError) -> None:
+        self.summary.error = exc.message
+        self.summary.exit_code = int(exc.exit_code)
+        if self.summary.status not in ("rolled_back", "restored"):
+            self.summary.status = "failed"
+
+    def _describe_failure(self, exc: BaseException) -> str:
+        """One line for a failure: the signal, a lost connection, a lock wait, or the error itself."""
+        phase = self._phase_name
+        if self._interrupts.received:
+            return f"interrupted by {self._interrupts.received[0]} during {phase}"
+        if isinstance(exc, Interrupted):
+            return f"interrupted by {exc} during {phase}"
+        if self.engine.is_connection_lost(exc):
+            return f"the connection to the database was lost during {phase} ({first_line(exc)})"
+        if self.engine.is_transient(exc):
+            return f"blocked by another session during {phase} ({first_line(exc)})"
+        return f"{phase} failed: {first_line(exc)}" if phase not in ("migrate", "validate") else first_line(exc)
+
+    def _record(self) -> None:
+        """The MigrationRun row; a database that is gone cannot take it (the audit log has the run)."""
+        try:
+            if self.connection.connection is not None and not self.connection.is_usable():
+                self.connection.close()
+            record_migration_run(self.using, self.summary)
+        except DatabaseError as exc:
+            audit.record("safe_migrate.run_not_recorded", reason=first_line(exc))
 
     def _plan(self) -> MigrationPlan | None:
         """The plan, or None when there is nothing more to do (empty, or --plan)."""
@@ -292,7 +358,12 @@ class SafeMigration:
         if not plan.empty:
             direction = "backwards" if plan.backwards else "forwards"
             self.say(f"Plan: {len(plan.steps)} migration(s) {direction}; rollback path: {plan.rollback_description}")
-        self._event("plan", steps=[s.revision for s in plan.steps], path=plan.rollback_path)
+        self._event(
+            "plan",
+            steps=[s.revision for s in plan.steps],
+            path=plan.rollback_path,
+            segments=[segment.to_dict() for segment in plan.segments],
+        )
         if plan.empty:
             self.summary.status = "nothing_to_do"
             self.say("Nothing to migrate: the database is at the target.")
@@ -348,6 +419,7 @@ class SafeMigration:
                     + "; ".join(verification.failures())
                     + "; nothing was migrated"
                 )
+            self._counters_at_backup = self.engine.write_counters()
         self.summary.backup = manifest.name
         self._event("backup", name=manifest.name, sha256=manifest.sha256, size_bytes=manifest.size_bytes)
         self.say(
@@ -359,31 +431,27 @@ class SafeMigration:
     # ------------------------------------------------------------------ apply
     def _apply(self, plan: MigrationPlan, before: _StateSnapshot, backup) -> None:
         self._transactional = plan.rollback_path == TRANSACTION
+        self._segment_of = {step.revision: segment for segment in plan.segments for step in segment.steps}
+        self._own_changes = {}  # the segments count their own row changes (where the engine can)
         self.say(
             f"Applying {len(plan.steps)} migration(s) in one transaction"
             if self._transactional
-            else "Applying migration by migration (rollback by restoring the backup): "
+            else f"Applying {len(plan.steps)} migration(s) in {len(plan.segments)} segments: "
             + "; ".join(plan.non_transactional_reasons)
         )
         try:
-            with interrupt_guard(self.engine.cancel_running_statement):
-                if self._transactional:
-                    self._apply_in_transaction(plan, before)
-                else:
-                    self._apply_then_validate(plan, before)
+            with self.engine.transactional_migration():
+                with_retries(
+                    lambda: self._apply_attempt(plan, before),
+                    self._retryable,
+                    on_retry=self._retrying,
+                )
         except (Exception, Interrupted) as exc:
-            message = first_line(exc)
+            message = self._describe_failure(exc)
             self.summary.error = message
-            self._event("failed", error=message, path=plan.rollback_path)
-            with signals_deferred():
-                if self._transactional:
-                    self.summary.rollback = "transaction"
-                    self.summary.status = "rolled_back"
-                    self.say(f"Failed: {message}. Rolled back: the database is as it was.")
-                else:
-                    self._restore_after_failure(backup, message)
-                self._clear_caches()
-                self._verify_recovered(before, backup)
+            self._event("failed", error=message, path=plan.rollback_path, committed=self._committed)
+            with self._interrupts.deferred():
+                self._recover(before, backup, message)
             self.summary.applied = []
             raise OperationFailed(
                 f"{message}; rolled back ({self.summary.rollback}), the database is as it was before"
@@ -393,7 +461,87 @@ class SafeMigration:
         self.say(
             f"Validation: {checks} checks passed ({self.summary.durations.get('validate_s', 0.0):.2f}s); committed."
         )
-        self._prune()
+        if self._interrupts.received:
+            self.say(f"{self._interrupts.received[0]} arrived after COMMIT: the migration is complete.")
+        with self._interrupts.deferred():  # a few file deletions; never half a prune
+            self._phase_name = "prune"
+            self._prune()
+
+    def _apply_attempt(self, plan: MigrationPlan, before: _StateSnapshot) -> None:
+        """Run what is left of the plan (a retry resumes after the committed segments)."""
+        self.summary.applied = list(self._committed)
+        self._lock_seen = {}
+        try:
+            with self._phase("migrate"):
+                self._run_migrate()
+            with self._phase("validate"):
+                if self._tx is not None:
+                    self.connection.check_constraints()
+                self._post_validate(plan, before)
+            self._commit_segment(final=True)
+        except BaseException:
+            self._rollback_segment()
+            raise
+
+    def _retryable(self, exc: BaseException) -> bool:
+        """A lock timeout or deadlock in an atomic segment (rolled back whole) is worth another try."""
+        return self._partial is None and self.engine.is_transient(exc)
+
+    def _retrying(self, attempt: int, wait: float, exc: BaseException) -> None:
+        self._event("lock_timeout_retry", attempt=attempt, wait_s=wait, error=first_line(exc))
+        self.say(f"  {first_line(exc)}; retrying in {wait:.1f}s (attempt {attempt + 1})")
+
+    # --- segments: opened and committed from Django's progress callback ---
+    def _enter_segment(self, segment: Segment) -> None:
+        if self._tx is not None and self._tx_segment is not segment:
+            self._commit_segment(final=False)
+        if segment.atomic and self._tx is None:
+            self._tx = transaction.atomic(using=self.using)
+            self._tx.__enter__()
+            self._tx_segment = segment
+            self._tx_steps = []
+            self.engine.set_lock_timeout(lock_timeout())
+            # Every lock the segment's schema changes need, in one order: no deadlock with the application.
+            self.engine.lock_tables(sorted({table for step in segment.steps for table in step.tables}))
+
+    def _commit_segment(self, final: bool) -> None:
+        if self._tx is None:
+            return
+        changes = self.engine.own_row_changes()
+        self._add_changes(changes)
+        tx, self._tx = self._tx, None
+        self._interrupts.begin_deferral()  # COMMIT either happens or not; never "interrupted, yet committed"
+        try:
+            tx.__exit__(None, None, None)
+        finally:
+            self._interrupts.end_deferral()
+        commit_at = time.monotonic()  # locks are released at COMMIT, just above
+        for table, since in self._lock_seen.items():
+            self.exclusive_locks[table] = max(self.exclusive_locks.get(table, 0.0), commit_at - since)
+        self._lock_seen = {}
+        self._committed += self._tx_steps
+        self._tx_steps = []
+        self._tx_segment = None
+        if not final:
+            self._interrupts.raise_if_interrupted()  # a signal during COMMIT: stop before the next segment
+
+    def _rollback_segment(self) -> None:
+        tx, self._tx = self._tx, None
+        self._tx_segment = None
+        self._tx_steps = []
+        if tx is not None:
+            with contextlib.suppress(Exception):  # _reset_connection below guarantees the ROLLBACK
+                failure = RuntimeError("segment failed")
+                tx.__exit__(type(failure), failure, None)
+            if self.connection.in_atomic_block:
+                _reset_connection(self.connection)
+
+    def _add_changes(self, changes: dict[str, int] | None) -> None:
+        if changes is None or self._own_changes is None:
+            self._own_changes = None  # the engine cannot tell: the guard compares row counts
+            return
+        for table, delta in changes.items():
+            self._own_changes[table] = self._own_changes.get(table, 0) + delta
 
     def _migrate_kwargs(self) -> tuple[list[str], dict[str, Any]]:
         args = [a for a in (self.options.app_label, self.options.migration_name) if a]
@@ -409,14 +557,19 @@ class SafeMigration:
 
     def _observe(self, action: str, migration, fake: bool) -> None:
         if action in ("apply_start", "unapply_start"):
-            self._step_started = time.monotonic()
             self._current = f"{migration.app_label}.{migration.name}"
+            segment = self._segment_of.get(self._current)
+            if segment is not None:
+                self._enter_segment(segment)
+                if not segment.atomic:
+                    self._track(migration, segment, backwards=action == "unapply_start")
+            self._step_started = time.monotonic()
             return
         if action not in ("apply_success", "unapply_success"):
             return
         label = f"{migration.app_label}.{migration.name}"
         elapsed = time.monotonic() - self._step_started
-        if self._transactional:
+        if self._tx is not None:
             # Deferred foreign keys fire now, inside the transaction: a violation names this
             # migration, and no "pending trigger events" can block the next ALTER TABLE.
             try:
@@ -425,14 +578,34 @@ class SafeMigration:
                 raise StepFailed(f"{label} left a constraint violation: {first_line(exc)}") from exc
             for table in self.engine.exclusively_locked_tables():
                 self._lock_seen.setdefault(table, self._step_started)
+            self._tx_steps.append(label)
         else:
             for table in self._tables_of(migration):
                 self.exclusive_locks[table] = max(self.exclusive_locks.get(table, 0.0), elapsed)
+            self._finish_untracked(label)
         self.step_durations[label] = elapsed
         direction = "unapplied" if action == "unapply_success" else "applied"
         self.summary.applied.append(label)
         self._event("migration", revision=label, direction=direction, duration_s=round(elapsed, 4), fake=fake)
         self.say(f"  {direction} {label} ({elapsed:.2f}s)")
+
+    def _track(self, migration, segment: Segment, backwards: bool) -> None:
+        """A non-atomic migration: note each completed operation, and its tables' row counts."""
+        self._partial = _Partial(migration=migration, backwards=backwards)
+        migration.operations = [_TrackedOperation(operation, self._partial) for operation in migration.operations]
+        tables = set(self.engine.table_names())
+        self._counts_at_step = {
+            t: n for t, n in self.engine.row_counts().items() if t in tables and t in self._tables_of(migration)
+        }
+
+    def _finish_untracked(self, label: str) -> None:
+        """A non-atomic migration committed as it went: it is done, and its row changes are counted."""
+        self._committed.append(label)
+        self._partial = None
+        if self._own_changes is not None and self._counts_at_step:
+            after = self.engine.row_counts()
+            self._add_changes({t: after.get(t, 0) - n for t, n in self._counts_at_step.items()})
+        self._counts_at_step = {}
 
     def _tables_of(self, migration) -> list[str]:
         label = f"{migration.app_label}.{migration.name}"
@@ -447,41 +620,17 @@ class SafeMigration:
         except Exception as exc:
             raise StepFailed(f"{self._current or 'the plan'} failed: {first_line(exc)}") from exc
 
-    def _apply_in_transaction(self, plan: MigrationPlan, before: _StateSnapshot) -> None:
-        for attempt in range(LOCK_RETRIES + 1):
-            self.summary.applied = []
-            self._lock_seen = {}
-            try:
-                with self.engine.transactional_migration():
-                    with transaction.atomic(using=self.using):
-                        self.engine.set_lock_timeout(lock_timeout())
-                        with self._phase("migrate"):
-                            self._run_migrate()
-                        with self._phase("validate"):
-                            self.connection.check_constraints()
-                            self._post_validate(plan, before)
-                commit_at = time.monotonic()  # locks are released at COMMIT, just above
-                for table, since in self._lock_seen.items():
-                    self.exclusive_locks[table] = commit_at - since
-                return
-            except StepFailed as exc:
-                if attempt < LOCK_RETRIES and self.engine.is_lock_timeout(exc.__cause__ or exc):
-                    wait = LOCK_BACKOFF_S[min(attempt, len(LOCK_BACKOFF_S) - 1)]
-                    self._event("lock_timeout_retry", attempt=attempt + 1, wait_s=wait)
-                    self.say(f"  lock wait timed out; retrying in {wait:.1f}s (attempt {attempt + 2})")
-                    time.sleep(wait)
-                    continue
-                raise
-
-    def _apply_then_validate(self, plan: MigrationPlan, before: _StateSnapshot) -> None:
-        with self._phase("migrate"):
-            self._run_migrate()
-        with self._phase("validate"):
-            self._post_validate(plan, before)
-
     def _post_validate(self, plan: MigrationPlan, before: _StateSnapshot) -> None:
         report = run_validation(using=self.using)
-        guard = self._row_count_guard(plan, before, report.tables or self.engine.row_counts())
+        after = report.tables or self.engine.row_counts()
+        own = None
+        if self._own_changes is not None:
+            current = self.engine.own_row_changes() if self._tx is not None else {}
+            if current is not None:
+                own = dict(self._own_changes)
+                for table, delta in current.items():
+                    own[table] = own.get(table, 0) + delta
+        guard = self._row_count_guard(plan, before, after, own)
         report.checks.append(guard)
         # Accepted: a check that failed before with the same problems (by identity), none of them new.
         failures = [
@@ -496,8 +645,18 @@ class SafeMigration:
             names = ", ".join(result.name for result in failures)
             raise ValidationFailed(f"validation failed after migrating: {names} ({_brief(failures[0])})", report)
 
-    def _row_count_guard(self, plan: MigrationPlan, before: _StateSnapshot, after: dict[str, int]) -> CheckResult:
-        """A table that existed before has no fewer rows, unless dropped by the plan or allowed."""
+    def _row_count_guard(
+        self,
+        plan: MigrationPlan,
+        before: _StateSnapshot,
+        after: dict[str, int],
+        own_changes: dict[str, int] | None = None,
+    ) -> CheckResult:
+        """A table that existed before has no fewer rows, unless dropped by the plan or allowed.
+
+        ``own_changes`` (rows the plan's own transactions added or removed, where the engine counts
+        them) decides when given: rows other clients deleted meanwhile are not the plan's loss.
+        """
         allowed = set(self.options.allow_row_loss)
         losses = {}
         for table, count in before.row_counts.items():
@@ -507,6 +666,9 @@ class SafeMigration:
                 if table in plan.dropped_tables():
                     continue
                 losses[table] = {"before": count, "after": None}
+            elif own_changes is not None:
+                if own_changes.get(table, 0) < 0:
+                    losses[table] = {"before": count, "after": count + own_changes[table]}
             elif after[table] < count:
                 losses[table] = {"before": count, "after": after[table]}
         summary = (
@@ -521,10 +683,109 @@ class SafeMigration:
         return CheckResult(name="row_count_guard", ok=not losses, details={"summary": summary, "losses": losses})
 
     # ------------------------------------------------------------------ recovery
-    def _restore_after_failure(self, backup: backups.BackupManifest | None, message: str) -> None:
+    def _recover(self, before: _StateSnapshot, backup: backups.BackupManifest | None, message: str) -> None:
+        """Undo the run: ROLLBACK what is open, reverse what committed, restore only as the last resort."""
+        self._phase_name = "recovery"
+        self._rollback_segment()
+        _reset_connection(self.connection)
+        self._clear_caches()
+        if not self._committed and self._partial is None:
+            self.summary.rollback = "transaction"
+            self.summary.status = "rolled_back"
+            self.say(f"Failed: {message}. Rolled back: the database is as it was.")
+        else:
+            try:
+                self._reverse(before)
+                self._clear_caches()
+                problems = before.footprint.differences(footprint.capture(self.using)) if before.footprint else []
+                if problems:
+                    raise OperationFailed("after reversing, " + "; ".join(problems))
+                self.summary.rollback = "reverse"
+                self.summary.status = "rolled_back"
+                self.say(
+                    f"Failed: {message}. Reversed {len(self.summary.reversed)} migration(s), each in its own "
+                    "transaction: the schema is as it was, other clients' writes are kept."
+                )
+            except Exception as exc:
+                self._event("reverse_failed", error=first_line(exc))
+                _reset_connection(self.connection)
+                self._restore_or_refuse(backup, message, first_line(exc))
+        self._verify_recovered(before, backup)
+
+    def _reverse(self, before: _StateSnapshot) -> None:
+        """Take back the failed non-atomic migration's completed operations, then every committed
+        migration of this run through Django (each migration in its own transaction)."""
+        self._phase_name = "reverse"
+        partial, self._partial = self._partial, None
+        if partial is not None and partial.done:
+            if partial.backwards:
+                raise OperationFailed(f"{partial.migration.name} failed part-way backwards: no operation to reverse")
+            executor = MigrationExecutor(self.connection)
+            key = (partial.migration.app_label, partial.migration.name)
+            undo = Migration(partial.migration.name, partial.migration.app_label)
+            undo.operations = list(partial.done)
+            with self.connection.schema_editor(atomic=False) as editor:
+                undo.unapply(executor.loader.project_state(key, at_end=False), editor)
+            self.summary.reversed.append(f"{key[0]}.{key[1]} (its {len(partial.done)} completed operation(s))")
+        if not self._committed:
+            return
+        executor = MigrationExecutor(self.connection, self._observe_reverse)
+        targets = _targets_for(executor, before.migrations, {label.split(".", 1)[0] for label in self._committed})
+        reverse_plan = executor.migration_plan(targets)
+        planned = {f"{m.app_label}.{m.name}" for m, _ in reverse_plan}
+        if planned != set(self._committed):
+            raise OperationFailed(
+                "reversing would not take back exactly this run's migrations "
+                f"({', '.join(sorted(planned ^ set(self._committed)))})"
+            )
+        state = executor.migrate(targets, plan=reverse_plan)
+        # post_migrate as `migrate` sends it (migration checksums of the reversed steps are dropped).
+        emit_post_migrate_signal(0, False, self.using, apps=state.apps, plan=reverse_plan)
+        self._committed = []
+
+    def _observe_reverse(self, action: str, migration=None, fake: bool = False) -> None:
+        if action in ("apply_success", "unapply_success"):
+            label = f"{migration.app_label}.{migration.name}"
+            self.summary.reversed.append(label)
+            self._event("reversed", revision=label)
+            self.say(f"  reversed {label}")
+
+    def _restore_or_refuse(self, backup: backups.BackupManifest | None, message: str, reason: str) -> None:
+        """Reversing failed or is impossible: the backup is all that is left, and it costs other clients'
+        writes since it was taken, so it is restored only with --allow-data-loss."""
         if backup is None:
-            raise RecoveryFailed(f"{message}; and no pre-migrate backup exists to restore")
-        self.say(f"Failed: {message}. Restoring backup {backup.name} ...")
+            raise RecoveryFailed(f"{message}; reversing failed ({reason}) and no pre-migrate backup exists")
+        if not self.options.allow_data_loss:
+            raise RecoveryFailed(
+                f"{message}; reversing the applied migrations failed ({reason}). Restoring backup {backup.name} "
+                f"would discard what was written since it was taken ({self._writes_since(backup)}): "
+                f"rerun with --allow-data-loss to restore it, or restore by hand from {backup.path}"
+            )
+        self._restore_after_failure(backup, f"{message}; reversing failed ({reason})")
+
+    def _writes_since(self, backup: backups.BackupManifest) -> str:
+        """How much the backup would discard: server write counters and changed row counts."""
+        try:
+            now = self.engine.row_counts()
+            counters = self.engine.write_counters()
+        except DatabaseError as exc:
+            return f"unknown: {first_line(exc)}"
+        parts = []
+        if counters is not None and self._counters_at_backup is not None:
+            writes = sum(max(0, n - self._counters_at_backup.get(t, 0)) for t, n in counters.items())
+            parts.append(f"{writes} row writes counted by the server, the migration's own included")
+        changed = [
+            f"{t} {n}->{now.get(t)}"
+            for t, n in sorted(backup.tables.items())
+            if t not in BOOKKEEPING_TABLES and now.get(t) != n
+        ]
+        if changed:
+            parts.append("row counts changed: " + ", ".join(changed[:10]))
+        return "; ".join(parts) or "no change of row counts seen"
+
+    def _restore_after_failure(self, backup: backups.BackupManifest, message: str) -> None:
+        self.say(f"Failed: {message}. Restoring backup {backup.name} (--allow-data-loss) ...")
+        self._phase_name = "restore"
         try:
             with _progress_of(self._progress("restore")) as progress:
                 backups.restore_backup(
@@ -545,19 +806,12 @@ class SafeMigration:
         self.say(f"Restored {backup.name}. Writes made by other clients since the backup was taken are lost.")
 
     def _verify_recovered(self, before: _StateSnapshot, backup) -> None:
-        """After a rollback or restore the migrations and row counts must equal the pre-state."""
+        """After recovery, what the plan could change (schema, django_migrations) equals the pre-state.
+
+        Row counts are not compared: other clients' inserts and deletes are theirs, not the plan's.
+        """
         _reset_connection(self.connection)
-        after = self.snapshot()
-        problems = []
-        if after.migrations != before.migrations:
-            problems.append("applied migrations differ from before")
-        changed = {
-            t: (before.row_counts.get(t), after.row_counts.get(t))
-            for t in set(before.row_counts) | set(after.row_counts)
-            if before.row_counts.get(t) != after.row_counts.get(t)
-        }
-        if changed and self._transactional:
-            problems.append("row counts differ: " + ", ".join(f"{t} {a}->{b}" for t, (a, b) in sorted(changed.items())))
+        problems = before.footprint.differences(footprint.capture(self.using)) if before.footprint else []
         if problems:
             where = f": restore by hand from backup {backup.name}" if backup else ""
             raise RecoveryFailed(f"the database is NOT as before after recovery ({'; '.join(problems)}){where}")
@@ -568,7 +822,11 @@ class SafeMigration:
         ContentType.objects.clear_cache()
 
     def _prune(self) -> None:
-        removed = backups.prune_backups(keep=settings.BACKUP_KEEP, reasons={"pre-migrate", "pre-restore"})
+        try:
+            removed = backups.prune_backups(keep=settings.BACKUP_KEEP, reasons={"pre-migrate", "pre-restore"})
+        except OSError as exc:  # the migration is committed: a pruning problem is a warning
+            self.say(f"Warning: pruning old backups failed: {exc}")
+            return
         if removed:
             self._event("prune", removed=[getattr(m, "name", str(m)) for m in removed])
 
@@ -600,6 +858,22 @@ def _reset_connection(connection) -> None:
     connection.needs_rollback = False
     connection.closed_in_transaction = False
     connection.close()
+
+
+def _targets_for(executor: MigrationExecutor, applied: dict[str, list[str]], apps: set[str]) -> list[tuple]:
+    """Per app, the migrate targets that put it back where ``applied`` (the pre-state) had it."""
+    graph = executor.loader.graph
+    targets: list[tuple[str, str | None]] = []
+    for app in sorted(apps):
+        names = set(applied.get(app, []))
+        leaves = [
+            (app, name)
+            for name in sorted(names)
+            if (app, name) in graph.node_map
+            and not any(child[0] == app and child[1] in names for child in graph.node_map[(app, name)].children)
+        ]
+        targets += leaves or [(app, None)]
+    return targets
 
 
 def _brief(result: CheckResult) -> str:

@@ -140,6 +140,8 @@ def _run_one(check: Check, connection, schema: _Schema | None) -> CheckResult:
     except SkipCheck as exc:
         result = checks.skipped(exc.reason)
     except DatabaseError as exc:
+        if get_engine(connection.alias).cannot_continue(exc):
+            raise  # blocked, cancelled or disconnected: no finding about the data, and no next wait
         result = checks.failed({"error": f"{exc.__class__.__name__}: {str(exc).strip()}"})
     result.name = check.name
     result.duration_s = time.perf_counter() - started

@@ -149,17 +149,22 @@ def test_deferred_foreign_key_violation_is_caught_and_named(migrated_db, setting
     assert "ma_notes" not in before["schema"]
 
 
-def test_non_atomic_failure_restores_the_backup(migrated_db, settings):
+def test_non_atomic_failure_is_reversed_not_restored(migrated_db, settings):
+    """A non-atomic migration that fails part-way: its completed operations are reversed (the table
+    it created is dropped), no backup is restored, so nothing else in the database is touched."""
     with_apps(settings, "ma_nonatomic")
     add_customer(migrated_db)
     before = fingerprint(migrated_db)
     summary = run(migrated_db)
-    assert summary.plan.rollback_path == "restore"
-    assert summary.status == "restored"
-    assert summary.rollback == "restore"
+    assert summary.plan.rollback_path == "reverse"
+    assert [s.to_dict() for s in summary.plan.segments] == [
+        {"steps": ["ma_nonatomic.0001_initial"], "atomic": False, "rollback": "reverse"}
+    ]
+    assert summary.status == "rolled_back", summary.error
+    assert summary.rollback == "reverse"
+    assert summary.reversed == ["ma_nonatomic.0001_initial (its 1 completed operation(s))"]
     assert summary.exit_code == ExitCode.FAILED
-    assert fingerprint(migrated_db)["content"] == before["content"]
-    assert set(fingerprint(migrated_db)["schema"]) == set(before["schema"])
+    assert fingerprint(migrated_db) == before
 
 
 def test_conflicting_leaves_are_refused(migrated_db, settings):

@@ -239,9 +239,43 @@ class DatabaseEngine:
         """Whether ``exc`` (or what caused it) is a lock wait that timed out (worth a retry)."""
         raise NotImplementedError
 
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the session is gone (ended by the server, network down)."""
+        return False
+
+    def is_cancelled(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a statement cancelled by us (an interrupt) or by a statement timeout."""
+        return False
+
+    def cannot_continue(self, exc: BaseException) -> bool:
+        """An error that says nothing about the data: the work was blocked, cancelled or cut off.
+        Validation must not report it as a failed check (and carry on into the next wait)."""
+        return self.is_transient(exc) or self.is_connection_lost(exc) or self.is_cancelled(exc)
+
     def cancel_running_statement(self) -> None:
-        """Ask the server to stop the statement running on this connection (from a signal handler)."""
+        """Ask the server to stop the statement running on this connection (thread-safe: an
+        interrupt calls it from the watcher thread while the main thread waits in the driver)."""
         raise NotImplementedError
+
+    def hardened_session(self, lock_timeout: float) -> contextlib.AbstractContextManager:
+        """For the block, every (re)connection of this alias bounds its lock waits to
+        ``lock_timeout`` seconds and notices a dead server or network (keepalives)."""
+        return contextlib.nullcontext()
+
+    def lock_tables(self, tables: list[str]) -> None:
+        """Take the exclusive locks a plan's schema changes need on existing ``tables`` up front, in one
+        fixed order, inside the current transaction: the plan then cannot deadlock with application
+        transactions that lock the same tables in another order (no-op where locks are per database)."""
+
+    def own_row_changes(self) -> dict[str, int] | None:
+        """Rows the open transaction of this session added (+) or removed (-) per table, as the server
+        counts them (other clients' writes excluded); None where the engine cannot tell."""
+        return None
+
+    def write_counters(self) -> dict[str, int] | None:
+        """Cumulative rows inserted, updated or deleted per table by every session (None where the
+        engine keeps no such counters): the difference between two readings is the writes between."""
+        return None
 
     def exclusively_locked_tables(self) -> list[str]:
         """Tables this session holds an ACCESS EXCLUSIVE lock on (empty where locks are not per table)."""

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql as pgsql
 
+from migrations_ops import interrupts
 from migrations_ops.engines.base import (
     DatabaseEngine,
     DumpFile,
@@ -43,8 +44,10 @@ from migrations_ops.engines.processes import (
     StreamReader,
     first_error,
     kill_all,
+    killed_on_interrupt,
     pump,
     returncode_text,
+    run_tool,
     write_hashed,
 )
 from migrations_ops.errors import BadInput, LockHeld, OperationFailed, first_line
@@ -78,6 +81,15 @@ _OPTION_ENV = {
     "service": "PGSERVICE",
     "gssencmode": "PGGSSENCMODE",
     "channel_binding": "PGCHANNELBINDING",
+}
+# A dead server or network is noticed within about 25 s instead of a TCP timeout of minutes.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30000,
+    "connect_timeout": 10,
 }
 _SYSTEM_SCHEMA_FILTER = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
 
@@ -130,7 +142,7 @@ class PostgreSQLEngine(DatabaseEngine):
         return env
 
     def _run_tool(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
-        done = subprocess.run(argv, capture_output=True, env=env or self.tool_env(), timeout=timeout)
+        done = run_tool(argv, timeout, env=env or self.tool_env())
         if done.returncode != 0:
             raise OperationFailed(
                 f"{Path(argv[0]).name} failed: {first_error(done.stderr.decode(errors='replace'), 'no output')}"
@@ -270,7 +282,10 @@ class PostgreSQLEngine(DatabaseEngine):
         tool_version = self.check_dump_tools()
         meta = self._connect()
         processes: list[subprocess.Popen] = []
+        hooks = ExitStack()  # an interrupt kills the tools and cancels the row counting
         try:
+            hooks.enter_context(killed_on_interrupt(processes))
+            hooks.enter_context(interrupts.cancellable(meta.cancel))
             meta.autocommit = False
             meta.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with meta.cursor() as cur:
@@ -359,6 +374,7 @@ class PostgreSQLEngine(DatabaseEngine):
                 migrations=migrations,
             )
         finally:
+            hooks.close()
             kill_all(processes)
             with suppress(Exception):
                 meta.rollback()
@@ -385,14 +401,12 @@ class PostgreSQLEngine(DatabaseEngine):
         if backup_format == FORMAT_PLAIN:
             return self._plain_problems(path)
         if backup_format == FORMAT_ZSTD:
-            tested = subprocess.run([self._tool("zstd"), "-t", "-q", str(path)], capture_output=True, timeout=3600)
+            tested = run_tool([self._tool("zstd"), "-t", "-q", str(path)], timeout=3600)
             if tested.returncode != 0:
                 return [f"zstd: {first_error(tested.stderr.decode(errors='replace'), 'corrupt compressed stream')}"]
         stream, helpers = self._archive_reader(path, backup_format)
         try:
-            listed = subprocess.run(
-                [self._tool("pg_restore"), "--list"], stdin=stream, capture_output=True, timeout=3600
-            )
+            listed = run_tool([self._tool("pg_restore"), "--list"], timeout=3600, stdin=stream)
         finally:
             stream.close()
             kill_all(helpers)
@@ -528,7 +542,9 @@ class PostgreSQLEngine(DatabaseEngine):
             prelude = self._write_prelude(workdir, lock_timeout)
             stream, processes = self._archive_reader(dump.path, dump.format)
             env = self.tool_env()
+            hooks = ExitStack()
             try:
+                hooks.enter_context(killed_on_interrupt(processes))
                 argv = [self._tool("pg_restore"), "-f", "-", "--no-owner", "--no-acl", "--exit-on-error"]
                 if progress:
                     argv.append("--verbose")
@@ -582,6 +598,7 @@ class PostgreSQLEngine(DatabaseEngine):
                 if applier.returncode != 0:
                     self._raise_psql_error(psql_reader.text)
             finally:
+                hooks.close()
                 kill_all(processes)
 
     def _raise_psql_error(self, stderr: str) -> None:
@@ -677,10 +694,63 @@ class PostgreSQLEngine(DatabaseEngine):
     def is_lock_timeout(self, exc: BaseException) -> bool:
         return any(getattr(e, "pgcode", None) == "55P03" for e in causes(exc))
 
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        for cause in causes(exc):
+            code = getattr(cause, "pgcode", None) or ""
+            if code.startswith("57P0") or code.startswith("08") or isinstance(cause, psycopg2.InterfaceError):
+                return True
+            if isinstance(cause, psycopg2.OperationalError) and not code:
+                return True  # libpq's own errors carry no SQLSTATE: the server or the network is gone
+        raw = self.connection.connection
+        return raw is not None and bool(raw.closed)
+
+    def is_cancelled(self, exc: BaseException) -> bool:
+        return any(getattr(e, "pgcode", None) == "57014" for e in causes(exc))
+
     def cancel_running_statement(self) -> None:
         raw = self.connection.connection
         if raw is not None and not raw.closed:
             raw.cancel()
+
+    @contextmanager
+    def hardened_session(self, lock_timeout: float) -> Iterator[None]:
+        options = self.settings_dict.setdefault("OPTIONS", {})
+        saved = dict(options)
+        bound = f"-c lock_timeout={self._lock_timeout_ms(lock_timeout)}"
+        options.update(_KEEPALIVES)
+        options["options"] = f"{options.get('options', '')} {bound}".strip()
+        self.connection.close()  # reconnect with the options above
+        try:
+            yield
+        finally:
+            options.clear()
+            options.update(saved)
+            with suppress(Exception):  # a dead connection has nothing left to close
+                self.connection.close()
+
+    def lock_tables(self, tables: list[str]) -> None:
+        existing = sorted(set(tables) & set(self.table_names()))
+        if existing:
+            names = ", ".join(self.connection.ops.quote_name(name) for name in existing)
+            with self.connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+
+    def own_row_changes(self) -> dict[str, int] | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relname, n_tup_ins - n_tup_del FROM pg_stat_xact_user_tables "
+                "WHERE pg_table_is_visible(relid) AND (n_tup_ins <> 0 OR n_tup_del <> 0)"
+            )
+            return {name: int(delta) for name, delta in cursor.fetchall()}
+
+    def write_counters(self) -> dict[str, int] | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # fresh numbers, not this transaction's cache
+            cursor.execute(
+                "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables "
+                "WHERE pg_table_is_visible(relid)"
+            )
+            return {name: int(total) for name, total in cursor.fetchall()}
 
     def exclusively_locked_tables(self) -> list[str]:
         with self.connection.cursor() as cursor:

@@ -11,7 +11,10 @@ import hashlib
 import os
 import subprocess
 import threading
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from migrations_ops import interrupts
 
 HASH_CHUNK = 1 << 20
 
@@ -59,6 +62,31 @@ def kill_all(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         with suppress(subprocess.TimeoutExpired):
             process.wait(timeout=10)
+
+
+@contextmanager
+def killed_on_interrupt(processes: list[subprocess.Popen]) -> Iterator[None]:
+    """An interrupt kills these children at once (the main thread may be blocked reading their
+    pipes, where no Python signal handler can run); the caller still reaps them."""
+
+    def kill() -> None:
+        for process in list(processes):
+            if process.poll() is None:
+                process.kill()
+
+    with interrupts.cancellable(kill):
+        yield
+
+
+def run_tool(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(argv, capture_output=True)`` that an interrupt ends at once."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    try:
+        with killed_on_interrupt([process]):
+            stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        kill_all([process])
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -269,6 +269,9 @@ class SQLiteEngine(DatabaseEngine):
     def is_lock_timeout(self, exc: BaseException) -> bool:
         return any(isinstance(e, sqlite3.OperationalError) and "locked" in str(e) for e in causes(exc))
 
+    def is_cancelled(self, exc: BaseException) -> bool:
+        return any(isinstance(e, sqlite3.OperationalError) and "interrupted" in str(e) for e in causes(exc))
+
     def cancel_running_statement(self) -> None:
         raw = self.connection.connection
         if raw is not None:

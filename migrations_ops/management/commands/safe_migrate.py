@@ -34,6 +34,11 @@ class Command(OpsCommand):
             default=[],
             help="accept fewer rows in TABLE afterwards (repeatable)",
         )
+        parser.add_argument(
+            "--allow-data-loss",
+            action="store_true",
+            help="if reversing a failed plan is impossible, restore the backup (losing other clients' writes since)",
+        )
         parser.add_argument("--accept-existing-issues", action="store_true", help="only new validation failures count")
         parser.add_argument(
             "--online",
@@ -76,6 +81,7 @@ class Command(OpsCommand):
             resume=options["resume"],
             abort=options["abort"],
             lint=options["lint"],
+            allow_data_loss=options["allow_data_loss"],
         )
         summary = safe_migrate(
             self.using,
