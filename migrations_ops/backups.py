@@ -237,8 +237,8 @@ def _now() -> str:
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, OpsError):
         return exc.message
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, interrupts.Interrupted (SIGINT/SIGTERM)
+        return f"interrupted {exc}".strip()
     return scrub(f"{exc.__class__.__name__}: {exc}")
 
 
@@ -251,8 +251,8 @@ def _raise_audited(operation: str, name: str, started: float, exc: BaseException
         duration_s=round(time.monotonic() - started, 3),
         error=_error_text(exc),
     )
-    if isinstance(exc, OpsError | KeyboardInterrupt):
-        raise exc
+    if isinstance(exc, OpsError) or not isinstance(exc, Exception):
+        raise exc  # ours, and interrupts, as they are: the caller turns a signal into its exit
     raise OperationFailed(f"{operation} failed: {_error_text(exc)}") from exc
 
 

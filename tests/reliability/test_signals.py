@@ -1,0 +1,119 @@
+"""SIGTERM/SIGINT and the server ending the session, in every phase: a prompt exit 1, the database as before.
+
+PostgreSQL with MIGRATION_LOCK_TIMEOUT=60s, so a wait on another session's lock is long: the run
+must end because of the fault, not because the wait timed out.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from migrations_ops import backups
+from migrations_ops.errors import ExitCode
+from tests.reliability.harness import (
+    Run,
+    backups_all_verify,
+    fingerprint,
+    fully_migrated,
+    pg,
+    wait_for,
+    waiting_on_lock,
+)
+from tests.test_migration_history import seed_baseline
+
+LONG_WAIT = {"MIGRATION_LOCK_TIMEOUT": "60s"}
+PROMPT_S = 10  # far below the 60 s lock timeout
+
+
+def _end_session(db, pids):
+    admin = pg(db)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
+    admin.close()
+
+
+@pytest.mark.parametrize("fault", ["SIGTERM", "SIGINT", "terminate_backend"])
+@pytest.mark.parametrize("held", ["preflight", "apply"])
+def test_fault_while_waiting_on_an_application_lock(pg_baseline, tmp_path, settings, fault, held):
+    """preflight: another session holds ACCESS EXCLUSIVE on subscriptions, so preflight's reads wait.
+    apply: a plain read lock (an open transaction that read subscriptions) lets preflight and the
+    backup through, and the plan's ALTER of subscriptions waits."""
+    before = fingerprint(pg_baseline)
+    app = pg(pg_baseline)
+    with app.cursor() as cursor:
+        if held == "preflight":
+            cursor.execute("LOCK TABLE subscriptions IN ACCESS EXCLUSIVE MODE")
+        else:
+            cursor.execute("SELECT * FROM subscriptions LIMIT 1")
+    try:
+        run = Run(pg_baseline, tmp_path, settings, env=LONG_WAIT)
+        pids = wait_for(lambda: waiting_on_lock(pg_baseline), what="safe_migrate waiting on the lock")
+        if fault == "terminate_backend":
+            _end_session(pg_baseline, pids)
+        else:
+            run.process.send_signal(getattr(signal, fault))
+        code, err, took = run.finish(timeout=PROMPT_S)
+    finally:
+        app.rollback()
+        app.close()
+    assert code == ExitCode.FAILED, err
+    assert took < PROMPT_S
+    expected = "connection to the database was lost" if fault == "terminate_backend" else f"interrupted by {fault}"
+    assert expected in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert fingerprint(pg_baseline) == before
+    assert backups_all_verify() == []
+    if held == "preflight":
+        assert backups.list_backups() == []  # stopped before the backup
+
+
+@pytest.mark.parametrize(
+    ("event", "sig"),
+    [
+        ("safe_migrate.plan", "SIGTERM"),
+        ("backup.start", "SIGTERM"),
+        ("backup.end", "SIGINT"),
+        ("safe_migrate.backup", "SIGTERM"),
+        ("safe_migrate.migration", "SIGINT"),
+        ("safe_migrate.validate", "SIGTERM"),
+    ],
+)
+def test_signal_in_each_phase_ends_cleanly(migrated_pair, tmp_path, settings, event, sig):
+    """The signal is sent the moment the phase's audit line appears: the run ends at once, either
+    rolled back (exit 1, the database exactly as before) or, past COMMIT, applied (exit 0)."""
+    db = migrated_pair
+    before = fingerprint(db)
+    run = Run(db, tmp_path, settings)
+    run.wait_for_event(event)
+    run.process.send_signal(getattr(signal, sig))
+    code, err, took = run.finish(timeout=PROMPT_S)
+    assert "Traceback" not in err
+    if code == ExitCode.FAILED:
+        assert f"interrupted by {sig}" in err, err
+        assert fingerprint(db) == before
+    else:
+        assert code == ExitCode.OK, err
+        assert fully_migrated(db)
+    assert backups_all_verify() == []
+    assert lock_is_free(db)
+
+
+@pytest.fixture
+def pg_baseline(request):
+    from tests.conftest import _scratch
+
+    db = _scratch(request, "postgresql", "baseline")
+    seed_baseline(db)
+    return db
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def migrated_pair(request):
+    """A seeded baseline of each engine: the upgrade (30 migrations) is the plan."""
+    from tests.conftest import _scratch
+
+    db = _scratch(request, request.param, "baseline")
+    seed_baseline(db)
+    return db
