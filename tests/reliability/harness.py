@@ -23,7 +23,17 @@ from migrations_ops import backups
 from migrations_ops.status import pending_migrations
 from tests.test_safe_migrate import ROOT, fingerprint
 
-__all__ = ["ROOT", "fingerprint", "Run", "audit_events", "backups_all_verify", "pg", "wait_for", "waiting_on_lock"]
+__all__ = [
+    "ROOT",
+    "fingerprint",
+    "lock_is_free",
+    "Run",
+    "audit_events",
+    "backups_all_verify",
+    "pg",
+    "wait_for",
+    "waiting_on_lock",
+]
 
 
 def pg(db):

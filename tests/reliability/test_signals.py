@@ -17,6 +17,7 @@ from tests.reliability.harness import (
     backups_all_verify,
     fingerprint,
     fully_migrated,
+    lock_is_free,
     pg,
     wait_for,
     waiting_on_lock,
