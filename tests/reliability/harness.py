@@ -9,9 +9,7 @@ migration lock and every listed backup still verifying.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +19,10 @@ from django.db import connections
 
 from migrations_ops import backups
 from migrations_ops.status import pending_migrations
-from tests.test_safe_migrate import ROOT, fingerprint
+from tests.dbs import manage_env, start_manage
+from tests.test_safe_migrate import fingerprint
 
 __all__ = [
-    "ROOT",
     "fingerprint",
     "lock_is_free",
     "Run",
@@ -85,21 +83,8 @@ class Run:
         # The test process reads the same backups and log as the child.
         settings.BACKUP_DIR = tmp_path / "backups"
         settings.MIGRATION_LOG = self.log
-        full_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess",
-            "BACKUP_DIR": str(settings.BACKUP_DIR),
-            "MIGRATION_LOG": str(self.log),
-            **(env or {}),
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "safe_migrate", *args, "--noinput", "--database-url", db.url],
-            cwd=ROOT,
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = manage_env(BACKUP_DIR=str(settings.BACKUP_DIR), MIGRATION_LOG=str(self.log), **(env or {}))
+        self.process = start_manage(db.url, "safe_migrate", *args, "--noinput", env=env)
         self.started = time.monotonic()
 
     def wait_for_event(self, event: str, timeout: float = 60) -> None:
