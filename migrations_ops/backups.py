@@ -633,8 +633,10 @@ class RestorePreview:
             then = self.manifest.tables.get(table, "no table")
             if current != then:
                 lines.append(f"  {table}: {current} -> {then}")
-        if rows is not None and all(rows.get(t) == n for t, n in self.manifest.tables.items()) and set(rows) == set(
-            self.manifest.tables
+        if (
+            rows is not None
+            and all(rows.get(t) == n for t, n in self.manifest.tables.items())
+            and set(rows) == set(self.manifest.tables)
         ):
             lines.append("  (every table has as many rows now as in the backup)")
         return lines

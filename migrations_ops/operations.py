@@ -99,9 +99,7 @@ class RunSQLBatched(Operation):
         source = self.reverse_sql if backwards else self.sql
         if source is None:
             raise ValueError(f"{self.describe()} is not reversible")
-        return [
-            text if isinstance(text, str) else for_vendor(text, vendor, feature=self.describe()) for text in source
-        ]
+        return [text if isinstance(text, str) else for_vendor(text, vendor, feature=self.describe()) for text in source]
 
     def batch_key(self, backwards: bool = False) -> BatchKey | None:
         return self.reverse_key if backwards else self.key

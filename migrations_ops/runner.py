@@ -306,20 +306,22 @@ class SafeMigration:
                 self._fail(
                     OperationFailed(self._describe_failure(exc) + ("; nothing was changed" if unchanged else ""))
                 )
-            with self._interrupts.deferred():
-                self.summary.durations["total_s"] = time.monotonic() - started
-                self._event(
-                    "end",
-                    status=self.summary.status,
-                    exit_code=self.summary.exit_code,
-                    applied=self.summary.applied,
-                    backup=self.summary.backup,
-                    rollback=self.summary.rollback,
-                    error=self.summary.error,
-                    durations=self.summary.durations,
-                    signals=list(self._interrupts.received),
-                )
-                self._record()
+            # The outcome is decided: from here to the process's exit a signal is noted, never raised
+            # (an outer guard, the command's, outlives this block).
+            self._interrupts.begin_deferral()
+            self.summary.durations["total_s"] = time.monotonic() - started
+            self._event(
+                "end",
+                status=self.summary.status,
+                exit_code=self.summary.exit_code,
+                applied=self.summary.applied,
+                backup=self.summary.backup,
+                rollback=self.summary.rollback,
+                error=self.summary.error,
+                durations=self.summary.durations,
+                signals=list(self._interrupts.received),
+            )
+            self._record()
         return self.summary
 
     def _fail(self, exc: OpsError) -> None:
@@ -456,6 +458,12 @@ class SafeMigration:
             raise OperationFailed(
                 f"{message}; rolled back ({self.summary.rollback}), the database is as it was before"
             ) from None
+        try:
+            self._finish_applied()
+        finally:
+            self._interrupts.end_deferral()
+
+    def _finish_applied(self) -> None:
         self.summary.status = "applied"
         checks = len(self.summary.validation.checks) if self.summary.validation else 0
         self.say(
@@ -463,9 +471,8 @@ class SafeMigration:
         )
         if self._interrupts.received:
             self.say(f"{self._interrupts.received[0]} arrived after COMMIT: the migration is complete.")
-        with self._interrupts.deferred():  # a few file deletions; never half a prune
-            self._phase_name = "prune"
-            self._prune()
+        self._phase_name = "prune"  # still deferred: a few file deletions, never half a prune
+        self._prune()
 
     def _apply_attempt(self, plan: MigrationPlan, before: _StateSnapshot) -> None:
         """Run what is left of the plan (a retry resumes after the committed segments)."""
@@ -478,7 +485,13 @@ class SafeMigration:
                 if self._tx is not None:
                     self.connection.check_constraints()
                 self._post_validate(plan, before)
-            self._commit_segment(final=True)
+            # From the final COMMIT on the run is complete: signals are noted, not raised (ended in _apply).
+            self._interrupts.begin_deferral()
+            try:
+                self._commit_segment(final=True)
+            except BaseException:
+                self._interrupts.end_deferral()
+                raise
         except BaseException:
             self._rollback_segment()
             raise

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 from django.db.utils import OperationalError
 
+from migrations_ops import interrupts
 from migrations_ops.errors import BadInput, ExitCode, OpsError, scrub
 
 
@@ -66,7 +67,9 @@ class OpsCommand(BaseCommand):
         self._json = bool(options.get("json"))
         self._verbosity = int(options.get("verbosity", 1))
         try:
-            return super().execute(*args, **options)
+            # SIGINT/SIGTERM from the first database call to the exit: a prompt, clean end (interrupts.py).
+            with interrupts.handling_interrupts():
+                return super().execute(*args, **options)
         except OperationalError as exc:
             # Connecting failed (or the server went away): a precondition, not a half-done change.
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
@@ -88,6 +91,8 @@ class OpsCommand(BaseCommand):
             self._fail(str(exc), ExitCode.BAD_INPUT if exc.returncode == 1 else exc.returncode)
         except KeyboardInterrupt:
             self._fail("interrupted", ExitCode.FAILED)
+        except interrupts.Interrupted as exc:
+            self._fail(f"interrupted by {exc}", ExitCode.FAILED)
         except Exception as exc:  # the last line of defence: one line, never a traceback by default
             detail = traceback.format_exc() if verbosity >= 2 else None
             self._fail(f"{exc.__class__.__name__}: {exc}", ExitCode.FAILED, detail)

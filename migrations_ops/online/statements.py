@@ -34,8 +34,11 @@ _IDENT = r'"?([A-Za-z0-9_$]+)"?'
 _ALTER = re.compile(r"^ALTER\s+TABLE\s+(?:ONLY\s+)?(?:IF\s+EXISTS\s+)?" + _IDENT + r"\s+(.*)$", re.I | re.S)
 _CREATE_TABLE = re.compile(r"^CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?" + _IDENT, re.I)
 _CREATE_INDEX = re.compile(
-    r"^CREATE\s+(UNIQUE\s+)?INDEX\s+(CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?" + _IDENT + r"\s+ON\s+(?:ONLY\s+)?"
-    + _IDENT + r"(.*)$",
+    r"^CREATE\s+(UNIQUE\s+)?INDEX\s+(CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?"
+    + _IDENT
+    + r"\s+ON\s+(?:ONLY\s+)?"
+    + _IDENT
+    + r"(.*)$",
     re.I | re.S,
 )
 _DROP_INDEX = re.compile(r"^DROP\s+INDEX\s+(CONCURRENTLY\s+)?(IF\s+EXISTS\s+)?" + _IDENT, re.I)
@@ -43,7 +46,10 @@ _DATA = re.compile(
     r"^(?:UPDATE\s+" + _IDENT + r"|INSERT\s+INTO\s+" + _IDENT + r"|DELETE\s+FROM\s+" + _IDENT + ")", re.I
 )
 _INLINE_FK = re.compile(
-    r"^ADD\s+COLUMN\s+" + _IDENT + r"(.*?)\s+CONSTRAINT\s+" + _IDENT
+    r"^ADD\s+COLUMN\s+"
+    + _IDENT
+    + r"(.*?)\s+CONSTRAINT\s+"
+    + _IDENT
     + r"\s+REFERENCES\s+(.*?)(?:;\s*SET\s+CONSTRAINTS.*)?$",
     re.I | re.S,
 )
@@ -166,7 +172,7 @@ def _alter_existing(table: str, action: str) -> list[Statement]:
         name = f"{table}_{column}_key"[:63]
         return [
             Statement(
-                f"ALTER TABLE {_q(table)} {action[: unique.start()] + action[unique.end():]}",
+                f"ALTER TABLE {_q(table)} {action[: unique.start()] + action[unique.end() :]}",
                 CATALOG,
                 table=table,
                 lock=exclusive,

@@ -4,16 +4,10 @@ test restores it into a scratch database.
 
 from __future__ import annotations
 
-import signal
-
 from migrations_ops.backups import verify_backup
 from migrations_ops.errors import OperationFailed
 from migrations_ops.management.base import OpsCommand
 from migrations_ops.progress import terminal_progress
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 class Command(OpsCommand):
@@ -26,7 +20,6 @@ class Command(OpsCommand):
         )
 
     def handle(self, *args, **options):
-        signal.signal(signal.SIGTERM, _interrupt)  # the scratch database is dropped on TERM too
         progress = terminal_progress("restore test", self._verbosity, self._json) if options["restore_test"] else None
         try:
             report = verify_backup(
