@@ -123,10 +123,12 @@ def cancellable(cancel: Callable[[], None]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def handling_interrupts() -> Iterator[InterruptState]:
+def handling_interrupts(then_ignore: bool = False) -> Iterator[InterruptState]:
     """Install the guard for the block (main thread only; elsewhere an inert state is yielded).
 
-    Nested use yields the outer guard: one operation, one set of handlers.
+    Nested use yields the outer guard: one operation, one set of handlers. ``then_ignore`` (a
+    command about to exit): afterwards SIGINT/SIGTERM are ignored instead of restored, because the
+    outcome is decided and a signal in the last instants must not turn it into a death by signal.
     """
     global _active
     if _active is not None or threading.current_thread() is not threading.main_thread():
@@ -146,7 +148,7 @@ def handling_interrupts() -> Iterator[InterruptState]:
         _active = None
         signal.set_wakeup_fd(previous_fd)
         for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if then_ignore else handler)
         os.close(write_fd)  # the watcher reads EOF and ends
         watcher.join(timeout=5)
         os.close(read_fd)

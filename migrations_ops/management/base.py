@@ -68,7 +68,8 @@ class OpsCommand(BaseCommand):
         self._verbosity = int(options.get("verbosity", 1))
         try:
             # SIGINT/SIGTERM from the first database call to the exit: a prompt, clean end (interrupts.py).
-            with interrupts.handling_interrupts():
+            # From the command line the process exits right after: the outcome stands (see interrupts.py).
+            with interrupts.handling_interrupts(then_ignore=self._called_from_command_line):
                 return super().execute(*args, **options)
         except OperationalError as exc:
             # Connecting failed (or the server went away): a precondition, not a half-done change.
