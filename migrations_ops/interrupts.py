@@ -7,8 +7,12 @@ reads the signal from ``signal.set_wakeup_fd`` (written by the C-level handler a
 the registered cancellers: cancel the running statement, kill the running child processes. The
 wait then ends, and the Python handler raises :class:`Interrupted` in the main thread.
 
-While a recovery runs (``deferred``), signals are noted and nothing is cancelled or raised: a
-second Ctrl-C must not abandon the rollback that the first one started.
+Around a COMMIT (``begin_deferral``/``end_deferral``) signals are noted and nothing is cancelled
+or raised: it happens or not. Once an operation's outcome is decided (its final COMMIT done, or its
+recovery begun), ``decide`` makes that permanent for the guard's life: a second Ctrl-C must not
+abandon the rollback that the first one started, and a signal in the instants after the final
+COMMIT must not turn "applied" into "interrupted" (exit 1 claims the database is as before, which
+it no longer is).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class InterruptState:
         self.received: list[str] = []
         self._cancellers: list[Callable[[], None]] = []
         self._deferring = 0
+        self._decided = False  # the outcome stands: signals are noted, never acted on (see decide)
         self._raised = False  # Interrupted is raised once: the run is ending, later signals are noted
         self._cancelling = threading.Lock()
         self._woken = threading.Event()
@@ -50,7 +55,7 @@ class InterruptState:
 
     def _cancel_all(self) -> None:
         with self._cancelling:
-            if self._deferring or self._raised:
+            if self._deferring or self._decided or self._raised:
                 return
             for cancel in list(self._cancellers):
                 with contextlib.suppress(Exception):  # best effort: the raise in the main thread decides
@@ -65,26 +70,25 @@ class InterruptState:
         finally:
             self._cancellers.remove(cancel)
 
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[list[str]]:
-        """Note signals without cancelling or raising (recovery, COMMIT, bookkeeping after it)."""
-        with self._cancelling:  # a cancel in flight finishes before the recovery's first statement
-            self._deferring += 1
-        try:
-            yield self.received
-        finally:
-            self._deferring -= 1
-
     def begin_deferral(self) -> None:
-        """``deferred`` for a span that is not one block (from just before COMMIT to after it)."""
+        """Note signals without cancelling or raising until ``end_deferral`` (a COMMIT: it happens or not)."""
         with self._cancelling:
             self._deferring += 1
 
     def end_deferral(self) -> None:
         self._deferring -= 1
 
+    def decide(self) -> None:
+        """The operation's outcome is decided: until the guard is removed, signals are only noted."""
+        with self._cancelling:  # a cancel in flight finishes first
+            self._decided = True
+
+    @property
+    def decided(self) -> bool:
+        return self._decided
+
     def raise_if_interrupted(self) -> None:
-        if self.received and not self._deferring and not self._raised:
+        if self.received and not self._deferring and not self._decided and not self._raised:
             self._raised = True
             raise Interrupted(self.received[0])
 

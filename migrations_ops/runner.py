@@ -136,13 +136,6 @@ def interrupt_guard(on_interrupt: Callable[[], None] | None = None) -> Iterator[
         yield
 
 
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[list[str]]:
-    """While recovering, a second Ctrl-C must not abandon the recovery: note signals, act later."""
-    with interrupts.current().deferred() as received:
-        yield received
-
-
 @dataclass
 class _Partial:
     """A non-atomic migration that is running: the operations it has completed so far."""
@@ -308,7 +301,7 @@ class SafeMigration:
                 )
             # The outcome is decided: from here to the process's exit a signal is noted, never raised
             # (an outer guard, the command's, outlives this block).
-            self._interrupts.begin_deferral()
+            self._interrupts.decide()
             self.summary.durations["total_s"] = time.monotonic() - started
             self._event(
                 "end",
@@ -452,16 +445,18 @@ class SafeMigration:
             message = self._describe_failure(exc)
             self.summary.error = message
             self._event("failed", error=message, path=plan.rollback_path, committed=self._committed)
-            with self._interrupts.deferred():
-                self._recover(before, backup, message)
+            # Recovery has begun: a second signal must not abandon it, nor relabel its outcome.
+            self._interrupts.decide()
+            self._recover(before, backup, message)
             self.summary.applied = []
             raise OperationFailed(
                 f"{message}; rolled back ({self.summary.rollback}), the database is as it was before"
             ) from None
-        try:
-            self._finish_applied()
-        finally:
-            self._interrupts.end_deferral()
+        # The final COMMIT is done: the run is applied whatever arrives now (a signal between this
+        # point and the end of the run once made a complete upgrade exit 1, "interrupted").
+        self._interrupts.decide()
+        self._interrupts.end_deferral()  # the span begun just before that COMMIT
+        self._finish_applied()
 
     def _finish_applied(self) -> None:
         self.summary.status = "applied"

@@ -46,7 +46,6 @@ from migrations_ops.runner import (
     _reset_connection,
     _StateSnapshot,
     interrupt_guard,
-    signals_deferred,
 )
 from migrations_ops.timeouts import setting_seconds
 
@@ -233,13 +232,17 @@ class OnlineMigration(SafeMigration):
                     self._post_migrate(plan)
                 with self._phase("validate"):
                     self._post_validate(plan, before)
+                # Validated: the run is complete whatever arrives now (a signal past this point must
+                # not leave a finished run reported "interrupted", exit 1, with its checkpoint open).
+                self._interrupts.decide()
         except (Exception, Interrupted) as exc:
             message = first_line(exc)
             self.summary.error = message
             self._event("failed", error=message, path="online")
-            with signals_deferred():
-                self.say(f"Failed: {message}. Undoing the online run step by step (no restore) ...")
-                self._undo(run, checkpoint.FAILED)
+            # Undoing has begun: a second signal must not abandon it.
+            self._interrupts.decide()
+            self.say(f"Failed: {message}. Undoing the online run step by step (no restore) ...")
+            self._undo(run, checkpoint.FAILED)
             self.summary.status = "rolled_back"
             self.summary.rollback = "online"
             self.summary.undone = True

@@ -6,12 +6,15 @@ must end because of the fault, not because the wait timed out.
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
 
-from migrations_ops import backups
+from migrations_ops import audit, backups
 from migrations_ops.errors import ExitCode
+from migrations_ops.online.executor import OnlineMigration
+from migrations_ops.runner import SafeMigrateOptions, SafeMigration
 from tests.reliability.harness import (
     Run,
     backups_all_verify,
@@ -99,6 +102,40 @@ def test_signal_in_each_phase_ends_cleanly(migrated_pair, tmp_path, settings, ev
         assert fully_migrated(db)
     assert backups_all_verify() == []
     assert lock_is_free(db)
+
+
+class _SignalAfterCommit(SafeMigration):
+    """SIGTERM to itself the moment the apply phase returns: after the final COMMIT, before the
+    migration lock is released (CI once caught a real signal in that window: exit 1 "interrupted",
+    the database fully migrated)."""
+
+    def _migrate(self, plan):
+        super()._migrate(plan)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _SignalAfterOnlineRun(OnlineMigration):
+    """SIGTERM once the online run is validated and its checkpoint closed (during pruning)."""
+
+    def _prune(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        super()._prune()
+
+
+@pytest.mark.parametrize("runner", [_SignalAfterCommit, _SignalAfterOnlineRun])
+def test_a_signal_after_the_outcome_is_decided_never_relabels_it(migrated_pair, tmp_path, settings, runner):
+    """Exit 1 says "the database is as before": a signal after COMMIT must leave the run applied."""
+    if runner is _SignalAfterOnlineRun and migrated_pair.vendor != "postgresql":
+        pytest.skip("--online is PostgreSQL's")
+    settings.BACKUP_DIR = tmp_path / "backups"
+    settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
+    summary = runner(migrated_pair.alias, SafeMigrateOptions(online=runner is _SignalAfterOnlineRun)).run()
+    assert summary.exit_code == ExitCode.OK, summary.error
+    assert summary.status in ("applied", "online_applied")
+    assert fully_migrated(migrated_pair)
+    end = [event for event in audit.read_events() if event["event"] == "safe_migrate.end"][-1]
+    assert end["signals"] == ["SIGTERM"] and end["exit_code"] == 0
+    assert lock_is_free(migrated_pair)
 
 
 @pytest.fixture
