@@ -371,13 +371,19 @@ class SafeMigration:
         return plan
 
     def _migrate(self, plan: MigrationPlan) -> None:
+        prepared = self._prepare(plan)
+        if prepared is not None:
+            self._apply(plan, *prepared)
+
+    def _prepare(self, plan: MigrationPlan) -> tuple[_StateSnapshot, backups.BackupManifest | None] | None:
+        """Preflight, then the pre-migrate backup; None after a dry run (backup taken, nothing migrated)."""
         before = self._preflight(plan)
         backup = self._backup() if self.take_backup else None
         if self.options.dry_run:
             self.summary.status = "dry_run"
             self.say("Dry run: backup taken, nothing migrated.")
-            return
-        self._apply(plan, before, backup)
+            return None
+        return before, backup
 
     # ------------------------------------------------------------------ preflight
     def _preflight(self, plan: MigrationPlan) -> _StateSnapshot:

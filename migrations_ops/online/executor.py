@@ -165,12 +165,10 @@ class OnlineMigration(SafeMigration):
                 f"cannot run online, nothing was changed: {len(online.refusals)} operation(s) would block the "
                 "application: " + "; ".join(online.refusals)
             )
-        before = self._preflight(plan)
-        backup = self._backup() if self.take_backup else None
-        if self.options.dry_run:
-            self.summary.status = "dry_run"
-            self.say("Dry run: backup taken, nothing migrated.")
+        prepared = self._prepare(plan)
+        if prepared is None:
             return
+        before, backup = prepared
         state = OnlineRunState(
             migrations=[step.revision for step in plan.steps],
             existing_tables=sorted(online.existing_tables),
