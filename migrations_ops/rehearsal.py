@@ -32,7 +32,7 @@ from migrations_ops.engines.processes import StreamReader, first_error, kill_all
 from migrations_ops.errors import OperationFailed
 from migrations_ops.fingerprint import table_checksums
 from migrations_ops.planning import MigrationPlan
-from migrations_ops.runner import MigrationSummary, Reporter, SafeMigrateOptions, SafeMigration, _ObservedMigrate
+from migrations_ops.runner import MigrationSummary, ObservedMigrate, Reporter, SafeMigrateOptions, SafeMigration
 from migrations_ops.status import BOOKKEEPING_TABLES, current_migrations
 from migrations_ops.timeouts import lock_timeout
 from migrations_ops.validation import ValidationReport
@@ -348,4 +348,4 @@ class TableWrites:
 
     def migrate(self, using: str, *targets: str) -> None:
         with connections[using].execute_wrapper(self):
-            call_command(_ObservedMigrate(self._observe), *targets, database=using, verbosity=0, interactive=False)
+            call_command(ObservedMigrate(self._observe), *targets, database=using, verbosity=0, interactive=False)

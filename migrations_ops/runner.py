@@ -165,7 +165,7 @@ class _TrackedOperation:
         self._partial.done.append(self._operation)
 
 
-class _ObservedMigrate(MigrateCommand):
+class ObservedMigrate(MigrateCommand):
     """Django's migrate, with our observer called from its progress callback."""
 
     def __init__(self, observer: Callable[[str, Any, bool], None]) -> None:
@@ -628,7 +628,7 @@ class SafeMigration:
     def _run_migrate(self) -> None:
         args, kwargs = self._migrate_kwargs()
         try:
-            call_command(_ObservedMigrate(self._observe), *args, **kwargs)
+            call_command(ObservedMigrate(self._observe), *args, **kwargs)
         except StepFailed:
             raise
         except Exception as exc:
