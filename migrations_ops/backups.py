@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from config.database import parse_database_url
-from migrations_ops import audit, records
+from migrations_ops import audit, interrupts, records
 from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import engine_class, get_engine
 from migrations_ops.engines.base import (
@@ -731,7 +731,11 @@ def _restore_locked(
         try:
             engine.restore(manifest.dump_file(), progress, lock_timeout())
         except RestoredContentMismatch as exc:
+            interrupts.current().decide()  # putting the previous content back must not be abandoned
             _recover(engine, safety, exc.message)
+        # Committed: the database holds the backup. A signal during the bookkeeping below must not
+        # report "failed, the database is as it was" (exit 1) about a database that was replaced.
+        interrupts.current().decide()
         kept = records.write_back_runs(alias, runs)
         validation = _validate(alias) if validate else {}
         migrations = current_migrations(alias)

@@ -302,3 +302,35 @@ def test_the_audit_trail_survives_a_restore_and_the_restore_is_recorded(migrated
     assert after[0][:3] == written[0]
     assert [(status, backup) for status, _, _, backup in after[1:]] == [("restore", "before-run")]
     assert [e["kept_runs"] for e in audit.read_events() if e["event"] == "restore.end"] == [1]
+
+
+def test_a_signal_after_the_restore_committed_never_reports_it_as_not_done(migrated_db, backup_env, monkeypatch):
+    """SIGTERM the moment the content is replaced (as the audit records are written back): the
+    restore stands and says so; raising "interrupted" here would be exit 1, "the database is as it
+    was", about a database that now holds the backup."""
+    import os
+    import signal
+
+    from migrations_ops import interrupts, records
+
+    db = migrated_db
+    add_users(db, 2)
+    expected = content_checksums(db)
+    backups.create_backup(using=db.alias, name="snap")
+    add_users(db, 3, prefix="later")
+    write_back = records.write_back_runs
+
+    def signalled_write_back(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return write_back(*args, **kwargs)
+
+    monkeypatch.setattr(records, "write_back_runs", signalled_write_back)
+    with interrupts.handling_interrupts() as state:
+        result = backups.restore_backup("snap", using=db.alias, safety_backup=False)
+    assert state.received == ["SIGTERM"]
+    assert result.backup == "snap" and result.validation["ok"] is True
+    restored = content_checksums(db)
+    restored.pop("migrations_ops_migrationrun", None)
+    expected.pop("migrations_ops_migrationrun", None)
+    assert restored == expected
+    assert [e["outcome"] for e in audit.read_events() if e["event"] == "restore.end"] == ["ok"]
