@@ -122,20 +122,25 @@ class _SignalAfterOnlineRun(OnlineMigration):
         super()._prune()
 
 
-@pytest.mark.parametrize("runner", [_SignalAfterCommit, _SignalAfterOnlineRun])
-def test_a_signal_after_the_outcome_is_decided_never_relabels_it(migrated_pair, tmp_path, settings, runner):
+@pytest.mark.parametrize(
+    ("vendor", "runner"),
+    [("postgresql", _SignalAfterCommit), ("sqlite", _SignalAfterCommit), ("postgresql", _SignalAfterOnlineRun)],
+)
+def test_a_signal_after_the_outcome_is_decided_never_relabels_it(request, tmp_path, settings, vendor, runner):
     """Exit 1 says "the database is as before": a signal after COMMIT must leave the run applied."""
-    if runner is _SignalAfterOnlineRun and migrated_pair.vendor != "postgresql":
-        pytest.skip("--online is PostgreSQL's")
+    from tests.conftest import _scratch
+
+    db = _scratch(request, vendor, "baseline")
+    seed_baseline(db)
     settings.BACKUP_DIR = tmp_path / "backups"
     settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
-    summary = runner(migrated_pair.alias, SafeMigrateOptions(online=runner is _SignalAfterOnlineRun)).run()
+    summary = runner(db.alias, SafeMigrateOptions(online=runner is _SignalAfterOnlineRun)).run()
     assert summary.exit_code == ExitCode.OK, summary.error
     assert summary.status in ("applied", "online_applied")
-    assert fully_migrated(migrated_pair)
+    assert fully_migrated(db)
     end = [event for event in audit.read_events() if event["event"] == "safe_migrate.end"][-1]
     assert end["signals"] == ["SIGTERM"] and end["exit_code"] == 0
-    assert lock_is_free(migrated_pair)
+    assert lock_is_free(db)
 
 
 @pytest.fixture
