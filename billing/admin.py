@@ -96,9 +96,10 @@ class PricingConfigAdmin(admin.ModelAdmin):
 
     @admin.display(description="Window", ordering="effective_from")
     def window(self, obj: PricingConfig) -> str:
-        """`2026-01-01 → 2026-12-31`, or `2026-01-01 → open-ended` (half-open: until is exclusive)."""
+        """`2026-01-01 → 2026-12-31`, or `2026-01-01 → open-ended` (half-open: until is exclusive), on
+        one line (the admin's `nowrap` class): a window broken at its hyphens reads as two."""
         until = _moment(obj.effective_until) if obj.effective_until else "open-ended"
-        return f"{_moment(obj.effective_from)} → {until}"
+        return format_html('<span class="nowrap">{} → {}</span>', _moment(obj.effective_from), until)
 
     @admin.display(description="Active", boolean=True, ordering="is_active")
     def active(self, obj: PricingConfig) -> bool:

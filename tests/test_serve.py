@@ -65,18 +65,20 @@ def tables(path: Path) -> list[str]:
         return sorted(name for (name,) in rows)
 
 
+def serving_env(tmp_path: Path, settings_module: str = "tests.settings_subprocess", **variables: str) -> dict[str, str]:
+    """A manage.py child's environment with backups, the audit log and STATIC_ROOT under tmp_path."""
+    return manage_env(
+        settings_module,
+        BACKUP_DIR=str(tmp_path / "backups"),
+        MIGRATION_LOG=str(tmp_path / "log" / "migration.log"),
+        STATIC_ROOT=str(tmp_path / "static"),
+        **variables,
+    )
+
+
 @pytest.fixture
 def serve_env(tmp_path):
-    def env(settings_module: str = "tests.settings_subprocess", **variables: str) -> dict[str, str]:
-        return manage_env(
-            settings_module,
-            BACKUP_DIR=str(tmp_path / "backups"),
-            MIGRATION_LOG=str(tmp_path / "log" / "migration.log"),
-            STATIC_ROOT=str(tmp_path / "static"),
-            **variables,
-        )
-
-    return env
+    return lambda *args, **variables: serving_env(tmp_path, *args, **variables)
 
 
 PRODUCTION = {
