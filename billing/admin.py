@@ -7,12 +7,16 @@ Tables here can hold millions of rows, so changelists avoid the exact-count quer
 
 from __future__ import annotations
 
+import datetime
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from billing.models import PaymentIntent, PricingConfig, StripeEvent, Subscription, SubscriptionCostHistory
@@ -21,29 +25,31 @@ from common.admin import ReadOnlyModelAdmin
 
 
 class PricingConfigForm(forms.ModelForm):
-    """The model's `clean()` (window and overlap checks) runs in `_post_clean`; an overlap is a
-    plain ValidationError, so the form shows it as a non-field error above the fieldsets."""
+    """The model's `clean()` (window and overlap checks) runs in `_post_clean`; an overlap names the
+    clashing config above the fieldsets and marks the date field(s) inside its window."""
 
     class Meta:
         model = PricingConfig
         fields = "__all__"
 
 
+def _percent(rate: Decimal) -> str:
+    """A rate fraction as a percentage without trailing zeros: 0.0800 -> 8%, 0.0725 -> 7.25%."""
+    percent = (rate * 100).normalize()
+    return f"{percent:f}%"
+
+
+def _moment(value: datetime.datetime) -> str:
+    """The date, with the time only when it is not midnight (in the current time zone)."""
+    local = timezone.localtime(value)
+    return f"{local:%Y-%m-%d}" if local.time() == datetime.time(0) else f"{local:%Y-%m-%d %H:%M}"
+
+
 @admin.register(PricingConfig)
 class PricingConfigAdmin(admin.ModelAdmin):
     form = PricingConfigForm
-    list_display = [
-        "name",
-        "plan",
-        "variant_id",
-        "base_price",
-        "delivery_fee",
-        "tax_rate",
-        "discount_rate",
-        "effective_from",
-        "effective_until",
-        "is_active",
-    ]
+    # Six columns that fit 1400 px beside the filters: the price parts in one, the window in one.
+    list_display = ["name", "plan", "variant", "prices", "window", "active"]
     list_filter = ["plan", "variant_id", "is_active"]
     search_fields = ["name", "plan", "variant_id", "variant_name"]
     list_select_related = ["created_by"]
@@ -71,6 +77,33 @@ class PricingConfigAdmin(admin.ModelAdmin):
         ("Impact and history", {"fields": ("impact", "history_links")}),
         ("Audit", {"fields": ("created_by", "created_at", "updated_at")}),
     )
+
+    # --- the changelist's compact columns ---
+
+    @admin.display(description="Variant", ordering="variant_id")
+    def variant(self, obj: PricingConfig) -> str:
+        return obj.variant_id
+
+    @admin.display(description="Prices", ordering="base_price")
+    def prices(self, obj: PricingConfig) -> str:
+        """`USD 9.99 + 2.00 delivery, tax 8%, -10%`: the parts that are not zero."""
+        parts = [f"{obj.currency} {obj.base_price}" + (f" + {obj.delivery_fee} delivery" if obj.delivery_fee else "")]
+        if obj.tax_rate:
+            parts.append(f"tax {_percent(obj.tax_rate)}")
+        if obj.discount_rate:
+            parts.append(f"-{_percent(obj.discount_rate)}")
+        return ", ".join(parts)
+
+    @admin.display(description="Window", ordering="effective_from")
+    def window(self, obj: PricingConfig) -> str:
+        """`2026-01-01 → 2026-12-31`, or `2026-01-01 → open-ended` (half-open: until is exclusive), on
+        one line (the admin's `nowrap` class): a window broken at its hyphens reads as two."""
+        until = _moment(obj.effective_until) if obj.effective_until else "open-ended"
+        return format_html('<span class="nowrap">{} → {}</span>', _moment(obj.effective_from), until)
+
+    @admin.display(description="Active", boolean=True, ordering="is_active")
+    def active(self, obj: PricingConfig) -> bool:
+        return obj.is_active
 
     # --- impact preview: what the config would do to its plan/variant's subscriptions, writing nothing ---
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -172,11 +172,28 @@ class PricingConfig(models.Model):
             clash = self.overlapping_active().first()
             if clash is not None:
                 until = f"{clash.effective_until:%Y-%m-%d %H:%M}" if clash.effective_until else "open-ended"
-                raise ValidationError(
+                span = f"{clash.name!r} (#{clash.pk}, {clash.effective_from:%Y-%m-%d %H:%M} to {until})"
+                message = (
                     f"An active pricing config for {self.plan}/{self.variant_id} already covers part of "
-                    f"this window: {clash.name!r} (#{clash.pk}), {clash.effective_from:%Y-%m-%d %H:%M} "
-                    f"to {until}. Deactivate it or choose a window that does not overlap."
+                    f"this window: {span}. Deactivate it or choose a window that does not overlap."
                 )
+                # The summary above the form, and a short note on each bound that lies in the clash.
+                errors: dict[str, str] = {NON_FIELD_ERRORS: message}
+                for field in self.window_bounds_within(clash):
+                    errors[field] = f"Overlaps the active config {span}."
+                raise ValidationError(errors, code="overlap")
+
+    def window_bounds_within(self, other: PricingConfig) -> list[str]:
+        """The bounds of this window (`effective_from`, `effective_until`) that lie inside ``other``'s
+        window, to fix one of them; both when ``other`` lies wholly inside this one."""
+        ends = other.effective_until
+        start_inside = other.effective_from <= self.effective_from and (ends is None or self.effective_from < ends)
+        if self.effective_until is None:
+            end_inside = ends is None  # open-ended: runs into every window that does not end
+        else:
+            end_inside = other.effective_from < self.effective_until and (ends is None or self.effective_until <= ends)
+        inside = {"effective_from": start_inside, "effective_until": end_inside}
+        return [name for name, is_inside in inside.items() if is_inside] or list(inside)
 
 
 class CostChangeReason(models.TextChoices):

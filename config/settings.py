@@ -34,6 +34,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS and JS) from the application itself, DEBUG or not: see STATIC_* below.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -92,8 +94,15 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Static files are served by WhiteNoise (middleware above), so the admin is styled with DEBUG off,
+# under runserver and gunicorn alike. These settings (development, tests) find each file in the
+# apps' static/ folders when it is asked for (no collectstatic needed, edits show at once);
+# config.settings_production serves only what `collectstatic` gathered into STATIC_ROOT
+# (`manage.py serve` runs it), compressed, under hashed names cached for a year.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # migrations_ops: where backups and the audit trail live, and how it behaves.

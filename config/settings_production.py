@@ -1,8 +1,9 @@
 """Production profile: `DJANGO_SETTINGS_MODULE=config.settings_production`.
 
 The base settings plus what `manage.py check --deploy` asks for (HTTPS only, HSTS, secure cookies,
-trusted origins), a SECRET_KEY that must come from the environment, and Stripe in live mode unless
-STRIPE_LIVEMODE says otherwise. tests/test_production_settings.py runs `check --deploy` with it.
+trusted origins), static files from `collectstatic` only (compressed, hashed names), a SECRET_KEY
+that must come from the environment, and Stripe in live mode unless STRIPE_LIVEMODE says otherwise.
+tests/test_production_settings.py runs `check --deploy` with it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_TRUSTED_ORIGINS = env.list(
     "CSRF_TRUSTED_ORIGINS", default=[f"https://{host.lstrip('.')}" for host in ALLOWED_HOSTS if host != "*"]
 )
+
+# Static files: only what `collectstatic` gathered into STATIC_ROOT (`manage.py serve` runs it before
+# gunicorn starts), gzip-compressed, under content-hashed names that WhiteNoise lets clients cache for a year.
+WHITENOISE_USE_FINDERS = False
+WHITENOISE_AUTOREFRESH = False
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # A production server applies live payments only; a test-mode event is refused (and recorded).
 STRIPE_LIVEMODE = env.bool("STRIPE_LIVEMODE", default=True)

@@ -33,6 +33,7 @@ from django.core.management.sql import emit_post_migrate_signal
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import DatabaseError
 
 from migrations_ops import audit, backups, footprint, interrupts
@@ -377,6 +378,13 @@ class SafeMigration:
 
     def _prepare(self, plan: MigrationPlan) -> tuple[_StateSnapshot, backups.BackupManifest | None] | None:
         """Preflight, then the pre-migrate backup; None after a dry run (backup taken, nothing migrated)."""
+        if not self.options.dry_run:
+            # Django's migrate creates django_migrations before its first migration, outside our
+            # transaction, and on SQLite its schema editor turns foreign-key checks back on, so the
+            # first migration of an empty SQLite database failed ("schema editor cannot be used while
+            # foreign key constraint checks are enabled") and recovery found the table left behind.
+            # Created here, it is part of the state the backup and the after-failure check compare.
+            MigrationRecorder(self.connection).ensure_schema()
         before = self._preflight(plan)
         backup = self._backup() if self.take_backup else None
         if self.options.dry_run:

@@ -91,6 +91,10 @@ def test_overlapping_active_pricing_config_is_refused_on_the_form(admin_client):
     assert response.status_code == 200  # the form again, not a redirect
     form = response.context["adminform"].form
     assert any("already covers part of this window" in e for e in form.non_field_errors())
+    # Starting inside the clash and open-ended: both date fields are marked, each naming the clash.
+    for field in ("effective_from", "effective_until"):
+        (note,) = form.errors[field]
+        assert note.startswith("Overlaps the active config 'Default pricing: basic'"), note
     assert "Default pricing: basic" in response.content.decode()  # the clashing config is named
     assert PricingConfig.objects.count() == before
 

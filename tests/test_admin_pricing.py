@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.contrib.admin.templatetags.admin_list import result_headers
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
@@ -94,6 +95,70 @@ def test_overlap_is_a_form_error_and_history_records_changes(admin_client, basic
     assert history.status_code == 200 and "Base price" in history.content.decode()
     change_page = admin_client.get(reverse("admin:billing_pricingconfig_change", args=[basic.pk])).content.decode()
     assert "subscription cost changes" in change_page and f"pricing_config__id__exact={basic.pk}" in change_page
+
+
+def test_changelist_shows_compact_prices_and_window_columns(admin_client, basic):
+    PricingConfig.objects.create(
+        name="Premium 2026",
+        plan="premium",
+        variant_id="chef",
+        base_price=Decimal("59.99"),
+        delivery_fee=Decimal("4.50"),
+        tax_rate=Decimal("0.0725"),
+        discount_rate=Decimal("0.1000"),
+        effective_from=datetime.datetime(2026, 1, 1, tzinfo=UTC),
+        effective_until=datetime.datetime(2026, 12, 31, 12, 30, tzinfo=UTC),
+    )
+    response = admin_client.get(CHANGELIST, {"q": "Premium 2026"})
+    html = response.content.decode()
+    headers = [str(header["text"]).lower() for header in result_headers(response.context["cl"])]
+    assert headers[1:] == ["name", "plan", "variant", "prices", "window", "active"]  # after the checkbox
+    assert "USD 59.99 + 4.50 delivery, tax 7.25%, -10%" in html
+    assert "2026-01-01 → 2026-12-31 12:30" in html
+    assert 'alt="True"' in html  # the active icon
+    response = admin_client.get(CHANGELIST, {"q": "Default pricing: basic"})
+    assert f"USD {basic.base_price}<" in response.content.decode()  # no zero parts
+    assert "2020-01-01 → open-ended" in response.content.decode()
+    ordered = admin_client.get(CHANGELIST, {"o": "5"})  # by the window column: effective_from
+    starts = [c.effective_from for c in ordered.context["cl"].result_list]
+    assert starts == sorted(starts)
+
+
+@pytest.mark.parametrize(
+    ("window", "marked"),
+    [
+        (("2030-03-01", "2031-01-01"), ["effective_from"]),  # starts inside the clash
+        (("2029-01-01", "2030-03-01"), ["effective_until"]),  # ends inside it
+        (("2029-01-01", ""), ["effective_from", "effective_until"]),  # the clash lies wholly inside
+        (("2030-02-01", "2030-03-01"), ["effective_from", "effective_until"]),  # wholly inside the clash
+    ],
+)
+def test_overlap_marks_the_date_fields_inside_the_clashing_window(admin_client, basic, window, marked):
+    PricingConfig.objects.create(
+        name="Chef H1 2030",
+        plan="basic",
+        variant_id="chef",
+        base_price=Decimal("20.00"),
+        effective_from=datetime.datetime(2030, 1, 1, tzinfo=UTC),
+        effective_until=datetime.datetime(2030, 7, 1, tzinfo=UTC),
+    )
+    start, end = window
+    data = form_data(
+        basic,
+        name="Chef try",
+        variant_id="chef",
+        effective_from_0=start,
+        effective_from_1="00:00:00",
+        effective_until_0=end,
+        effective_until_1="00:00:00" if end else "",
+    )
+    response = admin_client.post(reverse("admin:billing_pricingconfig_add"), data)
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert sorted(field for field in form.errors if field != "__all__") == marked
+    assert "already covers part of this window" in form.non_field_errors()[0]
+    for field in marked:
+        assert "Chef H1 2030" in form.errors[field][0]
 
 
 def test_filters_and_search(admin_client):

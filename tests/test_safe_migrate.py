@@ -149,6 +149,24 @@ def test_deferred_foreign_key_violation_is_caught_and_named(migrated_db, setting
     assert "ma_notes" not in before["schema"]
 
 
+def test_an_empty_database_is_migrated_and_a_failure_leaves_it_empty(empty_db, settings):
+    """Django's migrate creates django_migrations before the first migration, outside the transaction:
+    on SQLite its schema editor then turned foreign-key checks back on and the first migration failed;
+    a failure left that table behind ("NOT as before", exit 4). safe_migrate creates it beforehand."""
+    apps = list(settings.INSTALLED_APPS)
+    with_apps(settings, "ma_raises")
+    summary = run(empty_db)
+    assert summary.status == "rolled_back", summary.error
+    assert summary.exit_code == ExitCode.FAILED and "fails on purpose" in summary.error
+    with empty_db.connection.cursor() as cursor:
+        assert empty_db.connection.introspection.table_names(cursor) == ["django_migrations"]
+    assert empty_db.scalar("SELECT COUNT(*) FROM django_migrations") == 0
+    settings.INSTALLED_APPS = apps
+    summary = run(empty_db)
+    assert summary.status == "applied", summary.error
+    assert empty_db.scalar("SELECT COUNT(*) FROM pricing_configs") >= 1
+
+
 def test_non_atomic_failure_is_reversed_not_restored(migrated_db, settings):
     """A non-atomic migration that fails part-way: its completed operations are reversed (the table
     it created is dropped), no backup is restored, so nothing else in the database is touched."""
