@@ -49,7 +49,7 @@ def collect_static() -> None:
     """`collectstatic --noinput`, quietly, into STATIC_ROOT (what WhiteNoise serves in production)."""
     try:
         call_command("collectstatic", interactive=False, verbosity=0)
-    except Exception as exc:  # noqa: BLE001: any failure here is a precondition of starting
+    except Exception as exc:  # any failure here is an unmet precondition of starting: exit 2
         raise BadInput(f"collectstatic failed, nothing was migrated: {first_line(exc)}") from exc
 
 
