@@ -39,14 +39,16 @@ def pg(db):
     return psycopg2.connect(db.url.replace("postgres://", "postgresql://"))
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "condition") -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 60, what: str = "condition", interval: float = 0.02
+) -> object:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+        time.sleep(interval)
 
 
 def waiting_on_lock(db) -> list[int]:
