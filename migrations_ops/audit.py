@@ -40,7 +40,9 @@ def record(event: str, **fields: Any) -> dict[str, Any]:
         "host": socket.gethostname(),
     }
     entry.update(fields)
-    line = scrub(json.dumps(entry, default=str, sort_keys=False)) + "\n"
+    # Each text is scrubbed on its own: scrubbing the JSON line took every "quoted" value for a name a
+    # driver quotes, so any value with a ':' (every timestamp, every "x failed: why") became "...:***".
+    line = json.dumps(_scrubbed(entry), sort_keys=False) + "\n"
     path = audit_log_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -49,6 +51,17 @@ def record(event: str, **fields: Any) -> dict[str, Any]:
     finally:
         os.close(fd)
     return entry
+
+
+def _scrubbed(value: Any) -> Any:
+    """``value`` made JSON-ready with every string in it (keys too) passed through :func:`scrub`."""
+    if isinstance(value, dict):
+        return {scrub(str(key)): _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_scrubbed(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return scrub(str(value))
 
 
 def read_events(path: Path | None = None) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from migrations_ops.engines.base import (
     RestoredContentMismatch,
     current_owner,
     fsync_path,
+    is_disk_full,
     sha256_of,
 )
 from migrations_ops.engines.processes import write_hashed
@@ -208,13 +209,25 @@ def _publish_backup(temporary: Path, final: Path, manifest: BackupManifest) -> N
         raise
 
 
+def disk_full_error(name: str, directory: Path) -> OperationFailed:
+    """The operator's line for a backup that ran out of space (ENOSPC, SQLite's "disk is full")."""
+    return OperationFailed(
+        f"backup {name} failed: no space left on device in BACKUP_DIR {directory} (the disk is full); "
+        "the partial backup was removed and the database was not changed: free space there or set "
+        "BACKUP_DIR to a larger disk"
+    )
+
+
 @contextmanager
 def _backup_attempt(name: str, temporary: Path, started: float) -> Iterator[None]:
-    """Any failure while a backup is written: its temporary file goes, a failed ``backup.end`` is logged."""
+    """Any failure while a backup is written: its temporary file goes, a failed ``backup.end`` is logged.
+    A full disk is said as such, naming BACKUP_DIR, whichever layer met it (tool, engine, manifest)."""
     try:
         yield
     except BaseException as exc:
         temporary.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            exc = disk_full_error(name, temporary.parent)
         _raise_audited("backup", name, started, exc)
 
 
@@ -788,7 +801,8 @@ def prune_backups(keep: int, dry_run: bool = False, reasons: Iterable[str] | Non
     if directory.is_dir():
         fsync_path(directory)
         cutoff = time.time() - TEMP_MAX_AGE_S
-        for leftover in directory.glob(".*.tmp"):
+        # ".*.tmp*": a temporary file, and what a tool kept beside it (a killed SQLite copy's "-journal").
+        for leftover in directory.glob(".*.tmp*"):
             with suppress(FileNotFoundError):
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()

@@ -8,6 +8,7 @@ a subclass; callers never ask which vendor they talk to.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -28,6 +29,18 @@ Progress = Callable[[int, int, str], None]
 
 class RestoredContentMismatch(OperationFailed):
     """A restore replaced the database's content, but it does not match the backup (caller recovers)."""
+
+
+class DiskFull(OperationFailed):
+    """The file system a file was being written to ran out of space (an engine's own word for ENOSPC)."""
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or what it was raised from is the file system running out of space."""
+    return any(
+        isinstance(cause, DiskFull) or (isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT))
+        for cause in causes(exc)
+    )
 
 
 @dataclass

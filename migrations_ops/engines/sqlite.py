@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from migrations_ops.engines.base import (
     DatabaseEngine,
+    DiskFull,
     DumpFile,
     DumpResult,
     LockOwner,
@@ -38,6 +39,7 @@ from migrations_ops.errors import BadInput, LockHeld, OperationFailed
 FORMAT = "sqlite3"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PAGES_PER_STEP = 1024
+JOURNAL_SUFFIXES = ("-journal", "-wal", "-shm")  # the files SQLite may keep beside a database file
 _BUSY_OR_LOCKED = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
 
@@ -53,6 +55,8 @@ def _copy_errors(blocked: str, failed: str) -> Iterator[None]:
     except _Blocked:
         raise OperationFailed(blocked) from None
     except sqlite3.Error as exc:
+        if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF == sqlite3.SQLITE_FULL:
+            raise DiskFull(f"{failed}: {exc}") from None  # SQLite's word for ENOSPC
         raise OperationFailed(f"{failed}: {exc}") from None
 
 
@@ -174,11 +178,18 @@ class SQLiteEngine(DatabaseEngine):
             f"backup blocked: another connection has held a write lock on {source_path.name} "
             f"for more than {lock_timeout:g}s"
         )
-        with _copy_errors(blocked, "SQLite backup failed"):
-            with closing(_readonly(source_path)) as source, closing(sqlite3.connect(path)) as target:
-                _copy(source, target, progress, lock_timeout)
-                tables = _counts(target)
-                migrations = _migrations(target)
+        try:
+            with _copy_errors(blocked, "SQLite backup failed"):
+                with closing(_readonly(source_path)) as source, closing(sqlite3.connect(path)) as target:
+                    _copy(source, target, progress, lock_timeout)
+                    tables = _counts(target)
+                    migrations = _migrations(target)
+        except BaseException:
+            # The copy's own journal beside the temporary file (a failed copy, e.g. a full disk, leaves
+            # it behind); the caller removes the temporary file itself.
+            for suffix in JOURNAL_SUFFIXES:
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            raise
         fsync_path(path)
         return DumpResult(
             format=backup_format,

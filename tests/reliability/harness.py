@@ -39,14 +39,16 @@ def pg(db):
     return psycopg2.connect(db.url.replace("postgres://", "postgresql://"))
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "condition") -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 60, what: str = "condition", interval: float = 0.02
+) -> object:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+        time.sleep(interval)
 
 
 def waiting_on_lock(db) -> list[int]:
@@ -77,11 +79,13 @@ def backups_all_verify() -> list[str]:
 class Run:
     """``manage.py safe_migrate`` in a subprocess with its own BACKUP_DIR and MIGRATION_LOG."""
 
-    def __init__(self, db, tmp_path: Path, settings, *args: str, env: dict | None = None) -> None:
+    def __init__(
+        self, db, tmp_path: Path, settings, *args: str, env: dict | None = None, backup_dir: Path | None = None
+    ) -> None:
         self.db = db
         self.log = tmp_path / "log" / "migration.log"
         # The test process reads the same backups and log as the child.
-        settings.BACKUP_DIR = tmp_path / "backups"
+        settings.BACKUP_DIR = backup_dir or tmp_path / "backups"
         settings.MIGRATION_LOG = self.log
         env = manage_env(BACKUP_DIR=str(settings.BACKUP_DIR), MIGRATION_LOG=str(self.log), **(env or {}))
         self.process = start_manage(db.url, "safe_migrate", *args, "--noinput", env=env)

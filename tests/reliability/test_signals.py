@@ -1,4 +1,5 @@
-"""SIGTERM/SIGINT and the server ending the session, in every phase: a prompt exit 1, the database as before.
+"""SIGTERM/SIGINT and the server ending the sessions (pg_terminate_backend) in every phase: a prompt,
+clean exit 1 with the database as before.
 
 PostgreSQL with MIGRATION_LOCK_TIMEOUT=60s, so a wait on another session's lock is long: the run
 must end because of the fault, not because the wait timed out.
@@ -17,6 +18,7 @@ from migrations_ops.online.executor import OnlineMigration
 from migrations_ops.runner import SafeMigrateOptions, SafeMigration
 from tests.reliability.harness import (
     Run,
+    audit_events,
     backups_all_verify,
     fingerprint,
     fully_migrated,
@@ -160,3 +162,68 @@ def migrated_pair(request):
     db = _scratch(request, request.param, "baseline")
     seed_baseline(db)
     return db
+
+
+def _sessions_of_the_run(db) -> list[int]:
+    """Every client backend of the scratch database but the asking one: the test closed its own,
+    so these are safe_migrate's (its migration work, pg_dump's, the migration lock's)."""
+    admin = pg(db)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            return [row[0] for row in cursor.fetchall()]
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "safe_migrate.plan",
+        "backup.start",
+        "backup.end",
+        "safe_migrate.backup",
+        "safe_migrate.migration",
+        "safe_migrate.validate",
+    ],
+)
+def test_the_server_ending_the_sessions_in_each_phase(pg_baseline, tmp_path, settings, event):
+    """pg_terminate_backend of every session of the run the moment the phase's audit line appears:
+    exit 1 "connection to the database was lost" and the exact pre-state, or exit 0 past COMMIT;
+    prompt, the lock free, every backup verifying."""
+    from django.db import connections
+
+    db = pg_baseline
+    before = fingerprint(db)
+    connections[db.alias].close()
+    run = Run(db, tmp_path, settings, env=LONG_WAIT)
+    seen = wait_for(
+        lambda: event in {e["event"] for e in audit_events(run.log)} or (run.process.poll() is not None and "exited"),
+        60,
+        event,
+        0.002,
+    )
+    assert seen is True, run.process.communicate()
+    run.process.send_signal(signal.SIGSTOP)  # held at that point while its sessions are found and ended
+    try:
+        ended = _sessions_of_the_run(db)
+        _end_session(db, ended)
+    finally:
+        run.process.send_signal(signal.SIGCONT)
+    code, err, took = run.finish(timeout=PROMPT_S)
+    assert ended, "safe_migrate had no session to end"
+    assert took < PROMPT_S
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    if code == ExitCode.FAILED:
+        assert len(lines) == 1 and "connection to the database was lost" in lines[0], err
+        assert fingerprint(db) == before
+    else:
+        assert code == ExitCode.OK, err
+        assert fully_migrated(db)
+    assert backups_all_verify() == []
+    assert lock_is_free(db)
