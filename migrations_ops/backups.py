@@ -348,7 +348,7 @@ def list_backups() -> list[BackupManifest]:
 def get_backup(name_or_path: str, allow_path: bool = False) -> BackupManifest:
     """The manifest of a backup by name (or, with ``allow_path``, by the path of its manifest or file)."""
     # A file in the current directory is a path even without a '/': `restore_db backup.sql`.
-    if allow_path and (os.sep in str(name_or_path) or Path(name_or_path).is_file()):
+    if allow_path and (os.sep in str(name_or_path) or _is_file(Path(name_or_path))):
         return _backup_at_path(Path(name_or_path))
     name = validate_name(name_or_path)
     path = backup_dir(create=False) / f"{name}{MANIFEST_SUFFIX}"
@@ -363,9 +363,18 @@ def get_backup(name_or_path: str, allow_path: bool = False) -> BackupManifest:
     return manifest
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for what cannot name a file at all (too long, a NUL byte) instead of
+    OSError: a mistyped name is bad input, not a failure."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _backup_at_path(path: Path) -> BackupManifest:
     path = path.expanduser()
-    if not path.is_file():
+    if not _is_file(path):
         raise BadInput(f"no backup at {path}")
     candidates = [path] if path.name.endswith(MANIFEST_SUFFIX) else []
     if not candidates:
@@ -552,7 +561,7 @@ def adopt_backup(
     invalid or existing name.
     """
     source = Path(path).expanduser()
-    if not source.is_file():
+    if not _is_file(source):
         raise BadInput(f"no file at {source}; nothing was adopted")
     live = get_engine(using)
     vendor, backup_format = _detect_format(source)

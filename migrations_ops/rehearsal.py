@@ -29,7 +29,7 @@ from migrations_ops import backups, copy_worker
 from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import get_engine
 from migrations_ops.engines.processes import StreamReader, first_error, kill_all, returncode_text
-from migrations_ops.errors import OperationFailed
+from migrations_ops.errors import OperationFailed, OpsError
 from migrations_ops.fingerprint import table_checksums
 from migrations_ops.planning import MigrationPlan
 from migrations_ops.runner import MigrationSummary, ObservedMigrate, Reporter, SafeMigrateOptions, SafeMigration
@@ -113,6 +113,13 @@ def rehearse(
     """
     result = RehearsalResult()
     live = SafeMigration(using, options, report, summary=result, **runner_options)
+    if live.options.from_backup:
+        # An unknown or invalid name is bad input even when there is nothing to rehearse (it was exit 0).
+        try:
+            backups.get_backup(live.options.from_backup)
+        except OpsError as exc:
+            live._fail(exc)
+            return result
     live.execute(lambda plan: _rehearse(live, plan, result))
     return result
 

@@ -6,13 +6,14 @@ Commands stay thin (parse, call one operation, print); the work lives in plain m
 from __future__ import annotations
 
 import json
+import re
 import sys
 import traceback
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
-from django.db.utils import OperationalError
+from django.db.utils import ConnectionDoesNotExist, OperationalError
 
 from migrations_ops import interrupts
 from migrations_ops.errors import BadInput, ExitCode, OpsError, scrub
@@ -71,6 +72,8 @@ class OpsCommand(BaseCommand):
             # From the command line the process exits right after: the outcome stands (see interrupts.py).
             with interrupts.handling_interrupts(then_ignore=self._called_from_command_line):
                 return super().execute(*args, **options)
+        except ConnectionDoesNotExist as exc:  # `--database ALIAS` of the domain's commands
+            raise BadInput(f"unknown database alias: {exc}") from None
         except OperationalError as exc:
             # Connecting failed (or the server went away): a precondition, not a half-done change.
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
@@ -80,6 +83,9 @@ class OpsCommand(BaseCommand):
         """Like Django's, but every error is one scrubbed line and the contract's exit code."""
         self._called_from_command_line = True
         parser = self.create_parser(argv[0], argv[1])
+        # argparse's own refusals (an unknown option, `--keep x`) too: one `error:` line and exit 2,
+        # not its usage over several lines (`--help` for that).
+        parser.error = lambda message: self._fail(f"{message} (see `manage.py {argv[1]} --help`)", ExitCode.BAD_INPUT)
         options = parser.parse_args(argv[2:])
         cmd_options = vars(options)
         args = cmd_options.pop("args", ())
@@ -99,8 +105,17 @@ class OpsCommand(BaseCommand):
             self._fail(f"{exc.__class__.__name__}: {exc}", ExitCode.FAILED, detail)
 
     def _fail(self, message: str, code: int, detail: str | None = None) -> None:
-        sys.stderr.write(f"error: {scrub(message)}\n")
+        # One line whatever the message quotes (a name typed with a newline or a NUL in it).
+        sys.stderr.write(f"error: {_one_line(scrub(message))}\n")
         if detail:
             sys.stderr.write(scrub(detail).rstrip() + "\n")
         sys.stderr.flush()
         sys.exit(int(code))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every control character (line breaks, NUL, ...) written as its escape."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
