@@ -65,8 +65,13 @@ def _scrubbed(value: Any) -> Any:
 
 
 def read_events(path: Path | None = None) -> list[dict[str, Any]]:
-    """All events of the audit log (for tests and reports)."""
+    """All complete events of the audit log (for tests and reports).
+
+    A line is complete once its newline is written: a reader running beside a writer can see the
+    first part of a line whose write is still landing, and that line is not an event yet.
+    """
     path = path or audit_log_path()
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    complete, _, _in_progress = path.read_text().rpartition("\n")
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]

@@ -8,7 +8,6 @@ migration lock and every listed backup still verifying.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 import psycopg2
 from django.db import connections
 
-from migrations_ops import backups
+from migrations_ops import audit, backups
 from migrations_ops.status import pending_migrations
 from tests.dbs import manage_env, start_manage
 from tests.test_safe_migrate import fingerprint
@@ -66,9 +65,8 @@ def waiting_on_lock(db) -> list[int]:
 
 
 def audit_events(log: Path) -> list[dict]:
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    """The run's complete audit events so far (read while the run may still be writing one)."""
+    return audit.read_events(log)
 
 
 def backups_all_verify() -> list[str]:
