@@ -405,6 +405,10 @@ def integrity_problems(manifest: BackupManifest, checksum: bool = True) -> list[
     size = path.stat().st_size
     if size != manifest.size_bytes:
         return [f"{path.name} is {size} bytes, the manifest says {manifest.size_bytes} (truncated or altered)"]
+    if size == 0 and manifest.tables:
+        # Size and sha256 agree with a manifest rewritten for an empty file: no engine reads tables from it
+        # (SQLite takes an empty file for an empty database), so it must be refused before anything runs.
+        return [f"{path.name} is empty, but the manifest lists {len(manifest.tables)} tables"]
     if not checksum:
         return []
     digest = sha256_of(path)

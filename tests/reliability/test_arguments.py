@@ -10,12 +10,7 @@ and cover ``--database-url``, which manage.py applies before Django starts.
 
 from __future__ import annotations
 
-import io
-import signal
-from contextlib import redirect_stderr, redirect_stdout
-
 import pytest
-from django.core.management import get_commands, load_command_class
 from django.db import connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +19,7 @@ from migrations_ops import backups
 from migrations_ops.errors import ExitCode
 from migrations_ops.fingerprint import table_checksums
 from tests.dbs import manage_env, run_manage
-from tests.reliability.harness import fingerprint
+from tests.reliability.harness import as_default, fingerprint, invoke
 
 EXAMPLES = settings(
     max_examples=25,
@@ -35,26 +30,6 @@ EXAMPLES = settings(
 )
 REAL_APPS = {"accounts", "billing", "loyalty", "analytics", "migrations_ops", "auth", "contenttypes", "admin"}
 REAL_APPS |= {"sessions", "axes"}
-
-
-def invoke(name: str, *argv: str) -> tuple[int, str, str]:
-    """``manage.py name argv...`` in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    code = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            command = load_command_class(get_commands()[name], name)
-            try:
-                command.run_from_argv(["manage.py", name, *argv])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        # From the command line the guard leaves SIGINT/SIGTERM ignored until exit: not in pytest.
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        connections["default"].close()
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_refused(code: int, err: str, expected: int = ExitCode.BAD_INPUT) -> None:
@@ -72,18 +47,11 @@ def live(request, tmp_path, settings):
     settings.BACKUP_DIR = tmp_path / "backups"
     settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
     db = _scratch(request, "sqlite", "head")
-    saved = connections.settings["default"]
-    connections["default"].close()
-    connections.settings["default"] = dict(connections.settings[db.alias])
-    if hasattr(connections._connections, "default"):
-        delattr(connections._connections, "default")
-    backups.create_backup(using=db.alias, name="kept")
-    before = fingerprint(db)
-    yield db
-    assert fingerprint(db) == before
-    connections["default"].close()
-    delattr(connections._connections, "default")
-    connections.settings["default"] = saved
+    with as_default(db):
+        backups.create_backup(using=db.alias, name="kept")
+        before = fingerprint(db)
+        yield db
+        assert fingerprint(db) == before
 
 
 def state(db) -> tuple[dict, dict, list[str]]:

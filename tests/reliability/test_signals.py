@@ -18,7 +18,7 @@ from migrations_ops.online.executor import OnlineMigration
 from migrations_ops.runner import SafeMigrateOptions, SafeMigration
 from tests.reliability.harness import (
     Run,
-    audit_events,
+    assert_pre_or_post_state,
     backups_all_verify,
     fingerprint,
     fully_migrated,
@@ -84,25 +84,71 @@ def test_fault_while_waiting_on_an_application_lock(pg_baseline, tmp_path, setti
         ("safe_migrate.backup", "SIGTERM"),
         ("safe_migrate.migration", "SIGINT"),
         ("safe_migrate.validate", "SIGTERM"),
+        ("prune", "SIGTERM"),  # an older pre-migrate backup is being removed (BACKUP_KEEP=1)
     ],
 )
 def test_signal_in_each_phase_ends_cleanly(migrated_pair, tmp_path, settings, event, sig):
     """The signal is sent the moment the phase's audit line appears: the run ends at once, either
     rolled back (exit 1, the database exactly as before) or, past COMMIT, applied (exit 0)."""
     db = migrated_pair
+    if event == "prune":
+        settings.BACKUP_DIR = tmp_path / "backups"
+        older = backups.create_backup(using=db.alias, name="older", reason="pre-migrate")
     before = fingerprint(db)
-    run = Run(db, tmp_path, settings)
-    run.wait_for_event(event)
-    run.process.send_signal(getattr(signal, sig))
+    run = Run(db, tmp_path, settings, env={"BACKUP_KEEP": "1"})
+    run.signal_at_event(event, getattr(signal, sig))
     code, err, took = run.finish(timeout=PROMPT_S)
-    assert "Traceback" not in err
-    if code == ExitCode.FAILED:
-        assert f"interrupted by {sig}" in err, err
-        assert fingerprint(db) == before
-    else:
-        assert code == ExitCode.OK, err
-        assert fully_migrated(db)
+    assert_pre_or_post_state(db, before, code, err, f"interrupted by {sig}")
+    if event == "prune":  # past COMMIT: applied, and the pruned backup gone whole (manifest first)
+        assert code == ExitCode.OK
+        assert "older" not in [m.name for m in backups.list_backups()]
+        assert not older.manifest_path.exists() and not older.path.exists()
+
+
+@pytest.mark.parametrize("event", ["safe_migrate.failed", "safe_migrate.reversed"])
+def test_sigterm_during_recovery_lets_the_recovery_finish(migrated_db, tmp_path, settings, event):
+    """ma_segments: 0001 (atomic) commits, 0002 (non-atomic) adds a column and fails, so recovery
+    reverses both. SIGTERM the moment recovery begins ("failed") or has reversed the first step:
+    recovery is never abandoned half-way nor relabelled. Exit 1 with the failure's own line, the
+    exact pre-state, the lock free, the backup verifying, the signal recorded in the end line."""
+    db = migrated_db
+    before = fingerprint(db)
+    run = Run(db, tmp_path, settings, env={"TEST_MIGRATION_APPS": "ma_segments"})
+    run.signal_at_event(event, signal.SIGTERM)
+    code, err, _took = run.finish(timeout=PROMPT_S)
+    assert code == ExitCode.FAILED, err
+    assert_pre_or_post_state(db, before, code, err, "fails on purpose")
+    assert "rolled back (reverse)" in err
+    end = [e for e in run.events() if e["event"] == "safe_migrate.end"][-1]
+    assert end["signals"] == ["SIGTERM"] and end["rollback"] == "reverse"
+
+
+class _SignalDuringPrune(SafeMigration):
+    """SIGTERM to itself as pruning starts (the migration committed, an older backup to remove)."""
+
+    def _prune(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        super()._prune()
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "sqlite"])
+def test_sigterm_during_pruning_removes_whole_backups_and_stays_applied(request, tmp_path, settings, vendor):
+    from tests.conftest import _scratch
+
+    db = _scratch(request, vendor, "baseline")
+    seed_baseline(db)
+    settings.BACKUP_DIR = tmp_path / "backups"
+    settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
+    settings.BACKUP_KEEP = 1
+    older = backups.create_backup(using=db.alias, name="older", reason="pre-migrate")
+    summary = _SignalDuringPrune(db.alias, SafeMigrateOptions()).run()
+    assert summary.exit_code == ExitCode.OK and summary.status == "applied", summary.error
+    assert fully_migrated(db)
+    assert [m.name for m in backups.list_backups()] == [summary.backup]
+    assert not older.manifest_path.exists() and not older.path.exists()
     assert backups_all_verify() == []
+    end = [event for event in audit.read_events() if event["event"] == "safe_migrate.end"][-1]
+    assert end["signals"] == ["SIGTERM"] and end["exit_code"] == 0
     assert lock_is_free(db)
 
 
@@ -201,29 +247,13 @@ def test_the_server_ending_the_sessions_in_each_phase(pg_baseline, tmp_path, set
     before = fingerprint(db)
     connections[db.alias].close()
     run = Run(db, tmp_path, settings, env=LONG_WAIT)
-    seen = wait_for(
-        lambda: event in {e["event"] for e in audit_events(run.log)} or (run.process.poll() is not None and "exited"),
-        60,
-        event,
-        0.002,
-    )
-    assert seen is True, run.process.communicate()
-    run.process.send_signal(signal.SIGSTOP)  # held at that point while its sessions are found and ended
+    run.stop_at_event(event)  # held at that point while its sessions are found and ended
     try:
         ended = _sessions_of_the_run(db)
         _end_session(db, ended)
     finally:
-        run.process.send_signal(signal.SIGCONT)
+        run.resume()
     code, err, took = run.finish(timeout=PROMPT_S)
     assert ended, "safe_migrate had no session to end"
     assert took < PROMPT_S
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    if code == ExitCode.FAILED:
-        assert len(lines) == 1 and "connection to the database was lost" in lines[0], err
-        assert fingerprint(db) == before
-    else:
-        assert code == ExitCode.OK, err
-        assert fully_migrated(db)
-    assert backups_all_verify() == []
-    assert lock_is_free(db)
+    assert_pre_or_post_state(db, before, code, err, "connection to the database was lost")
