@@ -7,10 +7,13 @@ no password ever reaches a terminal, a log or a JSON document.
 
 from __future__ import annotations
 
+import os
 import re
 from enum import IntEnum
 
+from django.conf import settings
 from django.core.management.base import CommandError
+from django.db import connections
 
 from config.database import MASK, redact_url, url_secrets
 
@@ -80,11 +83,6 @@ def known_passwords() -> list[str]:
     and whatever could be one in the configured URL and in each database's name, user and host
     (a mistyped URL such as ``postgres:///u:pw@host/db`` makes the password part of the name, and
     the driver then quotes it)."""
-    import os
-
-    from django.conf import settings
-    from django.db import connections
-
     configs = [*settings.DATABASES.values(), *connections.settings.values()]
     secrets = {cfg.get("PASSWORD") for cfg in configs}
     for url in (getattr(settings, "DATABASE_URL", ""), os.environ.get("DATABASE_URL", "")):

@@ -12,10 +12,7 @@ from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from migrations_ops.status import applied_migrations
-
-# Bookkeeping Django maintains beside any plan (content types, permissions): not the plan's schema.
-_IGNORED_TABLES = {"migrations_ops_migrationrun"}
+from migrations_ops.status import RUN_RECORD_TABLES, applied_migrations
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,11 @@ def capture(using: str = DEFAULT_DB_ALIAS) -> Footprint:
     introspection = connection.introspection
     schema = {}
     with connection.cursor() as cursor:
-        for table in sorted(set(introspection.table_names(cursor)) - _IGNORED_TABLES):
+        # Of the bookkeeping tables (status.BOOKKEEPING_TABLES) only the run records are left out: they
+        # are safe_migrate's own, written outside any plan. The rest of the bookkeeping (django_migrations,
+        # content types, checksums) has rows a plan changes, but its schema changes only by migrating,
+        # so a schema left changed there is the plan's and must be seen.
+        for table in sorted(set(introspection.table_names(cursor)) - RUN_RECORD_TABLES):
             columns = tuple(
                 (column.name, column.type_code, column.null_ok)
                 for column in introspection.get_table_description(cursor, table)

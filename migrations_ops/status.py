@@ -14,9 +14,14 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from migrations_ops.checksums import ORIGIN_TABLE
 from migrations_ops.checksums import TABLE as CHECKSUM_TABLE
+from migrations_ops.errors import BadInput
+
+# The records of what was done to a database (records.py): written by safe_migrate and restore_db
+# themselves after the outcome, outside any plan, and written back after a restore.
+RUN_RECORD_TABLES = frozenset({"migrations_ops_migrationrun"})
 
 # Django's and our own bookkeeping: migrating (or a round trip) legitimately changes rows there.
-BOOKKEEPING_TABLES = frozenset(
+BOOKKEEPING_TABLES = RUN_RECORD_TABLES | frozenset(
     {
         "django_migrations",
         "django_content_type",
@@ -24,7 +29,6 @@ BOOKKEEPING_TABLES = frozenset(
         "django_admin_log",
         CHECKSUM_TABLE,
         ORIGIN_TABLE,
-        "migrations_ops_migrationrun",
         "migrations_ops_online_run",
     }
 )
@@ -90,8 +94,6 @@ def pending_migrations(using: str = DEFAULT_DB_ALIAS) -> list[dict[str, str]]:
 def require_applied(apps: tuple[str, ...], using: str = DEFAULT_DB_ALIAS, what: str = "this command") -> None:
     """BadInput (exit 2) naming the pending migrations of ``apps`` (and what they depend on), if any:
     a command that needs the schema at the head must not meet tables that are not there yet."""
-    from migrations_ops.errors import BadInput
-
     pending = [m["revision"] for m in pending_migrations(using) if m["app"] in apps]
     if pending:
         shown = ", ".join(pending[:4]) + (f" and {len(pending) - 4} more" if len(pending) > 4 else "")

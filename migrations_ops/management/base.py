@@ -16,7 +16,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.utils import ConnectionDoesNotExist, OperationalError
 
 from migrations_ops import interrupts
-from migrations_ops.errors import BadInput, ExitCode, OpsError, scrub
+from migrations_ops.errors import BadInput, ExitCode, OpsError, first_line, scrub
 
 
 class OpsCommand(BaseCommand):
@@ -76,8 +76,7 @@ class OpsCommand(BaseCommand):
             raise BadInput(f"unknown database alias: {exc}") from None
         except OperationalError as exc:
             # Connecting failed (or the server went away): a precondition, not a half-done change.
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            raise BadInput(f"database unreachable: {first}") from exc
+            raise BadInput(f"database unreachable: {first_line(exc)}") from exc
 
     def run_from_argv(self, argv):
         """Like Django's, but every error is one scrubbed line and the contract's exit code."""
