@@ -278,28 +278,32 @@ def _manage(db, *args: str, env: dict) -> subprocess.Popen:
     )
 
 
+def backfill_reached(db, revision: str) -> bool:
+    """The newest online run's checkpoint is inside ``revision``'s batched walk (read by another session)."""
+    watcher = psycopg2.connect(db.url.replace("postgres://", "postgresql://"))
+    watcher.autocommit = True
+    try:
+        with watcher.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('migrations_ops_online_run') IS NOT NULL")
+            if not cursor.fetchone()[0]:
+                return False
+            cursor.execute("SELECT state->'current' FROM migrations_ops_online_run ORDER BY id DESC LIMIT 1")
+            current = (cursor.fetchone() or [None])[0] or {}
+    finally:
+        watcher.close()
+    return current.get("revision") == revision and bool(current.get("block"))
+
+
 def _kill_during_backfill(db, env: dict) -> None:
     """Start an online run and SIGKILL it while it walks subscriptions in batches."""
     proc = _manage(db, "--online", env=env)
-    watcher = psycopg2.connect(db.url.replace("postgres://", "postgresql://"))
-    watcher.autocommit = True
     deadline = time.monotonic() + 90
-    try:
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never reached the subscriptions backfill"
-            with watcher.cursor() as cursor:
-                cursor.execute("SELECT to_regclass('migrations_ops_online_run') IS NOT NULL")
-                if cursor.fetchone()[0]:
-                    cursor.execute("SELECT state->'current' FROM migrations_ops_online_run ORDER BY id DESC LIMIT 1")
-                    current = (cursor.fetchone() or [None])[0] or {}
-                    if current.get("revision") == "billing.0003_backfill_subscription_costs" and current.get("block"):
-                        break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        watcher.close()
+    while not backfill_reached(db, "billing.0003_backfill_subscription_costs"):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached the subscriptions backfill"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
 
 
 def test_a_killed_run_resumes_to_the_same_end_or_aborts_to_the_start(pg_db, tmp_path):

@@ -234,7 +234,9 @@ class OnlineMigration(SafeMigration):
                 # not leave a finished run reported "interrupted", exit 1, with its checkpoint open).
                 self._interrupts.decide()
         except (Exception, Interrupted) as exc:
-            message = first_line(exc)
+            # As the transactional path says it: "interrupted by SIGTERM during migrate", not a bare
+            # "SIGTERM"; a lost connection or a lock conflict named as such.
+            message = self._describe_failure(exc)
             self.summary.error = message
             self._event("failed", error=message, path="online")
             # Undoing has begun: a second signal must not abandon it.
