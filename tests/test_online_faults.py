@@ -15,6 +15,9 @@ import signal
 import threading
 from collections.abc import Callable
 
+import psycopg2
+import pytest
+
 from migrations_ops import audit, backups
 from migrations_ops.api import safe_migrate
 from migrations_ops.errors import ExitCode
@@ -113,6 +116,30 @@ def test_an_expand_step_that_cannot_get_its_lock_within_the_budget_undoes_the_ru
     assert_undone_without_restore(pg_db, summary, before)
 
 
+def test_when_the_undo_cannot_get_its_lock_either_abort_finishes_it_later(pg_db, settings):
+    settings.MIGRATION_ONLINE_LOCK_TIMEOUT = "100ms"
+    settings.MIGRATION_ONLINE_RETRY_BUDGET = "1s"
+    before = pre_state(pg_db)
+    # The report outlasts the whole run: undoing what was created next to subscriptions needs the table too.
+    app = reading_subscriptions(pg_db)
+    try:
+        summary = online(pg_db)
+    finally:
+        app.connection.rollback()
+        app.connection.close()
+    assert summary.exit_code == ExitCode.RECOVERY_FAILED, summary.error
+    assert f"undoing online run {summary.run_id} failed" in summary.error
+    assert "safe_migrate --online --abort" in summary.error and summary.backup in summary.error
+    assert pg_db.scalar(f"SELECT status FROM {CHECKPOINT_TABLE} WHERE id = %s", [summary.run_id]) == "running"
+    assert events(settings, "online_undo_failed")
+
+    aborted = online(pg_db, abort=True)
+    assert aborted.exit_code == 0 and aborted.status == "aborted", aborted.error
+    assert pre_state(pg_db) == before
+    assert pg_db.scalar(f"SELECT status FROM {CHECKPOINT_TABLE} WHERE id = %s", [summary.run_id]) == "aborted"
+    assert run_validation(using=pg_db.alias).ok
+
+
 def test_an_expand_step_waits_out_a_lock_held_briefly_and_the_run_succeeds(pg_db, settings, tmp_path):
     settings.MIGRATION_ONLINE_LOCK_TIMEOUT = "100ms"
     settings.MIGRATION_ONLINE_RETRY_BUDGET = "60s"
@@ -204,6 +231,35 @@ def test_an_invalid_index_left_by_a_killed_build_is_dropped_and_rebuilt_on_resum
         assert run_validation(using=pg_db.alias).ok
     finally:
         dbs.dispose(reference)
+
+
+def test_an_invalid_index_left_outside_an_online_run_is_named_by_preflight_then_rebuilt(pg_db, settings):
+    """A leftover no checkpoint knows of (a build killed under plain migrate, or by hand) fails the
+    preflight validation like any invalid index; accepted, the online run drops and rebuilds it."""
+    with_apps(settings, PHASES)
+    pg_db.migrate()
+    pg_db.migrate(f"{PHASES}:0001_initial")
+    pg_db.query("INSERT INTO ma_widgets (name, size) VALUES ('a', 1), ('a', 2)")
+    session = pg(pg_db)
+    session.autocommit = True
+    with pytest.raises(psycopg2.errors.UniqueViolation), session.cursor() as cursor:
+        cursor.execute('CREATE UNIQUE INDEX CONCURRENTLY "ma_widgets_name_idx" ON ma_widgets (name)')
+    session.close()
+    valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ma_widgets_name_idx'::regclass"
+    before = pre_state(pg_db)
+
+    refused = online(pg_db)
+    assert refused.exit_code == ExitCode.BAD_INPUT and "fails validation before migrating: indexes" in refused.error
+    assert pre_state(pg_db) == before and pg_db.scalar(valid) is False
+
+    summary = online(pg_db, accept_existing_issues=True)
+    assert summary.status == "online_applied", summary.error
+    assert pg_db.scalar(valid) is True
+    assert (
+        "CREATE INDEX ma_widgets_name_idx ON public.ma_widgets"
+        in schema(pg_db)[("ma_widgets", "index ma_widgets_name_idx")]
+    )
+    assert run_validation(using=pg_db.alias).ok
 
 
 # ---------------------------------------------------------------- SIGTERM during the backfill
