@@ -40,7 +40,7 @@ from migrations_ops.engines.base import (
 )
 from migrations_ops.engines.processes import write_hashed
 from migrations_ops.errors import BadInput, OperationFailed, OpsError, RecoveryFailed, scrub
-from migrations_ops.status import applied_migrations, current_migrations
+from migrations_ops.status import RUN_RECORD_TABLES, applied_migrations, current_migrations
 from migrations_ops.timeouts import lock_timeout
 from migrations_ops.validation import run_validation
 
@@ -73,6 +73,9 @@ class BackupManifest:
     migrations: dict[str, list[str]] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
     source: str | None = None  # adopted backups: the file they were copied from
+    # The server's cumulative writes per table when the backup began (engine.write_counters()): None
+    # where the engine keeps none, for adopted dumps, and in manifests written before it was recorded.
+    write_counters: dict[str, int] | None = None
     directory: Path | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +89,7 @@ class BackupManifest:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         known = {name for name in cls.__dataclass_fields__ if name != "directory"}
-        optional = {"source"}  # later additions: manifests written before them stay readable
+        optional = {"source", "write_counters"}  # later additions: manifests written before them stay readable
         missing = sorted(known - optional - set(data))
         if missing:
             raise ValueError(f"missing fields: {', '.join(missing)}")
@@ -95,6 +98,8 @@ class BackupManifest:
             raise ValueError("invalid name or file")
         if not isinstance(manifest.tables, dict) or not isinstance(manifest.migrations, dict):
             raise ValueError("invalid tables or migrations")
+        if manifest.write_counters is not None and not isinstance(manifest.write_counters, dict):
+            raise ValueError("invalid write_counters")
         return manifest
 
     @property
@@ -314,6 +319,7 @@ def create_backup(
             reason=reason,
             migrations=result.migrations,
             tables=result.tables,
+            write_counters=result.write_counters,
             directory=directory,
         )
         _publish_backup(temporary, final, manifest)
@@ -635,14 +641,66 @@ def _target(using: str, target_url: str | None) -> Iterator[str]:
         yield alias
 
 
+STATISTICS_RESET = "unknown (statistics reset)"
+
+
+@dataclass
+class WritesSince:
+    """Rows inserted, updated or deleted per table since a backup began, as the server's cumulative
+    counters tell (``None`` for a table whose counter went down: the statistics were reset, or the
+    table recreated, since). ``unknown`` says why nothing can be told; ``per_table`` is then empty."""
+
+    per_table: dict[str, int | None] = field(default_factory=dict)
+    unknown: str | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(count for count in self.per_table.values() if count)
+
+    @property
+    def reset_tables(self) -> list[str]:
+        return sorted(table for table, count in self.per_table.items() if count is None)
+
+    def render(self) -> list[str]:
+        if self.unknown:
+            return [f"Writes since the backup: unknown, {self.unknown}"]
+        written = {table: count for table, count in sorted(self.per_table.items()) if count != 0}
+        lines = ["Writes since the backup (rows inserted, updated or deleted, as the server counts them):"]
+        lines += [f"  {table}: {STATISTICS_RESET if n is None else n}" for table, n in written.items()]
+        return lines if written else [*lines, "  (none)"]
+
+
+def writes_since(manifest: BackupManifest, engine: DatabaseEngine) -> WritesSince:
+    """What a restore of ``manifest`` into ``engine``'s database would discard beyond its rows: the
+    database's write counters now minus those recorded when the backup began. The run records are
+    left out (a restore writes them back). DatabaseError when the database cannot be read."""
+    now = engine.write_counters()
+    if now is None:
+        return WritesSince(unknown=f"{engine.vendor} keeps no write counters, so it cannot tell")
+    if manifest.write_counters is None:
+        return WritesSince(unknown="the backup recorded no write counters (adopted, or taken by an older version)")
+    source, here = manifest.database, engine.database_info()
+    if any(source.get(key) != here.get(key) for key in ("name", "host", "port")):
+        return WritesSince(unknown=f"the backup was taken of database {source.get('name')!r}, not of this one")
+    then = manifest.write_counters
+    per_table: dict[str, int | None] = {}
+    for table, count in now.items():
+        if table not in RUN_RECORD_TABLES:
+            before = then.get(table, 0)  # a table created since the backup: all its writes are since
+            per_table[table] = count - before if count >= before else None
+    return WritesSince(per_table)
+
+
 @dataclass
 class RestorePreview:
     """What a restore would change, shown before the operator confirms: migrations and rows now
-    (``None`` when the target cannot be read, e.g. a database not created yet) and in the backup."""
+    (``None`` when the target cannot be read, e.g. a database not created yet) and in the backup,
+    and the writes since the backup where the server can tell."""
 
     manifest: BackupManifest
     migrations_now: dict[str, str] | None
     rows_now: dict[str, int] | None
+    writes: WritesSince = field(default_factory=lambda: WritesSince(unknown="the database cannot be read"))
 
     def render(self) -> list[str]:
         backup_heads = self.manifest.heads
@@ -665,13 +723,15 @@ class RestorePreview:
             and set(rows) == set(self.manifest.tables)
         ):
             lines.append("  (every table has as many rows now as in the backup)")
-        return lines
+        return [*lines, *self.writes.render()]
 
 
 def restore_preview(manifest: BackupManifest, using: str) -> RestorePreview:
-    """The target's migrations and row counts now, beside the backup's (nothing is changed)."""
+    """The target's migrations, row counts and writes since the backup, beside the backup's (nothing
+    is changed)."""
+    engine = get_engine(using)
     try:
-        return RestorePreview(manifest, current_migrations(using), get_engine(using).row_counts())
+        return RestorePreview(manifest, current_migrations(using), engine.row_counts(), writes_since(manifest, engine))
     except DatabaseError:  # a target that does not exist yet (--target-database-url): nothing to compare
         connections[using].close()
         return RestorePreview(manifest, None, None)

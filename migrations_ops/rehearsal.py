@@ -144,7 +144,10 @@ def _rehearse(live: SafeMigration, plan: MigrationPlan, result: RehearsalResult)
             try:
                 copy.restore(manifest.dump_file(), None, lock_timeout())
             except OperationFailed as exc:
-                raise OperationFailed(f"{exc.message} (the scratch copy; the live database is untouched)") from exc
+                raise OperationFailed(
+                    f"rehearsal from backup {manifest.name}: {exc.message}; that is the scratch copy "
+                    f"{copy.display_name()} (dropped), the live database {live.engine.display_name()} is untouched"
+                ) from exc
             result.durations["backup_s"] = time.monotonic() - started
             result.copy = copy.display_name()
             connections[alias].close()  # the worker is the copy's only user from here on
@@ -154,7 +157,10 @@ def _rehearse(live: SafeMigration, plan: MigrationPlan, result: RehearsalResult)
             copy.drop_database()
     if result.inner is not None and result.inner.error:
         result.status = "failed"
-        raise OperationFailed(f"rehearsal failed on the copy: {result.inner.error} (the live database is untouched)")
+        raise OperationFailed(
+            f"rehearsal failed on the copy: {result.inner.error} "
+            f"(the live database {live.engine.display_name()} is untouched)"
+        )
     result.status = "rehearsed"
     if result.irreversible:
         live.say("Reverse loses data: " + "; ".join(result.irreversible))

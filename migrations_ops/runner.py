@@ -229,7 +229,6 @@ class SafeMigration:
         self._partial: _Partial | None = None
         self._own_changes: dict[str, int] | None = None  # None: the guard compares row counts
         self._counts_at_step: dict[str, int] = {}
-        self._counters_at_backup: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -428,7 +427,6 @@ class SafeMigration:
                     + "; ".join(verification.failures())
                     + "; nothing was migrated"
                 )
-            self._counters_at_backup = self.engine.write_counters()
         self.summary.backup = manifest.name
         self._event("backup", name=manifest.name, sha256=manifest.sha256, size_bytes=manifest.size_bytes)
         self.say(
@@ -789,13 +787,14 @@ class SafeMigration:
         """How much the backup would discard: server write counters and changed row counts."""
         try:
             now = self.engine.row_counts()
-            counters = self.engine.write_counters()
+            writes = backups.writes_since(backup, self.engine)
         except DatabaseError as exc:
             return f"unknown: {first_line(exc)}"
         parts = []
-        if counters is not None and self._counters_at_backup is not None:
-            writes = sum(max(0, n - self._counters_at_backup.get(t, 0)) for t, n in counters.items())
-            parts.append(f"{writes} row writes counted by the server, the migration's own included")
+        if not writes.unknown:
+            parts.append(f"{writes.total} row writes counted by the server, the migration's own included")
+        if writes.reset_tables:
+            parts.append(f"{', '.join(writes.reset_tables)}: {backups.STATISTICS_RESET}")
         changed = [
             f"{t} {n}->{now.get(t)}"
             for t, n in sorted(backup.tables.items())

@@ -12,9 +12,11 @@ import psycopg2
 import pytest
 
 from migrations_ops import audit, backups
+from migrations_ops.api import safe_migrate
 from migrations_ops.engines import get_engine
-from migrations_ops.engines.base import DumpFile, current_owner
-from migrations_ops.errors import BadInput, LockHeld, OperationFailed
+from migrations_ops.engines.base import DumpFile, current_owner, sha256_of
+from migrations_ops.errors import BadInput, ExitCode, LockHeld, OperationFailed
+from migrations_ops.runner import SafeMigrateOptions
 from tests import dbs
 from tests.dbs import latest_migration
 from tests.test_backups import _backup_env, add_users, content_checksums, corrupt, manage  # noqa: F401
@@ -334,3 +336,38 @@ def test_a_signal_after_the_restore_committed_never_reports_it_as_not_done(migra
     expected.pop("migrations_ops_migrationrun", None)
     assert restored == expected
     assert [e["outcome"] for e in audit.read_events() if e["event"] == "restore.end"] == ["ok"]
+
+
+def damaged_after_checksum(manifest: backups.BackupManifest) -> None:
+    """Cut the backup's file in half and give its manifest the cut file's size and checksum: damage
+    that only the restore itself can find (a file that was broken before it was checksummed)."""
+    corrupt(manifest.path, "truncate")
+    data = json.loads(manifest.manifest_path.read_text())
+    data.update(size_bytes=manifest.path.stat().st_size, sha256=sha256_of(manifest.path))
+    manifest.manifest_path.write_text(json.dumps(data))
+
+
+def test_a_failed_restore_names_the_live_database_as_unchanged(migrated_db, backup_env):
+    db = migrated_db
+    add_users(db, 2)
+    damaged_after_checksum(backups.create_backup(using=db.alias, name="cut"))
+    db.query("CREATE TABLE created_after_backup (id integer PRIMARY KEY)")
+    before = content_checksums(db)
+    result = manage(backup_env, "restore_db", "cut", "--noinput", "--no-safety-backup", url=db.url)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert f"database {get_engine(db.alias).display_name()} unchanged" in result.stderr
+    assert content_checksums(db) == before
+
+
+def test_a_failed_restore_in_a_rehearsal_names_the_scratch_copy_and_the_live_database(baseline_db, backup_env):
+    db = baseline_db
+    damaged_after_checksum(backups.create_backup(using=db.alias, name="cut"))
+    before = content_checksums(db)
+    summary = safe_migrate(db.alias, SafeMigrateOptions(rehearse=True, from_backup="cut"))
+    assert summary.exit_code == ExitCode.FAILED, summary.error
+    live = get_engine(db.alias).display_name()
+    assert summary.error.startswith("rehearsal from backup cut: ")
+    assert "; that is the scratch copy " in summary.error and "_rehearse_" in summary.error
+    assert f"(dropped), the live database {live} is untouched" in summary.error
+    assert content_checksums(db) == before

@@ -12,9 +12,11 @@ import errno
 import hashlib
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,10 @@ class DumpResult:
     server_version: str
     tables: dict[str, int] = field(default_factory=dict)  # exact rows per table, same snapshot as the dump
     migrations: dict[str, list[str]] = field(default_factory=dict)  # django_migrations, same snapshot
+    # write_counters() read just before the snapshot (None where the engine keeps none): a write in
+    # between counts as one since the backup though the backup holds it, so a restore prompt may
+    # overstate what a restore discards, never understate it.
+    write_counters: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,15 +85,18 @@ class LockOwner:
         return f"pid {self.pid} on {self.host} since {self.since}{what}"
 
 
-def row_count_sql(tables: list[str]) -> str:
-    """One statement counting every table's rows exactly: ``SELECT i, count(*)`` per table, UNION ALL."""
-    return " UNION ALL ".join(
-        f'SELECT {index}, count(*) FROM "{name.replace(chr(34), chr(34) * 2)}"' for index, name in enumerate(tables)
+def count_rows(cursor: Any, tables: list[str]) -> dict[str, int]:
+    """Exact row count of each of ``tables`` through a DB-API ``cursor``, in one statement
+    (``SELECT i, count(*)`` per table, UNION ALL): a Django cursor, or a driver's own on a
+    connection that reads a dump's snapshot."""
+    if not tables:
+        return {}
+    cursor.execute(
+        " UNION ALL ".join(
+            f'SELECT {index}, count(*) FROM "{name.replace(chr(34), chr(34) * 2)}"' for index, name in enumerate(tables)
+        )
     )
-
-
-def counts_by_name(tables: list[str], rows: list[tuple[int, int]]) -> dict[str, int]:
-    counts = dict(rows)
+    counts = dict(cursor.fetchall())
     return {name: int(counts[index]) for index, name in enumerate(tables)}
 
 
@@ -159,11 +168,8 @@ class DatabaseEngine:
     def row_counts(self) -> dict[str, int]:
         """Exact row count of every table, in one round trip."""
         names = self.table_names()
-        if not names:
-            return {}
         with self.connection.cursor() as cursor:
-            cursor.execute(row_count_sql(names))
-            return counts_by_name(names, cursor.fetchall())
+            return count_rows(cursor, names)
 
     # --- identity ---
     def database_info(self) -> dict[str, Any]:
@@ -287,8 +293,9 @@ class DatabaseEngine:
 
     def write_counters(self) -> dict[str, int] | None:
         """Cumulative rows inserted, updated or deleted per table by every session (None where the
-        engine keeps no such counters): the difference between two readings is the writes between."""
-        return None
+        engine keeps no such counters): the difference between two readings is the writes between.
+        Recorded in a backup's manifest; ``backups.writes_since`` compares a reading with it."""
+        raise NotImplementedError
 
     def exclusively_locked_tables(self) -> list[str]:
         """Tables this session holds an ACCESS EXCLUSIVE lock on (empty where locks are not per table)."""
@@ -333,9 +340,6 @@ class DatabaseEngine:
 
 def current_owner(command: str = "") -> LockOwner:
     """This process as a migration-lock owner."""
-    import socket
-    from datetime import UTC, datetime
-
     return LockOwner(
         pid=os.getpid(),
         host=socket.gethostname(),

@@ -36,9 +36,8 @@ from migrations_ops.engines.base import (
     Progress,
     causes,
     check_free_space,
-    counts_by_name,
+    count_rows,
     read_head,
-    row_count_sql,
 )
 from migrations_ops.engines.processes import (
     StreamReader,
@@ -290,6 +289,7 @@ class PostgreSQLEngine(DatabaseEngine):
             meta.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with meta.cursor() as cur:
                 cur.execute(f"SET lock_timeout = {self._lock_timeout_ms(lock_timeout)}")
+                write_counters = _write_counters(cur)
                 cur.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
                 snapshot, server_version = cur.fetchone()
                 cur.execute(self._table_sql())
@@ -336,7 +336,7 @@ class PostgreSQLEngine(DatabaseEngine):
             def count() -> None:
                 try:
                     with meta.cursor() as cur:
-                        counts.update(_count_rows(cur, tables))
+                        counts.update(count_rows(cur, tables))
                         if "django_migrations" in tables:
                             cur.execute("SELECT app, name FROM django_migrations ORDER BY app, name")
                             for app, name in cur.fetchall():
@@ -372,6 +372,7 @@ class PostgreSQLEngine(DatabaseEngine):
                 server_version=server_version,
                 tables=dict(sorted(counts.items())),
                 migrations=migrations,
+                write_counters=write_counters,
             )
         finally:
             hooks.close()
@@ -745,12 +746,7 @@ class PostgreSQLEngine(DatabaseEngine):
 
     def write_counters(self) -> dict[str, int] | None:
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT pg_stat_clear_snapshot()")  # fresh numbers, not this transaction's cache
-            cursor.execute(
-                "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables "
-                "WHERE pg_table_is_visible(relid)"
-            )
-            return {name: int(total) for name, total in cursor.fetchall()}
+            return _write_counters(cursor)
 
     def exclusively_locked_tables(self) -> list[str]:
         with self.connection.cursor() as cursor:
@@ -871,8 +867,12 @@ class PostgreSQLEngine(DatabaseEngine):
         return f"server backend {backend_pid} ({app or 'unknown application'}) since {started.isoformat()}"
 
 
-def _count_rows(cursor, tables: list[str]) -> dict[str, int]:
-    if not tables:
-        return {}
-    cursor.execute(row_count_sql(tables))
-    return counts_by_name(tables, cursor.fetchall())
+def _write_counters(cursor: Any) -> dict[str, int]:
+    """The cumulative statistics' rows inserted, updated and deleted per table. A session's writes show
+    once it reports them (at the latest about a second after its commit); pg_stat_reset(), a crash or
+    a recreated table starts them afresh."""
+    cursor.execute("SELECT pg_stat_clear_snapshot()")  # fresh numbers, not this transaction's cache
+    cursor.execute(
+        "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables WHERE pg_table_is_visible(relid)"
+    )
+    return {name: int(total) for name, total in cursor.fetchall()}

@@ -28,10 +28,9 @@ from migrations_ops.engines.base import (
     Progress,
     RestoredContentMismatch,
     causes,
-    counts_by_name,
+    count_rows,
     fsync_path,
     read_head,
-    row_count_sql,
     sha256_of,
 )
 from migrations_ops.errors import BadInput, LockHeld, OperationFailed
@@ -75,10 +74,7 @@ def _tables(conn: sqlite3.Connection) -> list[str]:
 
 
 def _counts(conn: sqlite3.Connection) -> dict[str, int]:
-    tables = _tables(conn)
-    if not tables:
-        return {}
-    return counts_by_name(tables, conn.execute(row_count_sql(tables)).fetchall())
+    return count_rows(conn.cursor(), _tables(conn))
 
 
 def _migrations(conn: sqlite3.Connection) -> dict[str, list[str]]:
@@ -293,6 +289,10 @@ class SQLiteEngine(DatabaseEngine):
             "safe_migrate --online needs PostgreSQL: SQLite lets one writer in at a time, so there is no "
             "application to keep writing while it migrates; run safe_migrate without --online (one transaction)"
         )
+
+    def write_counters(self) -> None:
+        """SQLite keeps no cumulative per-table write counters: writes since a backup cannot be told."""
+        return None
 
     def database_size(self) -> int:
         path = self._path()
