@@ -3,7 +3,8 @@
 The base settings plus what `manage.py check --deploy` asks for (HTTPS only, HSTS, secure cookies,
 trusted origins), static files from `collectstatic` only (compressed, hashed names), a SECRET_KEY
 that must come from the environment, and Stripe in live mode unless STRIPE_LIVEMODE says otherwise.
-tests/test_production_settings.py runs `check --deploy` with it.
+tests/test_stripe_server.py (test_production_profile_passes_check_deploy_without_warnings) runs `check --deploy`
+with it.
 """
 
 from __future__ import annotations
