@@ -47,7 +47,11 @@ def test_two_safe_migrate_started_at_once(migrated_db, tmp_path, settings):
     assert lock_is_free(db)
 
 
-@pytest.mark.parametrize("holder", ["safe_migrate", "restore_db"])
+@pytest.mark.parametrize(
+    ("engine", "holder"),
+    [("postgresql", "safe_migrate"), ("sqlite", "restore_db")],  # each engine, each order (the suite's time)
+    indirect=["engine"],
+)
 def test_safe_migrate_against_restore_db(migrated_db, tmp_path, settings, holder):
     """The holder is stopped (SIGSTOP) inside its lock, as its backup starts (safe_migrate's pre-migrate
     backup, restore_db's pre-restore safety backup). The other command exits 3, the database exactly

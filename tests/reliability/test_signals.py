@@ -105,7 +105,11 @@ def test_signal_in_each_phase_ends_cleanly(migrated_pair, tmp_path, settings, ev
         assert not older.manifest_path.exists() and not older.path.exists()
 
 
-@pytest.mark.parametrize("event", ["safe_migrate.failed", "safe_migrate.reversed"])
+@pytest.mark.parametrize(
+    ("engine", "event"),
+    [("sqlite", "safe_migrate.failed"), ("postgresql", "safe_migrate.reversed")],  # each engine, each moment
+    indirect=["engine"],
+)
 def test_sigterm_during_recovery_lets_the_recovery_finish(migrated_db, tmp_path, settings, event):
     """ma_segments: 0001 (atomic) commits, 0002 (non-atomic) adds a column and fails, so recovery
     reverses both. SIGTERM the moment recovery begins ("failed") or has reversed the first step:
