@@ -12,7 +12,7 @@ protects data and says how):
   `migrate <app> zero` (the plan drops the table, so the row goes with it, as under migrate).
 All three reverse cleanly under plain `migrate`, so no refusal is expected anywhere.
 
-The group takes about 4 minutes serially on 2 shared cores (load average 4 while measured;
+The group takes 3.5 to 4 minutes serially on 2 shared cores (210-242 s at load average 2-4;
 oauth2_provider's 22 migrations are most of it: 55-75 s per engine, as each test migrates the app
 eight times: the failed run, the rehearsal's forward, reverse and forward, then forwards and
 backwards under safe_migrate and under plain `migrate`).
