@@ -473,7 +473,7 @@ def verify_backup(
     return report
 
 
-def _check_restorable(manifest: BackupManifest, engine: DatabaseEngine, wrong_engine: str) -> None:
+def check_restorable(manifest: BackupManifest, engine: DatabaseEngine, wrong_engine: str) -> None:
     """BadInput (``wrong_engine``) for a backup of another engine, or when the tools cannot read it."""
     if manifest.engine != engine.vendor:
         raise BadInput(wrong_engine)
@@ -517,7 +517,7 @@ def _scratch_content(dump: DumpFile, using: str, label: str, progress: Progress 
 
 def _restore_test(manifest: BackupManifest, using: str, progress: Progress | None) -> dict[str, Any]:
     live = get_engine(using)
-    _check_restorable(
+    check_restorable(
         manifest,
         live,
         f"a restore test of a {manifest.engine} backup needs a {manifest.engine} database, "
@@ -759,7 +759,7 @@ def restore_backup(
     manifest = get_backup(name_or_path, allow_path=True)
     with _target(using, target_url) as alias:
         engine = get_engine(alias)
-        _check_restorable(
+        check_restorable(
             manifest,
             engine,
             f"backup {manifest.name!r} is a {manifest.engine} backup and the target database is "

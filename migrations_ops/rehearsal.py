@@ -130,7 +130,14 @@ def _rehearse(live: SafeMigration, plan: MigrationPlan, result: RehearsalResult)
     if options.from_backup:
         manifest = backups.get_backup(options.from_backup)
         # A damaged file is the operator's input, not a failed rehearsal: exit 2 before any copy exists.
-        backups.require_intact(manifest, "nothing was changed (the live database is only read)")
+        unchanged = "nothing was changed (the live database is only read)"
+        backups.check_restorable(
+            manifest,
+            live.engine,
+            f"backup {manifest.name!r} is a {manifest.engine} backup and the database is "
+            f"{live.engine.vendor}: refusing to rehearse across engines; {unchanged}",
+        )
+        backups.require_intact(manifest, unchanged)
     else:
         manifest = backups.create_backup(using=live.using, reason="rehearsal")
     result.backup = manifest.name
