@@ -27,7 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from config.database import parse_database_url
 from migrations_ops import audit, interrupts, records
 from migrations_ops.aliases import temporary_alias
-from migrations_ops.engines import engine_class, get_engine
+from migrations_ops.engines import ENGINES, engine_class, get_engine
 from migrations_ops.engines.base import (
     DatabaseEngine,
     DumpFile,
@@ -544,8 +544,8 @@ def _restore_test(manifest: BackupManifest, using: str, progress: Progress | Non
 # --- adopting dumps made without us ---
 def _detect_format(path: Path) -> tuple[str, str]:
     """(engine vendor, backup format) of a dump file; BadInput when no engine recognises it."""
-    for vendor in ("postgresql", "sqlite"):
-        backup_format = engine_class(vendor).detect_format(path)
+    for vendor, engine in ENGINES.items():
+        backup_format = engine.detect_format(path)
         if backup_format:
             return vendor, backup_format
     raise BadInput(

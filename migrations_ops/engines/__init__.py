@@ -5,17 +5,18 @@ from __future__ import annotations
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from migrations_ops.engines.base import DatabaseEngine
+from migrations_ops.engines.postgresql import PostgreSQLEngine
+from migrations_ops.engines.sqlite import SQLiteEngine
 from migrations_ops.errors import BadInput
+
+# Every supported engine, by Django's connection.vendor: the one place that lists them.
+ENGINES: dict[str, type[DatabaseEngine]] = {"postgresql": PostgreSQLEngine, "sqlite": SQLiteEngine}
 
 
 def engine_class(vendor: str) -> type[DatabaseEngine]:
     """The engine implementation for a vendor name (``postgresql`` or ``sqlite``); BadInput otherwise."""
-    from migrations_ops.engines.postgresql import PostgreSQLEngine
-    from migrations_ops.engines.sqlite import SQLiteEngine
-
-    implementations: dict[str, type[DatabaseEngine]] = {"postgresql": PostgreSQLEngine, "sqlite": SQLiteEngine}
     try:
-        return implementations[vendor]
+        return ENGINES[vendor]
     except KeyError:
         raise BadInput(
             f"unsupported database engine {vendor!r}: migrations_ops supports PostgreSQL and SQLite"
@@ -28,4 +29,4 @@ def get_engine(using: str = DEFAULT_DB_ALIAS) -> DatabaseEngine:
     return engine_class(connection.vendor)(connection)
 
 
-__all__ = ["DatabaseEngine", "engine_class", "get_engine"]
+__all__ = ["ENGINES", "DatabaseEngine", "engine_class", "get_engine"]
