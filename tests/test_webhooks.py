@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 import uuid
 from decimal import Decimal
@@ -18,6 +20,7 @@ from billing.models import PaymentIntent, PricingConfig, StripeEvent, Subscripti
 from billing.webhooks import process_event
 from loyalty.models import LoyaltyAccount, PointsTransaction
 from migrations_ops.validation import run_validation
+from tests.dbs import ROOT, manage_env
 
 SECRET = "whsec_test_secret"
 URL = "/webhooks/stripe/"
@@ -238,11 +241,6 @@ def test_process_event_is_idempotent_on_both_engines(migrated_db):
 def test_management_commands_do_not_import_stripe(tmp_path):
     """Every command's system checks load the URLconf, which imports the webhook view: stripe (0.4 s
     of a 0.8 s start-up) must be imported only when a webhook arrives."""
-    import subprocess
-    import sys
-
-    from tests.dbs import ROOT, manage_env
-
     script = (
         "import sys, django; django.setup()\n"
         "from django.core.management import call_command\n"
