@@ -592,12 +592,20 @@ def render_scaling(small: dict, big: dict) -> list[str]:
         "| measurement | " + small["scale"] + " | " + big["scale"] + " | growth | linear or better |",
         "|---|---|---|---|---|",
     ]
+    same_machine = small["machine"] == big["machine"]
+    if not same_machine:
+        lines[2:2] = [
+            f"**The two scales ran on different machines ({small['machine']['cpu']} and {big['machine']['cpu']}): "
+            "the growth column mixes their speeds and says nothing about the data; only the ratios, each "
+            "taken on one machine, compare.**",
+            "",
+        ]
     for label, stats in big["measurements"].items():
         before = small["measurements"].get(label)
         if not before or not before["median_s"]:
             continue
         growth = stats["median_s"] / before["median_s"]
-        met = "yes" if growth <= factor else "**no: missed**"
+        met = ("yes" if growth <= factor else "**no: missed**") if same_machine else "n/a (machines differ)"
         lines.append(
             f"| `{cell(label)}` | {seconds(before['median_s'])} | {seconds(stats['median_s'])} | "
             f"x{growth:.2f} | {met} |"
