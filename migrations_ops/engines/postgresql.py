@@ -501,14 +501,21 @@ class PostgreSQLEngine(DatabaseEngine):
         body = ["RESET search_path;"]
         if expected_tables:
             checks = []
+            idents = []
             for table, rows in sorted(expected_tables.items()):
                 ident = '"' + table.replace('"', '""') + '"'
                 literal = "'" + table.replace("'", "''") + "'"
+                idents.append(ident)
                 checks.append(
                     f"SELECT count(*) INTO n FROM {ident}; IF n <> {int(rows)} THEN RAISE EXCEPTION "
                     f"'row count of % is %, the backup manifest says %', {literal}, n, {int(rows)}; END IF;"
                 )
             body.append("DO $mops$ DECLARE n bigint; BEGIN " + " ".join(checks) + " END $mops$;")
+            # pg_restore writes no planner statistics: the validation that follows (anti-joins and
+            # aggregates over millions of rows) and the application's first queries would be planned
+            # blind until autovacuum comes by. ANALYZE samples each restored table (a bounded cost at
+            # any size) and commits with the data; the catalogs are left alone (not ours to analyze).
+            body.append(f"ANALYZE {', '.join(idents)};")
         body.append("UPDATE pg_temp.mops_restore_guard SET done = true;")
         return "\n".join(body) + "\n"
 
