@@ -7,7 +7,9 @@ REQUIRE_POSTGRES=1, in which case the run fails at start-up: CI must never pass 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,5 +45,15 @@ if not POSTGRES_UNAVAILABLE:
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 _TMP = Path(tempfile.mkdtemp(prefix="billing-tests-"))
+
+
+def _remove_tmp() -> None:
+    # Every process that loads these settings (each xdist worker) made its own directory: a run
+    # must not leave them behind in /tmp.
+    if _TMP.exists():
+        shutil.rmtree(_TMP)
+
+
+atexit.register(_remove_tmp)
 BACKUP_DIR = _TMP / "backups"
 MIGRATION_LOG = _TMP / "log" / "migration.log"
