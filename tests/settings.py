@@ -45,6 +45,8 @@ if not POSTGRES_UNAVAILABLE:
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 _TMP = Path(tempfile.mkdtemp(prefix="billing-tests-"))
+BACKUP_DIR = _TMP / "backups"
+MIGRATION_LOG = _TMP / "log" / "migration.log"
 
 
 def _remove_tmp() -> None:
@@ -55,5 +57,3 @@ def _remove_tmp() -> None:
 
 
 atexit.register(_remove_tmp)
-BACKUP_DIR = _TMP / "backups"
-MIGRATION_LOG = _TMP / "log" / "migration.log"
