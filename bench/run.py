@@ -34,7 +34,8 @@ Results: <output>.json keeps one entry per scale (a new run replaces the entry o
 <output>.md is rendered from all of them: operation, ours, raw tool, ratio (of medians; the
 per-round range beside it), target, met; the measurements with median, min-max and spread; the
 upgrades with the application's longest wait and errors; seeding rows per second; and, for two
-scales, the growth of every time against the growth of the data.
+scales, every ratio at both and the growth of every time across the two runs (shown, not judged:
+two runs are two machines as far as speed goes; bench/growth.py measures growth in one run).
 """
 
 from __future__ import annotations
@@ -454,6 +455,19 @@ def versions(server_url: str) -> dict:
     }
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat's first line: user nice system idle iowait irq softirq steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    return [int(field) for field in fields]
+
+
+def steal_pct(before: list[int], after: list[int]) -> float:
+    """Share of the CPU time between two readings that the hypervisor gave to other guests (steal)."""
+    deltas = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(deltas)
+    return round(100 * deltas[7] / total, 1) if total else 0.0
+
+
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
@@ -512,7 +526,8 @@ def render_scale(entry: dict) -> list[str]:
         "Versions: " + "; ".join(f"{key} {value}" for key, value in entry["versions"].items()) + ".",
         f"Load: 1-minute load average {load['start'][0]} at the start, {load['end'][0]} at the end, "
         f"{load['min_during']}-{load['max_during']} at the end of the runs; other sessions active on the server: "
-        f"{load['other_sessions_start']} at the start, {load['other_sessions_end']} at the end.",
+        f"{load['other_sessions_start']} at the start, {load['other_sessions_end']} at the end"
+        + (f"; CPU stolen by the hypervisor: {load['cpu_steal_pct']}%." if "cpu_steal_pct" in load else "."),
     ]
     if entry.get("caveat"):
         lines += ["", f"**{entry['caveat']}**"]
@@ -582,33 +597,38 @@ def render_scale(entry: dict) -> list[str]:
 
 
 def render_scaling(small: dict, big: dict) -> list[str]:
+    """Two entries side by side: the growth of every time, and every ratio at both scales.
+
+    Growth is shown, not judged: two runs are two machines as far as speed goes, even when they
+    report the same CPU (shared VMs differ by their neighbours and the CPU the hypervisor steals).
+    bench/growth.py judges it, with both scales interleaved in one run. The ratios compare: each
+    was taken within one run, against the raw tool on the same machine.
+    """
     factor = big["rows"] / small["rows"]
+    same_cpu = small["machine"]["cpu"] == big["machine"]["cpu"]
+    machines = (
+        f"both on {small['machine']['cpu']}, as /proc/cpuinfo names it (the same name is not the same speed)"
+        if same_cpu
+        else f"on {small['machine']['cpu']} and {big['machine']['cpu']}"
+    )
     lines = [
         f"## Scaling {small['scale']} -> {big['scale']} (data x{factor:g})",
         "",
-        "Time growing no faster than the data (growth <= the data's factor), and every ratio's target "
-        "holding at both scales:",
+        f"The two scales ran {small['date']} and {big['date']}, {machines}. The growth column mixes the "
+        "machines' speeds with the data's growth, so it is shown here, not judged: whether time grows no "
+        "faster than the data is measured by `bench/growth.py`, both scales interleaved in one run "
+        "(bench/growth.md). The ratios below compare: each was taken in one run against the raw tool.",
         "",
-        "| measurement | " + small["scale"] + " | " + big["scale"] + " | growth | linear or better |",
-        "|---|---|---|---|---|",
+        "| measurement | " + small["scale"] + " | " + big["scale"] + " | growth across the two runs |",
+        "|---|---|---|---|",
     ]
-    same_machine = small["machine"] == big["machine"]
-    if not same_machine:
-        lines[2:2] = [
-            f"**The two scales ran on different machines ({small['machine']['cpu']} and {big['machine']['cpu']}): "
-            "the growth column mixes their speeds and says nothing about the data; only the ratios, each "
-            "taken on one machine, compare.**",
-            "",
-        ]
     for label, stats in big["measurements"].items():
         before = small["measurements"].get(label)
         if not before or not before["median_s"]:
             continue
         growth = stats["median_s"] / before["median_s"]
-        met = ("yes" if growth <= factor else "**no: missed**") if same_machine else "n/a (machines differ)"
         lines.append(
-            f"| `{cell(label)}` | {seconds(before['median_s'])} | {seconds(stats['median_s'])} | "
-            f"x{growth:.2f} | {met} |"
+            f"| `{cell(label)}` | {seconds(before['median_s'])} | {seconds(stats['median_s'])} | x{growth:.2f} |"
         )
     lines += [
         "",
@@ -694,6 +714,7 @@ def main() -> None:
     started = datetime.datetime.now(datetime.UTC)
     load_start = [round(value, 2) for value in os.getloadavg()]
     sessions_start = other_sessions()
+    cpu_start = cpu_times()
     harness = Harness(args)
     print(f"bench/run.py: {args.rows:,} rows, {args.rounds} rounds, groups {','.join(groups)}, load {load_start}")
     try:
@@ -722,6 +743,7 @@ def main() -> None:
             "max_during": max(loads),
             "other_sessions_start": sessions_start,
             "other_sessions_end": other_sessions(),
+            "cpu_steal_pct": steal_pct(cpu_start, cpu_times()),
         },
         "caveat": (
             "Smoke run: taken while other test suites shared the machine (see the load); the figures show that "
