@@ -190,6 +190,24 @@ def test_online_upgrade_ends_exactly_where_the_transactional_path_ends(pg_db, tm
         dbs.dispose(twin)
 
 
+def test_batches_grow_back_from_a_single_page(pg_db, settings):
+    """A batch of one page must not be a trap: with batches far under the target the span grows.
+
+    One stall can halve the span down to a single page (MIN_SPAN); 1.5 x 1 page rounded back down
+    to 1, so the walk then went page by page to the end of the table. A batch size of one row
+    starts every walk at one page, which is that state.
+    """
+    settings.MIGRATION_ONLINE_BATCH_SIZE = 1
+    settings.MIGRATION_ONLINE_BATCH_TARGET = "10s"
+    summary = online(pg_db)
+    assert summary.status == "online_applied", summary.error
+    online_document = summary.to_dict()["online"]
+    pages, batches = online_document["pages_walked"], online_document["batches"]
+    assert pages >= 50  # users and subscriptions span enough pages for the growth to show
+    assert batches * 3 < pages, f"{batches} batches for {pages} pages: the span did not grow from one page"
+    assert run_validation(using=pg_db.alias).ok
+
+
 def test_the_application_keeps_reading_and_writing_and_loses_nothing(pg_db):
     with AppWorkload(pg_db.url, interval=0.01) as app:
         time.sleep(0.3)  # the application is busy before the run starts
