@@ -23,12 +23,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 SAMPLE_SIZE = 10  # how many offending ids / rows a failing check shows
+
+# Set by run_validation(just_restored=True) for the length of the run: the database was just
+# replaced by a single-transaction restore, in which the server itself validated every
+# constraint it created. Checks may then skip what that restore proved (see pg_foreign_keys).
+JUST_RESTORED: ContextVar[bool] = ContextVar("just_restored", default=False)
 
 CORE = "core"
 DJANGO = "django"

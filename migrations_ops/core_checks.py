@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db import DatabaseError, transaction
 
-from migrations_ops.checks import CORE, SAMPLE_SIZE, failed, fetch_sample, passed, register, skipped
+from migrations_ops.checks import CORE, JUST_RESTORED, SAMPLE_SIZE, failed, fetch_sample, passed, register, skipped
 from migrations_ops.errors import first_line
 
 POSTGRESQL = ("postgresql",)
@@ -60,7 +60,15 @@ def pg_foreign_keys(connection):
     qn = connection.ops.quote_name
     problems = []
     constraints = _rows(connection, _FOREIGN_KEYS_SQL)
+    # Right after a single-transaction restore, ADD FOREIGN KEY validated every row of each key it
+    # created, inside that transaction; re-proving it was about half of validation's time at 1M-4M
+    # rows. Keys restored NOT VALID were not validated by anyone and are still checked.
+    trusted = JUST_RESTORED.get()
+    proven = 0
     for name, child_ns, child, parent_ns, parent, columns, parent_columns, pk, validated in constraints:
+        if validated and trusted:
+            proven += 1
+            continue
         child_ref = f"{qn(child_ns)}.{qn(child)}"
         parent_ref = f"{qn(parent_ns)}.{qn(parent)}"
         shown = list(pk) if pk else ["ctid"]
@@ -87,6 +95,8 @@ def pg_foreign_keys(connection):
                 }
             )
     details = {"count": sum(p["count"] for p in problems), "foreign_keys": len(constraints)}
+    if trusted:
+        details["proven_by_the_restore"] = proven
     if problems:
         details["orphans"] = problems
         return failed(details)

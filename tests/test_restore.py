@@ -17,6 +17,7 @@ from migrations_ops.engines import get_engine
 from migrations_ops.engines.base import DumpFile, current_owner, sha256_of
 from migrations_ops.errors import BadInput, ExitCode, LockHeld, OperationFailed
 from migrations_ops.runner import SafeMigrateOptions
+from migrations_ops.validation import run_validation
 from tests import dbs
 from tests.dbs import latest_migration
 from tests.test_backups import _backup_env, add_users, content_checksums, corrupt, manage  # noqa: F401
@@ -79,6 +80,40 @@ def test_postgresql_restore_leaves_the_planner_statistics(pg_migrated_db, backup
     backups.create_backup(using=db.alias, name="stats")
     backups.restore_backup("stats", using=db.alias, safety_backup=False, validate=False)
     assert db.scalar("SELECT count(*) FROM pg_stats WHERE schemaname = 'public' AND tablename = 'users'") > 0
+
+
+def test_postgresql_restore_validation_trusts_the_keys_it_validated_and_checks_the_rest(
+    pg_migrated_db, backup_env
+):
+    # The restore's own transaction ran ADD FOREIGN KEY, which validated every row of each key it
+    # created: validation after it skips those and still hunts orphans of keys restored NOT VALID.
+    db = pg_migrated_db
+    add_users(db, 2)
+    user = db.scalar("SELECT id FROM users ORDER BY email LIMIT 1")
+    db.query("CREATE TABLE crafted_notes (id serial PRIMARY KEY, user_id uuid)")
+    db.query("INSERT INTO crafted_notes (user_id) VALUES (%s), ('00000000-0000-0000-0000-00000000beef')", [user])
+    db.query(
+        "ALTER TABLE crafted_notes ADD CONSTRAINT crafted_notes_user_fk "
+        "FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID"
+    )
+    validated = db.scalar(
+        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+        "WHERE c.contype = 'f' AND c.convalidated AND n.nspname = 'public'"
+    )
+    assert validated >= 10
+    backups.create_backup(using=db.alias, name="keys")
+    result = backups.restore_backup("keys", using=db.alias, safety_backup=False)
+
+    (check,) = [c for c in result.validation["checks"] if c["name"] == "foreign_keys"]
+    assert check["ok"] is False
+    assert check["details"]["proven_by_the_restore"] == validated
+    assert check["details"]["foreign_keys"] == validated + 1
+    (orphan,) = check["details"]["orphans"]
+    assert orphan["constraint"] == "crafted_notes_user_fk" and orphan["validated"] is False
+    assert orphan["first"] == ["id=2 -> user_id=00000000-0000-0000-0000-00000000beef"]
+    # Outside a restore every key is checked again, validated or not.
+    plain = [c for c in run_validation(db.alias, only=["foreign_keys"]).checks if c.name == "foreign_keys"][0]
+    assert "proven_by_the_restore" not in plain.details and plain.details["count"] == 1
 
 
 @pytest.mark.parametrize("how", ["flip", "truncate"])
