@@ -77,6 +77,11 @@ def use_server(base_url: str) -> None:
     BASE_URL, ADMIN_URL = base_url, f"{base_url}/postgres"
 
 
+def scratch_env(work: Path) -> dict[str, str]:
+    """Settings for the commands a bench runs: backups and the audit log in its scratch directory."""
+    return {"BACKUP_DIR": str(work / "backups"), "MIGRATION_LOG": str(work / "migration.log"), "BACKUP_KEEP": "1000"}
+
+
 def url_of(name: str) -> str:
     """The URL of database `name` on the server measured."""
     return f"{BASE_URL}/{name}"

@@ -56,11 +56,7 @@ class Growth:
         self.samples = run.Samples()
         self.work = Path(tempfile.mkdtemp(prefix="bench-growth-", dir=args.workdir))
         self.backups = self.work / "backups"
-        self.env = {
-            "BACKUP_DIR": str(self.backups),
-            "MIGRATION_LOG": str(self.work / "migration.log"),
-            "BACKUP_KEEP": "1000",
-        }
+        self.env = _common.scratch_env(self.work)
         self.seeding: dict[str, dict] = {}
         self.statements: dict[str, int] = {}
 

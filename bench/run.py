@@ -169,11 +169,7 @@ class Harness:
         self.samples = Samples()
         self.work = Path(tempfile.mkdtemp(prefix="bench-run-", dir=args.workdir))
         self.backups = self.work / "backups"
-        self.env = {
-            "BACKUP_DIR": str(self.backups),
-            "MIGRATION_LOG": str(self.work / "migration.log"),
-            "BACKUP_KEEP": "1000",
-        }
+        self.env = _common.scratch_env(self.work)
         self.baseline = f"{PREFIX}baseline"
         self.head = f"{PREFIX}head"
         self.src = f"{PREFIX}src"
