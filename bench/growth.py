@@ -65,7 +65,7 @@ class Growth:
 
     def seed(self, rows: int) -> None:
         name = self.database(rows)
-        if self.args.reuse and name in existing_databases():
+        if self.args.reuse and bench_validate.database_exists(name):
             print(f"  {name}: reused", flush=True)
             return
         drop_database(name)
@@ -104,8 +104,7 @@ class Growth:
             return sample
 
         def validate(_: int) -> dict:
-            sample = run_measured(manage_argv(url, "validate_db", "-v0"), env=self.env)
-            return sample
+            return run_measured(manage_argv(url, "validate_db", "-v0"), env=self.env)
 
         sides = [
             (f"{run.BACKUP_DB} @ {scale}", backup),
@@ -145,15 +144,6 @@ class Growth:
             if not self.args.keep:
                 drop_database(self.database(rows))
         shutil.rmtree(self.work, ignore_errors=True)
-
-
-def existing_databases() -> set[str]:
-    conn = _common.admin_connection()
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT datname FROM pg_database")
-        names = {row[0] for row in cursor.fetchall()}
-    conn.close()
-    return names
 
 
 def figures(samples: run.Samples, small: str, big: str, factor: float) -> list[dict]:

@@ -21,6 +21,7 @@ from migrations_ops.validation import run_validation
 from tests import dbs
 from tests.dbs import latest_migration
 from tests.test_backups import _backup_env, add_users, content_checksums, corrupt, manage  # noqa: F401
+from tests.test_validation import result as result_of
 
 
 @pytest.fixture
@@ -82,9 +83,7 @@ def test_postgresql_restore_leaves_the_planner_statistics(pg_migrated_db, backup
     assert db.scalar("SELECT count(*) FROM pg_stats WHERE schemaname = 'public' AND tablename = 'users'") > 0
 
 
-def test_postgresql_restore_validation_trusts_the_keys_it_validated_and_checks_the_rest(
-    pg_migrated_db, backup_env
-):
+def test_postgresql_restore_validation_trusts_the_keys_it_validated_and_checks_the_rest(pg_migrated_db, backup_env):
     # The restore's own transaction ran ADD FOREIGN KEY, which validated every row of each key it
     # created: validation after it skips those and still hunts orphans of keys restored NOT VALID.
     db = pg_migrated_db
@@ -112,7 +111,7 @@ def test_postgresql_restore_validation_trusts_the_keys_it_validated_and_checks_t
     assert orphan["constraint"] == "crafted_notes_user_fk" and orphan["validated"] is False
     assert orphan["first"] == ["id=2 -> user_id=00000000-0000-0000-0000-00000000beef"]
     # Outside a restore every key is checked again, validated or not.
-    plain = [c for c in run_validation(db.alias, only=["foreign_keys"]).checks if c.name == "foreign_keys"][0]
+    plain = result_of(run_validation(db.alias, only=["foreign_keys"]), "foreign_keys")
     assert "proven_by_the_restore" not in plain.details and plain.details["count"] == 1
 
 
