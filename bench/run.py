@@ -638,7 +638,8 @@ def misses_explained(entry: dict) -> list[str]:
             why = (
                 f"the restore test (the same restore through psql with row counts before COMMIT, no "
                 f"validation) took {restore_test:.2f} s, {restore_test / row['raw_value']:.2f}x `{PG_RESTORE}`; "
-                f"the ANALYZE, validation and bookkeeping after it took the other {row['ours_value'] - restore_test:.2f} s"
+                "the ANALYZE, validation and bookkeeping after it took the other "
+                f"{row['ours_value'] - restore_test:.2f} s"
                 + (
                     f" (`{VALIDATE_IN_PROCESS}` on this data, every check, {median(VALIDATE_IN_PROCESS):.2f} s)."
                     if median(VALIDATE_IN_PROCESS)
