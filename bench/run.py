@@ -624,9 +624,9 @@ def misses_explained(entry: dict) -> list[str]:
             target = float(row["target"].strip("<= x"))
             if pipeline / plain > target:
                 why += (
-                    "The raw tools alone miss the target on this machine, so no change to backup_db can meet it "
-                    "here; the compression is what meets the size target, and a faster zstd level trades more "
-                    "size than that target allows (bench/README.md)."
+                    "The raw tools alone miss the target on this machine, so no change to backup_db's own "
+                    "work can meet it here; the compression is what meets the size target, and a faster zstd "
+                    "level trades more size than that target allows (bench/README.md)."
                 )
             else:
                 why += (
@@ -646,8 +646,9 @@ def misses_explained(entry: dict) -> list[str]:
                     else "."
                 )
             )
+        shown = f"{row['ratio']:.2f}x" if row["ratio"] is not None else amount(row["ours_value"], row["unit"])
         lines.append(
-            f"- **{row['operation']}** ({row['ratio']:.2f}x against {row['target']}): "
+            f"- **{row['operation']}** ({shown} against {row['target']}): "
             + (why or "this run's measurements do not break it down; see bench/README.md.")
         )
     return ["", "Where a target is missed, from this run's measurements:", "", *lines] if lines else []
