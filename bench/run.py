@@ -593,6 +593,11 @@ def render_scale(entry: dict) -> list[str]:
     return lines + [""]
 
 
+def headline(row: dict) -> str:
+    """A comparison's figure: its ratio, or its value where it has no raw tool (waits, errors)."""
+    return f"{row['ratio']:.2f}x" if row["ratio"] is not None else amount(row["ours_value"], row["unit"])
+
+
 def misses_explained(entry: dict) -> list[str]:
     """For every missed target, what this run's own measurements say about where the time went.
 
@@ -646,9 +651,8 @@ def misses_explained(entry: dict) -> list[str]:
                     else "."
                 )
             )
-        shown = f"{row['ratio']:.2f}x" if row["ratio"] is not None else amount(row["ours_value"], row["unit"])
         lines.append(
-            f"- **{row['operation']}** ({shown} against {row['target']}): "
+            f"- **{row['operation']}** ({headline(row)} against {row['target']}): "
             + (why or "this run's measurements do not break it down; see bench/README.md.")
         )
     return ["", "Where a target is missed, from this run's measurements:", "", *lines] if lines else []
@@ -698,13 +702,8 @@ def render_scaling(small: dict, big: dict) -> list[str]:
         old = before.get(row["operation"])
         if not old or row["target"] is None:
             continue
-        show = (
-            (lambda r: f"{r['ratio']:.2f}x")
-            if row["ratio"] is not None
-            else (lambda r: amount(r["ours_value"], r["unit"]))
-        )
         met = "yes" if (row["met"] and old["met"]) else "**no: missed**"
-        lines.append(f"| {row['operation']} | {show(old)} | {show(row)} | {row['target']} | {met} |")
+        lines.append(f"| {row['operation']} | {headline(old)} | {headline(row)} | {row['target']} | {met} |")
     return lines + [""]
 
 
