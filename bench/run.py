@@ -437,10 +437,24 @@ def versions(server_url: str) -> dict:
     import django
 
     server = first_line(["psql", "-X", "-At", "-d", f"{server_url}/postgres", "-c", "SHOW server_version"])
+    # the settings the upgrades' speed depends on (bench/explain_upgrade.py, migrations_ops/capacity.py)
+    settings = first_line(
+        [
+            "psql",
+            "-X",
+            "-At",
+            "-d",
+            f"{server_url}/postgres",
+            "-c",
+            "SELECT concat_ws(', ', 'shared_buffers ' || current_setting('shared_buffers'),"
+            " 'max_wal_size ' || current_setting('max_wal_size'), 'work_mem ' || current_setting('work_mem'))",
+        ]
+    )
     commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     dirty = first_line(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
     return {
         "postgresql_server": server,
+        "server_settings": settings,
         "pg_dump": first_line(["pg_dump", "--version"]),
         "pg_restore": first_line(["pg_restore", "--version"]),
         "psql": first_line(["psql", "--version"]),

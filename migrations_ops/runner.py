@@ -37,6 +37,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import DatabaseError
 
 from migrations_ops import audit, backups, footprint, interrupts
+from migrations_ops.capacity import rewrite_warnings
 from migrations_ops.checks import CheckResult, Problems
 from migrations_ops.engines import get_engine
 from migrations_ops.engines.base import current_owner
@@ -88,6 +89,7 @@ class MigrationSummary:
     plan: MigrationPlan | None = None
     exit_code: int = int(ExitCode.OK)
     reversed: list[str] = field(default_factory=list)  # migrations taken back by the "reverse" rollback
+    warnings: list[str] = field(default_factory=list)  # server settings the plan's backfills outgrow (capacity.py)
 
     @property
     def applied_count(self) -> int:
@@ -105,6 +107,7 @@ class MigrationSummary:
             "durations": {key: round(value, 3) for key, value in self.durations.items()},
             "error": self.error,
             "plan": self.plan.to_dict() if self.plan else {},
+            "warnings": self.warnings,
         }
 
     def render_plan(self) -> str:
@@ -353,11 +356,15 @@ class SafeMigration:
         if not plan.empty:
             direction = "backwards" if plan.backwards else "forwards"
             self.say(f"Plan: {len(plan.steps)} migration(s) {direction}; rollback path: {plan.rollback_description}")
+            self.summary.warnings = rewrite_warnings(self.engine, plan)
+            for warning in self.summary.warnings:
+                self.say(f"Warning: {warning}")
         self._event(
             "plan",
             steps=[s.revision for s in plan.steps],
             path=plan.rollback_path,
             segments=[segment.to_dict() for segment in plan.segments],
+            warnings=self.summary.warnings,
         )
         if plan.empty:
             self.summary.status = "nothing_to_do"

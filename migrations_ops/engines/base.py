@@ -22,6 +22,7 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from migrations_ops.capacity import TableRewrite
 from migrations_ops.engines.processes import HASH_CHUNK
 from migrations_ops.errors import BadInput, OperationFailed
 
@@ -308,6 +309,11 @@ class DatabaseEngine:
     def check_ready_for_migration(self, backup_dir: Path) -> None:
         """BadInput unless a backup and a migration can run: tools, privileges, free space."""
         check_free_space(Path(backup_dir), 2 * self.database_size())
+
+    def table_rewrite(self, table: str) -> TableRewrite | None:
+        """The sizes of ``table`` and its indexes beside the server settings that bound rewriting it
+        whole (capacity.py); None where the server has no such settings, or the table does not exist."""
+        return None
 
     # --- online migrations (migrations_ops/online) ---
     def check_online_ready(self) -> None:

@@ -28,6 +28,7 @@ import psycopg2
 from psycopg2 import sql as pgsql
 
 from migrations_ops import interrupts
+from migrations_ops.capacity import TableRewrite
 from migrations_ops.engines.base import (
     DatabaseEngine,
     DumpFile,
@@ -768,6 +769,23 @@ class PostgreSQLEngine(DatabaseEngine):
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT pg_database_size(current_database())")
             return int(cursor.fetchone()[0])
+
+    def table_rewrite(self, table: str) -> TableRewrite | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.reltuples::bigint, pg_table_size(c.oid), pg_indexes_size(c.oid),"
+                " pg_size_bytes(current_setting('shared_buffers')), pg_size_bytes(current_setting('max_wal_size'))"
+                " FROM pg_class c WHERE c.oid = to_regclass(quote_ident(%s))",
+                [table],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            rows, *sizes = (int(value) for value in row)
+            if rows < 0:  # never vacuumed nor analyzed: no estimate, and such a table is small to count
+                cursor.execute(pgsql.SQL("SELECT count(*) FROM {}").format(pgsql.Identifier(table)))
+                rows = int(cursor.fetchone()[0])
+        return TableRewrite(table, rows, *sizes)
 
     def missing_privileges(self) -> list[str]:
         """What the role lacks to back up and migrate: read every table/sequence, create and alter."""

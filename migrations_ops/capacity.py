@@ -1,0 +1,105 @@
+"""Will the server carry a whole-table backfill at full speed? Sizes against shared_buffers and max_wal_size.
+
+A batched data migration (RunSQLBatched) rewrites every row of the table it walks, and the rows
+get a new version each (not HOT: the pages are full), so every index of the table gets a second
+entry per row. bench/explain_upgrade.py measured what that costs on a server left at PostgreSQL's
+defaults (shared_buffers 128MB, max_wal_size 1GB), for billing 0003 (bench/README.md, "Why the
+upgrades grew faster than the data"): from 1M to 4M subscriptions the backfill took x7 the time for
+x4 the rows, and the whole upgrade x5.6 (x9-11 in run.py's runs). Two causes, each with its check:
+
+- WAL: the backfill writes about 3.6x the size of the table and its indexes. Past max_wal_size
+  the server checkpoints, and after each checkpoint the first change to a page logs the whole page
+  again; an index filled in random key order (a UUID foreign key) is logged again and again, so
+  the WAL grows with the square of the table: 26 GB instead of 2.7 GB at 4M rows.
+- memory: once the indexes, doubled, no longer fit shared_buffers, each random index insert reads
+  a page and writes another back: 5M block reads at 4M rows, 87k with 2GB of shared_buffers.
+
+With both settings raised the same upgrade grew x3.9 from 1M to 4M rows. safe_migrate cannot
+change them for one run (both are server-wide, shared_buffers needs a restart), so it says so
+before it starts, with the values to set. The warnings never stop a run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from migrations_ops.formatting import human_size
+
+# Measured 3.56x at 1M and 3.57x at 4M rows (billing 0003, max_wal_size large enough); warn from 3x.
+WAL_PER_BYTE_REWRITTEN = 3.0
+# Every index gets a second entry per row during the rewrite.
+INDEX_GROWTH = 2
+GB = 1024**3
+SHARED_BUFFERS_STEP = 128 * 1024**2
+
+
+@dataclass(frozen=True)
+class TableRewrite:
+    """One table a backfill rewrites whole, with the server settings that bound the rewrite."""
+
+    table: str
+    rows: int
+    table_bytes: int
+    index_bytes: int
+    shared_buffers: int
+    max_wal_size: int
+
+    @property
+    def wal_bytes(self) -> int:
+        """The WAL the rewrite writes when no checkpoint falls inside it."""
+        return int(WAL_PER_BYTE_REWRITTEN * (self.table_bytes + self.index_bytes))
+
+    @property
+    def index_bytes_during(self) -> int:
+        return INDEX_GROWTH * self.index_bytes
+
+    def warnings(self) -> list[str]:
+        """One line per setting too small for this rewrite, with the value that fits it."""
+        found = []
+        what = (
+            f"the backfill of {self.table} ({self.rows:,} rows, {human_size(self.table_bytes)} "
+            f"+ indexes {human_size(self.index_bytes)})"
+        )
+        if self.max_wal_size < self.wal_bytes:
+            needed = math.ceil(self.wal_bytes / GB)
+            found.append(
+                f"{what} writes about {human_size(self.wal_bytes)} of WAL, more than max_wal_size "
+                f"({human_size(self.max_wal_size)}): checkpoints during it make it log every index page again "
+                f"after each (measured at 4M rows: 10x the WAL); for the upgrade set max_wal_size to {needed}GB "
+                "or more (ALTER SYSTEM SET max_wal_size = ...; SELECT pg_reload_conf())"
+            )
+        if self.shared_buffers < self.index_bytes_during:
+            needed = math.ceil(self.index_bytes_during / SHARED_BUFFERS_STEP) * SHARED_BUFFERS_STEP // 1024**2
+            found.append(
+                f"{what}: its indexes grow to about {human_size(self.index_bytes_during)} during it, more than "
+                f"shared_buffers ({human_size(self.shared_buffers)}), so each index insert reads and writes a "
+                f"page (measured at 4M rows: 57x the block reads); shared_buffers {needed}MB or more keeps them "
+                "in memory (takes a server restart)"
+            )
+        return found
+
+
+def backfilled_tables(plan) -> list[str]:
+    """Tables the plan's batched data migrations walk whole (their BatchKey), in plan order, once each."""
+    from migrations_ops.operations import RunSQLBatched
+
+    tables: list[str] = []
+    for step in plan.steps:
+        for operation in step.migration.operations:
+            if isinstance(operation, RunSQLBatched):
+                key = operation.batch_key(step.backwards)
+                if key is not None and key.table not in tables:
+                    tables.append(key.table)
+    return tables
+
+
+def rewrite_warnings(engine, plan) -> list[str]:
+    """What the server's settings will cost the plan's backfills, one line each (none on SQLite, and
+    none for a table the plan creates: it is empty when its backfill runs)."""
+    found: list[str] = []
+    for table in backfilled_tables(plan):
+        rewrite = engine.table_rewrite(table)
+        if rewrite is not None:
+            found.extend(rewrite.warnings())
+    return found

@@ -1,0 +1,83 @@
+"""The warnings safe_migrate gives before a backfill the server's settings cannot carry at full speed
+(migrations_ops/capacity.py): which setting, by how much, and the value that fits."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrations_ops import audit, capacity
+from migrations_ops.api import safe_migrate
+from migrations_ops.capacity import TableRewrite
+from migrations_ops.engines import get_engine
+from migrations_ops.runner import SafeMigrateOptions
+from tests.test_migration_history import seed_baseline
+
+MB = 1024**2
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings, tmp_path):
+    settings.BACKUP_DIR = tmp_path / "backups"
+    settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
+
+
+def subscriptions(rows: int, shared_buffers: int = 128 * MB, max_wal_size: int = 1024 * MB) -> TableRewrite:
+    """subscriptions at the baseline, as bench/explain_upgrade.py measured it (459 MB + 291 MB at 4M rows)."""
+    return TableRewrite("subscriptions", rows, rows * 120, rows * 76, shared_buffers, max_wal_size)
+
+
+def test_at_4m_rows_both_default_settings_are_named_with_the_values_that_fit():
+    wal, memory = subscriptions(4_000_000).warnings()
+    assert "the backfill of subscriptions (4,000,000 rows, 457.8 MB + indexes 289.9 MB)" in wal
+    assert "more than max_wal_size (1.0 GB)" in wal and "set max_wal_size to 3GB or more" in wal
+    assert "grow to about 579.8 MB" in memory and "more than shared_buffers (128.0 MB)" in memory
+    assert "shared_buffers 640MB or more" in memory
+
+
+def test_settings_that_fit_give_no_warning_and_each_threshold_is_its_own():
+    assert subscriptions(4_000_000, shared_buffers=2048 * MB, max_wal_size=16 * 1024 * MB).warnings() == []
+    # 1M rows: its WAL (about 3x 188 MB) stays under 1 GB, its indexes doubled (145 MB) do not fit 128 MB
+    (only,) = subscriptions(1_000_000).warnings()
+    assert "shared_buffers" in only and "max_wal_size" not in only
+    assert subscriptions(1_000_000, shared_buffers=160 * MB).warnings() == []
+    (only,) = subscriptions(4_000_000, shared_buffers=2048 * MB).warnings()
+    assert "max_wal_size" in only
+
+
+def test_the_plan_names_the_tables_its_batched_backfills_walk(migrated_db):
+    from migrations_ops.planning import build_plan
+
+    plan = build_plan(migrated_db.alias, "billing", "0002")  # backwards over billing 0003 and later
+    assert "subscriptions" in capacity.backfilled_tables(plan)
+    forwards = build_plan(migrated_db.alias, "billing", "0007")
+    assert capacity.backfilled_tables(forwards) == []  # at the head: nothing to walk
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_postgresql_reads_real_sizes_and_settings(baseline_db):
+    seed_baseline(baseline_db)
+    engine = get_engine(baseline_db.alias)
+    rewrite = engine.table_rewrite("subscriptions")
+    assert rewrite.table_bytes == baseline_db.scalar("SELECT pg_table_size('subscriptions')") > 0
+    assert rewrite.index_bytes == baseline_db.scalar("SELECT pg_indexes_size('subscriptions')") > 0
+    assert rewrite.shared_buffers == baseline_db.scalar("SELECT pg_size_bytes(current_setting('shared_buffers'))")
+    assert rewrite.max_wal_size == baseline_db.scalar("SELECT pg_size_bytes(current_setting('max_wal_size'))")
+    assert engine.table_rewrite("no_such_table") is None  # created by the plan: empty when backfilled
+
+
+def test_safe_migrate_warns_before_it_starts_and_records_the_warnings(baseline_db, settings, monkeypatch):
+    seed_baseline(baseline_db)
+    # A server too small for any table: real sizes and settings, thresholds raised past them.
+    monkeypatch.setattr(capacity, "WAL_PER_BYTE_REWRITTEN", 10**9)
+    monkeypatch.setattr(capacity, "INDEX_GROWTH", 10**9)
+    lines: list[str] = []
+    summary = safe_migrate(baseline_db.alias, SafeMigrateOptions(plan_only=True), report=lines.append)
+    assert summary.status == "planned"
+    (event,) = [e for e in audit.read_events(settings.MIGRATION_LOG) if e["event"] == "safe_migrate.plan"]
+    if baseline_db.vendor == "sqlite":  # no shared_buffers, no WAL checkpoints to size
+        assert summary.warnings == [] and event["warnings"] == []
+        return
+    warned = [w for w in summary.warnings if w.startswith("the backfill of subscriptions (3 rows")]
+    assert len(warned) == 2 and "max_wal_size" in warned[0] and "shared_buffers" in warned[1]
+    assert [line for line in lines if line.startswith("Warning: ")] == [f"Warning: {w}" for w in summary.warnings]
+    assert summary.to_dict()["warnings"] == summary.warnings == event["warnings"]
