@@ -19,7 +19,7 @@ writes about a block per row works past shared_buffers), and temporary blocks (a
 past work_mem). WAL far above the data written is full-page images after checkpoints (past
 max_wal_size). With two databases, each statement's growth is set against the growth of the data.
 Run it once with the server's settings and once with others to see what they cost: the figures in
-bench/README.md ("Why the upgrades grew faster than the data") were made that way.
+bench/README.md ("explain_upgrade.py: why the upgrades grew faster than the data") were made that way.
 
 Not a test. Databases are names on the bench server (BENCH_ADMIN_URL).
 """
@@ -136,15 +136,30 @@ def show(result: dict, min_ms: float) -> None:
 
 def growth(small: dict, big: dict, min_ms: float) -> None:
     factor = big["subscriptions"] / small["subscriptions"]
+    server = [sum(s["s"] for s in result["statements"]) for result in (small, big)]
     print(
-        f"\ngrowth {small['database']} -> {big['database']} (data x{factor:.2f}):"
-        f" migrate x{big['wall_s'] / small['wall_s']:.2f}"
+        f"\ngrowth {small['database']} -> {big['database']} (data x{factor:.2f}): the statements"
+        f" {server[0]:.1f} -> {server[1]:.1f} s, x{server[1] / server[0]:.2f}"
+        f" (wall, with Django's start-up: x{big['wall_s'] / small['wall_s']:.2f})"
     )
     for a, b in zip(small["statements"], big["statements"], strict=True):
         if a["sql"] != b["sql"] or max(a["s"], b["s"]) * 1000 < min_ms:
             continue
         flag = "  <- faster than the data" if b["s"] / max(a["s"], 1e-9) > factor * 1.25 else ""
         print(f"  x{b['s'] / max(a['s'], 1e-9):6.2f}  {a['s']:7.2f} -> {b['s']:7.2f} s  {a['sql'][:80]}{flag}")
+
+
+def trimmed(result: dict, min_s: float = 0.1) -> dict:
+    """The figures to keep: totals, statements of min_s or more, the rest summed (as explain-upgrade.json)."""
+    statements = result["statements"]
+    small = [s for s in statements if s["s"] < min_s]
+    return {
+        **result,
+        "statements_total_s": round(sum(s["s"] for s in statements), 3),
+        "wal_total_mb": round(sum(s["wal_mb"] for s in statements), 1),
+        "statements": [s for s in statements if s["s"] >= min_s],
+        "under_100ms": {"count": len(small), "s": round(sum(s["s"] for s in small), 3)},
+    }
 
 
 def main() -> None:
@@ -162,7 +177,7 @@ def main() -> None:
     if len(results) == 2:
         growth(*results, args.min_ms)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps([trimmed(result) for result in results], indent=1))
 
 
 if __name__ == "__main__":

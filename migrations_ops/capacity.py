@@ -3,18 +3,19 @@
 A batched data migration (RunSQLBatched) rewrites every row of the table it walks, and the rows
 get a new version each (not HOT: the pages are full), so every index of the table gets a second
 entry per row. bench/explain_upgrade.py measured what that costs on a server left at PostgreSQL's
-defaults (shared_buffers 128MB, max_wal_size 1GB), for billing 0003 (bench/README.md, "Why the
-upgrades grew faster than the data"): from 1M to 4M subscriptions the backfill took x7 the time for
-x4 the rows, and the whole upgrade x5.6 (x9-11 in run.py's runs). Two causes, each with its check:
+defaults (shared_buffers 128MB, max_wal_size 1GB), for billing 0003 (bench/README.md,
+"explain_upgrade.py: why the upgrades grew faster than the data"): from 1M to 4M subscriptions
+the backfill took x7 the time for x4 the rows, and the upgrade's statements x6.0 (x9-11 in
+run.py's runs, on a slower disk). Two causes, each with its check:
 
 - WAL: the backfill writes about 3.6x the size of the table and its indexes. Past max_wal_size
   the server checkpoints, and after each checkpoint the first change to a page logs the whole page
   again; an index filled in random key order (a UUID foreign key) is logged again and again, so
   the WAL grows with the square of the table: 26 GB instead of 2.7 GB at 4M rows.
-- memory: once the indexes, doubled, no longer fit shared_buffers, each random index insert reads
-  a page and writes another back: 5M block reads at 4M rows, 87k with 2GB of shared_buffers.
+- memory: once the table and its indexes (doubled) no longer fit shared_buffers, each random
+  index insert reads a page and writes another back: 5M block reads at 4M rows, 87k with 2GB.
 
-With both settings raised the same upgrade grew x3.9 from 1M to 4M rows. safe_migrate cannot
+With both settings raised the same upgrade grew x4.06 from 1M to 4M rows. safe_migrate cannot
 change them for one run (both are server-wide, shared_buffers needs a restart), so it says so
 before it starts, with the values to set. The warnings never stop a run.
 """
@@ -26,12 +27,13 @@ from dataclasses import dataclass
 
 from migrations_ops.formatting import human_size
 
-# Measured 3.56x at 1M and 3.57x at 4M rows (billing 0003, max_wal_size large enough); warn from 3x.
-WAL_PER_BYTE_REWRITTEN = 3.0
+# Measured 3.56x at 1M and 3.57x at 4M rows (billing 0003, with no checkpoint inside the backfill).
+WAL_PER_BYTE_REWRITTEN = 3.6
 # Every index gets a second entry per row during the rewrite.
 INDEX_GROWTH = 2
 GB = 1024**3
-SHARED_BUFFERS_STEP = 128 * 1024**2
+MB = 1024**2
+SHARED_BUFFERS_STEP = 128 * MB
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class TableRewrite:
     index_bytes: int
     shared_buffers: int
     max_wal_size: int
+    checkpoint_completion_target: float = 0.9
 
     @property
     def wal_bytes(self) -> int:
@@ -51,8 +54,20 @@ class TableRewrite:
         return int(WAL_PER_BYTE_REWRITTEN * (self.table_bytes + self.index_bytes))
 
     @property
-    def index_bytes_during(self) -> int:
-        return INDEX_GROWTH * self.index_bytes
+    def max_wal_size_needed(self) -> int:
+        """The server asks for a checkpoint once the WAL since the last one reaches about
+        max_wal_size / (1 + checkpoint_completion_target): 3GB let one fall inside the 4M backfill
+        (5.3 GB of WAL instead of 2.7 GB). Plus a gigabyte for the WAL written since the last
+        checkpoint before the backfill starts (the upgrade's earlier statements wrote 1.9 GB at 4M);
+        6GB, what this asks at 4M, was measured: 4.0 GB of WAL, the backfill 107 s against 105 s at 16GB."""
+        return int(self.wal_bytes * (1 + self.checkpoint_completion_target)) + GB
+
+    @property
+    def working_set_bytes(self) -> int:
+        """What the rewrite keeps touching: the table's pages and its indexes, which double. The
+        indexes alone were not enough: with 640MB of shared_buffers for 580 MB of doubled indexes the
+        4M backfill still read 1.3M blocks (87k with 2GB); with the 1152MB this asks, 179k."""
+        return self.table_bytes + INDEX_GROWTH * self.index_bytes
 
     def warnings(self) -> list[str]:
         """One line per setting too small for this rewrite, with the value that fits it."""
@@ -61,21 +76,21 @@ class TableRewrite:
             f"the backfill of {self.table} ({self.rows:,} rows, {human_size(self.table_bytes)} "
             f"+ indexes {human_size(self.index_bytes)})"
         )
-        if self.max_wal_size < self.wal_bytes:
-            needed = math.ceil(self.wal_bytes / GB)
+        if self.max_wal_size < self.max_wal_size_needed:
+            needed = math.ceil(self.max_wal_size_needed / GB)
             found.append(
-                f"{what} writes about {human_size(self.wal_bytes)} of WAL, more than max_wal_size "
-                f"({human_size(self.max_wal_size)}): checkpoints during it make it log every index page again "
-                f"after each (measured at 4M rows: 10x the WAL); for the upgrade set max_wal_size to {needed}GB "
+                f"{what} writes about {human_size(self.wal_bytes)} of WAL: with max_wal_size "
+                f"{human_size(self.max_wal_size)} checkpoints fall inside it, and after each it logs every page it "
+                f"changes again (measured at 4M rows: 10x the WAL); for the upgrade set max_wal_size to {needed}GB "
                 "or more (ALTER SYSTEM SET max_wal_size = ...; SELECT pg_reload_conf())"
             )
-        if self.shared_buffers < self.index_bytes_during:
-            needed = math.ceil(self.index_bytes_during / SHARED_BUFFERS_STEP) * SHARED_BUFFERS_STEP // 1024**2
+        if self.shared_buffers < self.working_set_bytes:
+            needed = math.ceil(self.working_set_bytes / SHARED_BUFFERS_STEP) * SHARED_BUFFERS_STEP // MB
             found.append(
-                f"{what}: its indexes grow to about {human_size(self.index_bytes_during)} during it, more than "
-                f"shared_buffers ({human_size(self.shared_buffers)}), so each index insert reads and writes a "
-                f"page (measured at 4M rows: 57x the block reads); shared_buffers {needed}MB or more keeps them "
-                "in memory (takes a server restart)"
+                f"{what}: the table and its indexes, which double during it, take about "
+                f"{human_size(self.working_set_bytes)}, more than shared_buffers ({human_size(self.shared_buffers)}), "
+                f"so its index inserts read and write pages (measured at 4M rows: 57x the block reads); "
+                f"shared_buffers {needed}MB or more keeps them in memory (takes a server restart)"
             )
         return found
 

@@ -29,19 +29,28 @@ def subscriptions(rows: int, shared_buffers: int = 128 * MB, max_wal_size: int =
 def test_at_4m_rows_both_default_settings_are_named_with_the_values_that_fit():
     wal, memory = subscriptions(4_000_000).warnings()
     assert "the backfill of subscriptions (4,000,000 rows, 457.8 MB + indexes 289.9 MB)" in wal
-    assert "more than max_wal_size (1.0 GB)" in wal and "set max_wal_size to 3GB or more" in wal
-    assert "grow to about 579.8 MB" in memory and "more than shared_buffers (128.0 MB)" in memory
-    assert "shared_buffers 640MB or more" in memory
+    # 3.6x (table + indexes) of WAL; a checkpoint is asked for at max_wal_size / (1 + 0.9); 1 GB headroom
+    assert "writes about 2.6 GB of WAL: with max_wal_size 1.0 GB checkpoints fall inside it" in wal
+    assert "set max_wal_size to 6GB or more" in wal
+    # the table and its indexes doubled: 457.8 + 579.8 MB, rounded up to 128 MB
+    assert "take about 1.0 GB, more than shared_buffers (128.0 MB)" in memory
+    assert "shared_buffers 1152MB or more" in memory
 
 
 def test_settings_that_fit_give_no_warning_and_each_threshold_is_its_own():
-    assert subscriptions(4_000_000, shared_buffers=2048 * MB, max_wal_size=16 * 1024 * MB).warnings() == []
-    # 1M rows: its WAL (about 3x 188 MB) stays under 1 GB, its indexes doubled (145 MB) do not fit 128 MB
-    (only,) = subscriptions(1_000_000).warnings()
-    assert "shared_buffers" in only and "max_wal_size" not in only
-    assert subscriptions(1_000_000, shared_buffers=160 * MB).warnings() == []
-    (only,) = subscriptions(4_000_000, shared_buffers=2048 * MB).warnings()
-    assert "max_wal_size" in only
+    assert subscriptions(4_000_000, shared_buffers=1152 * MB, max_wal_size=6 * 1024 * MB).warnings() == []
+    (only,) = subscriptions(4_000_000, shared_buffers=1152 * MB).warnings()
+    assert "max_wal_size" in only and "shared_buffers" not in only
+    (only,) = subscriptions(4_000_000, shared_buffers=1024 * MB, max_wal_size=6 * 1024 * MB).warnings()
+    assert "shared_buffers 1152MB" in only
+    # a later checkpoint target leaves less room: the same 6GB no longer fits at 0.99
+    rewrite = subscriptions(4_000_000, shared_buffers=1152 * MB, max_wal_size=6 * 1024 * MB)
+    late = TableRewrite(**{**rewrite.__dict__, "checkpoint_completion_target": 0.99})
+    assert len(late.warnings()) == 1 and "set max_wal_size to 7GB" in late.warnings()[0]
+    # 1M rows: 2.3 GB asked of max_wal_size, 259 MB of shared_buffers
+    assert len(subscriptions(1_000_000).warnings()) == 2
+    assert subscriptions(1_000_000, shared_buffers=384 * MB, max_wal_size=3 * 1024 * MB).warnings() == []
+    assert len(subscriptions(1_000_000, shared_buffers=384 * MB, max_wal_size=2 * 1024 * MB).warnings()) == 1
 
 
 def test_the_plan_names_the_tables_its_batched_backfills_walk(migrated_db):
@@ -58,10 +67,12 @@ def test_postgresql_reads_real_sizes_and_settings(baseline_db):
     seed_baseline(baseline_db)
     engine = get_engine(baseline_db.alias)
     rewrite = engine.table_rewrite("subscriptions")
+    assert rewrite.rows == 3  # never analyzed: counted, not estimated
     assert rewrite.table_bytes == baseline_db.scalar("SELECT pg_table_size('subscriptions')") > 0
     assert rewrite.index_bytes == baseline_db.scalar("SELECT pg_indexes_size('subscriptions')") > 0
     assert rewrite.shared_buffers == baseline_db.scalar("SELECT pg_size_bytes(current_setting('shared_buffers'))")
     assert rewrite.max_wal_size == baseline_db.scalar("SELECT pg_size_bytes(current_setting('max_wal_size'))")
+    assert rewrite.checkpoint_completion_target == float(baseline_db.scalar("SHOW checkpoint_completion_target"))
     assert engine.table_rewrite("no_such_table") is None  # created by the plan: empty when backfilled
 
 

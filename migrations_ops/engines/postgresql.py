@@ -774,18 +774,19 @@ class PostgreSQLEngine(DatabaseEngine):
         with self.connection.cursor() as cursor:
             cursor.execute(
                 "SELECT c.reltuples::bigint, pg_table_size(c.oid), pg_indexes_size(c.oid),"
-                " pg_size_bytes(current_setting('shared_buffers')), pg_size_bytes(current_setting('max_wal_size'))"
+                " pg_size_bytes(current_setting('shared_buffers')), pg_size_bytes(current_setting('max_wal_size')),"
+                " current_setting('checkpoint_completion_target')::float"
                 " FROM pg_class c WHERE c.oid = to_regclass(quote_ident(%s))",
                 [table],
             )
             row = cursor.fetchone()
             if row is None:
                 return None
-            rows, *sizes = (int(value) for value in row)
+            rows, *sizes = (int(value) for value in row[:5])
             if rows < 0:  # never vacuumed nor analyzed: no estimate, and such a table is small to count
                 cursor.execute(pgsql.SQL("SELECT count(*) FROM {}").format(pgsql.Identifier(table)))
                 rows = int(cursor.fetchone()[0])
-        return TableRewrite(table, rows, *sizes)
+        return TableRewrite(table, rows, *sizes, checkpoint_completion_target=float(row[5]))
 
     def missing_privileges(self) -> list[str]:
         """What the role lacks to back up and migrate: read every table/sequence, create and alter."""
