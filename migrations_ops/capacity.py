@@ -24,8 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from migrations_ops.formatting import human_size
+from migrations_ops.operations import RunSQLBatched
+
+if TYPE_CHECKING:  # the engines import this module: these names are for the hints only
+    from migrations_ops.engines.base import DatabaseEngine
+    from migrations_ops.planning import MigrationPlan
 
 # Measured 3.56x at 1M and 3.57x at 4M rows (billing 0003, with no checkpoint inside the backfill).
 WAL_PER_BYTE_REWRITTEN = 3.6
@@ -95,10 +101,8 @@ class TableRewrite:
         return found
 
 
-def backfilled_tables(plan) -> list[str]:
+def backfilled_tables(plan: MigrationPlan) -> list[str]:
     """Tables the plan's batched data migrations walk whole (their BatchKey), in plan order, once each."""
-    from migrations_ops.operations import RunSQLBatched
-
     tables: list[str] = []
     for step in plan.steps:
         for operation in step.migration.operations:
@@ -109,7 +113,7 @@ def backfilled_tables(plan) -> list[str]:
     return tables
 
 
-def rewrite_warnings(engine, plan) -> list[str]:
+def rewrite_warnings(engine: DatabaseEngine, plan: MigrationPlan) -> list[str]:
     """What the server's settings will cost the plan's backfills, one line each (none on SQLite, and
     none for a table the plan creates: it is empty when its backfill runs)."""
     found: list[str] = []
