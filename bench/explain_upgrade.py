@@ -149,15 +149,15 @@ def growth(small: dict, big: dict, min_ms: float) -> None:
         print(f"  x{b['s'] / max(a['s'], 1e-9):6.2f}  {a['s']:7.2f} -> {b['s']:7.2f} s  {a['sql'][:80]}{flag}")
 
 
-def trimmed(result: dict, min_s: float = 0.1) -> dict:
-    """The figures to keep: totals, statements of min_s or more, the rest summed (as explain-upgrade.json)."""
+def trimmed(result: dict) -> dict:
+    """The figures to keep: totals, statements of 100 ms or more, the rest summed (as explain-upgrade.json)."""
     statements = result["statements"]
-    small = [s for s in statements if s["s"] < min_s]
+    small = [s for s in statements if s["s"] < 0.1]
     return {
         **result,
         "statements_total_s": round(sum(s["s"] for s in statements), 3),
         "wal_total_mb": round(sum(s["wal_mb"] for s in statements), 1),
-        "statements": [s for s in statements if s["s"] >= min_s],
+        "statements": [s for s in statements if s["s"] >= 0.1],
         "under_100ms": {"count": len(small), "s": round(sum(s["s"] for s in small), 3)},
     }
 

@@ -436,19 +436,14 @@ def versions(server_url: str) -> dict:
 
     import django
 
-    server = first_line(["psql", "-X", "-At", "-d", f"{server_url}/postgres", "-c", "SHOW server_version"])
+    def server_says(query: str) -> str:
+        return first_line(["psql", "-X", "-At", "-d", f"{server_url}/postgres", "-c", query])
+
+    server = server_says("SHOW server_version")
     # the settings the upgrades' speed depends on (bench/explain_upgrade.py, migrations_ops/capacity.py)
-    settings = first_line(
-        [
-            "psql",
-            "-X",
-            "-At",
-            "-d",
-            f"{server_url}/postgres",
-            "-c",
-            "SELECT concat_ws(', ', 'shared_buffers ' || current_setting('shared_buffers'),"
-            " 'max_wal_size ' || current_setting('max_wal_size'), 'work_mem ' || current_setting('work_mem'))",
-        ]
+    settings = server_says(
+        "SELECT concat_ws(', ', 'shared_buffers ' || current_setting('shared_buffers'),"
+        " 'max_wal_size ' || current_setting('max_wal_size'), 'work_mem ' || current_setting('work_mem'))"
     )
     commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     dirty = first_line(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])

@@ -784,8 +784,7 @@ class PostgreSQLEngine(DatabaseEngine):
                 return None
             rows, *sizes = (int(value) for value in row[:5])
             if rows < 0:  # never vacuumed nor analyzed: no estimate, and such a table is small to count
-                cursor.execute(pgsql.SQL("SELECT count(*) FROM {}").format(pgsql.Identifier(table)))
-                rows = int(cursor.fetchone()[0])
+                rows = count_rows(cursor, [table])[table]
         return TableRewrite(table, rows, *sizes, checkpoint_completion_target=float(row[5]))
 
     def missing_privileges(self) -> list[str]:
