@@ -3,6 +3,7 @@
     .venv/bin/python bench/growth.py --scales 1m,4m                   # bench/growth.md and bench/growth.json
     .venv/bin/python bench/growth.py --scales 1m,4m --with-restore    # also restore_db against pg_restore
     .venv/bin/python bench/growth.py --scales 100k,400k --rounds 3 --keep
+    .venv/bin/python bench/growth.py --render                         # refigure growth.json, rewrite growth.md
 
 Why not two run.py entries: run.py measures one scale per run, and two runs on these shared 2-core
 VMs are not on the same machine, even when /proc/cpuinfo names the same CPU: on 2026-12-03 two
