@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,14 @@ def execute(url: str, sql: str) -> None:
 
 def admin(sql: str) -> None:
     execute(ADMIN_URL, sql)
+
+
+def explain(cursor, statement: str, options: str = "ANALYZE, BUFFERS") -> dict:
+    """`EXPLAIN (<options>, FORMAT JSON) <statement>` (which runs it): the top of the document,
+    with "Plan", "Execution Time" and "Planning Time"."""
+    cursor.execute(f"EXPLAIN ({options}, FORMAT JSON) {statement}")
+    document = cursor.fetchone()[0]  # psycopg2 decodes json; text where a cast made it so
+    return (document if isinstance(document, list) else json.loads(document))[0]
 
 
 def _run_manage(url: str, args: tuple[str, ...], env: dict | None, capture: bool) -> tuple[str, float]:

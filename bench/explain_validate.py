@@ -17,7 +17,6 @@ Not a test. Databases are names on the bench server (BENCH_ADMIN_URL) and must b
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import tempfile
 from pathlib import Path
@@ -68,9 +67,7 @@ def explain(url: str, statements: list[str], work_mem: str | None) -> list[dict]
             cursor.execute("SELECT COUNT(*) FROM subscriptions")
             subscriptions = cursor.fetchone()[0]
             for statement in statements:
-                cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}")
-                document = cursor.fetchone()[0]
-                top = (document if isinstance(document, list) else json.loads(document))[0]
+                top = _common.explain(cursor, statement)
                 plan = top["Plan"]
                 results.append(
                     {

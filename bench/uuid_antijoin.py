@@ -23,7 +23,6 @@ Not a test. One scratch database (uuid_antijoin), dropped at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 
 import _common
@@ -73,9 +72,7 @@ def parent_scan(plan: dict) -> dict | None:
 def measure(cursor, parent: str, rows: int, rounds: int) -> dict:
     times, hits = [], []
     for _ in range(rounds + 1):  # the first run warms the cache and is not counted
-        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {CHECK.format(child='child', parent=parent)}")
-        document = cursor.fetchone()[0]
-        top = (document if isinstance(document, list) else json.loads(document))[0]
+        top = _common.explain(cursor, CHECK.format(child="child", parent=parent))
         scan = parent_scan(top["Plan"]) or {}
         times.append(top["Execution Time"])
         hits.append(scan.get("Shared Hit Blocks", 0) + scan.get("Shared Read Blocks", 0))
@@ -107,8 +104,7 @@ def main() -> None:
     scales = sorted(run.parse_scale(text) for text in args.scales.split(","))
     drop_database(DATABASE)
     admin(f'CREATE DATABASE "{DATABASE}"')
-    connection = _common.connect(url_of(DATABASE))
-    connection.autocommit = True
+    connection = _common.connect(url_of(DATABASE))  # autocommit: VACUUM runs outside a transaction
     if not args.planner:
         # On these narrow synthetic children the planner hashes; on the seeded tables (users,
         # subscriptions, payment_intents) it merges two index-only scans, which is what is measured.
