@@ -20,10 +20,6 @@ SQLITE = ("sqlite",)
 _APP_NAMESPACE = "n.nspname = ANY (current_schemas(false))"
 
 
-def _qn(connection, name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
 def _rows(connection, sql: str, params=()) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, list(params))

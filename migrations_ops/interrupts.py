@@ -42,11 +42,6 @@ class InterruptState:
         self._cancelling = threading.Lock()
         self._woken = threading.Event()
 
-    @property
-    def signal_name(self) -> str | None:
-        """The first signal received (None when none was)."""
-        return self.received[0] if self.received else None
-
     def _note(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if name not in self.received:
@@ -82,10 +77,6 @@ class InterruptState:
         """The operation's outcome is decided: until the guard is removed, signals are only noted."""
         with self._cancelling:  # a cancel in flight finishes first
             self._decided = True
-
-    @property
-    def decided(self) -> bool:
-        return self._decided
 
     def raise_if_interrupted(self) -> None:
         if self.received and not self._deferring and not self._decided and not self._raised:

@@ -129,5 +129,3 @@ class BoundedRunPython(migrations.RunPython):
     """A RunPython that touches a small, fixed number of rows (reference data such as default
     prices), whatever the size of the tables: ``safe_migrate --online`` runs it in one short
     transaction instead of refusing it as an unbounded data change."""
-
-    online_bounded = True

@@ -91,6 +91,22 @@ def pending_migrations(using: str = DEFAULT_DB_ALIAS) -> list[dict[str, str]]:
     ]
 
 
+MERGE_FIX = "fix with 'python manage.py makemigrations --merge'"
+
+
+def migration_conflicts() -> dict[str, list[str]]:
+    """Apps with several leaf migrations (two branches without a merge migration): their leaves, by name.
+    Read from the migration files alone: ``migrate`` and ``safe_migrate`` refuse such a graph."""
+    conflicts = MigrationLoader(None, ignore_no_migrations=True).detect_conflicts()
+    return {app: sorted(leaves) for app, leaves in sorted(conflicts.items())}
+
+
+def describe_conflicts(conflicts: dict[str, list[str]]) -> str:
+    """One line naming each app's conflicting leaves and the fix (the same words as safe_migrate's)."""
+    names = "; ".join(f"{', '.join(leaves)} in {app}" for app, leaves in conflicts.items())
+    return f"conflicting migrations (several leaf nodes): {names}; {MERGE_FIX}"
+
+
 def require_applied(apps: tuple[str, ...], using: str = DEFAULT_DB_ALIAS, what: str = "this command") -> None:
     """BadInput (exit 2) naming the pending migrations of ``apps`` (and what they depend on), if any:
     a command that needs the schema at the head must not meet tables that are not there yet."""
@@ -115,7 +131,9 @@ def migration_history(using: str = DEFAULT_DB_ALIAS) -> list[dict[str, str]]:
 
 
 def migration_status(using: str = DEFAULT_DB_ALIAS, *, history: bool = False) -> dict:
-    """The contract's `migration_status --json` document (``history`` adds the applied list)."""
+    """The contract's `migration_status --json` document (``history`` adds the applied list).
+
+    ``conflicts`` ({app: [leaf names]}, empty when none) names apps whose migrations need a merge."""
     applied = applied_migrations(using)
     pending = pending_migrations(using)
     status = {
@@ -123,6 +141,7 @@ def migration_status(using: str = DEFAULT_DB_ALIAS, *, history: bool = False) ->
         "pending": pending,
         "applied_count": sum(len(names) for names in applied.values()),
         "pending_count": len(pending),
+        "conflicts": migration_conflicts(),
     }
     if history:
         status["history"] = migration_history(using)
@@ -131,7 +150,11 @@ def migration_status(using: str = DEFAULT_DB_ALIAS, *, history: bool = False) ->
 
 def render_status(status: dict) -> str:
     """Human output of :func:`migration_status`."""
-    lines = ["Current migration per app:"]
+    lines = []
+    if status.get("conflicts"):
+        lines.append(f"Conflicting migrations (several leaf nodes in one app; {MERGE_FIX}):")
+        lines += [f"  {app}: {', '.join(leaves)}" for app, leaves in status["conflicts"].items()]
+    lines.append("Current migration per app:")
     if status["current"]:
         width = max(len(app) for app in status["current"])
         lines += [f"  {app:<{width}}  {name}" for app, name in status["current"].items()]

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+from django.db.migrations.recorder import MigrationRecorder
+
 from migrations_ops import status
+from tests.dbs import manage_env, run_manage
 from tests.test_validation import manage
+
+MERGE_FIX = "fix with 'python manage.py makemigrations --merge'"
 
 
 def test_pending_migrations_in_plan_order_with_descriptions(baseline_db):
@@ -60,7 +65,8 @@ def test_migration_status_check_exit_codes_before_and_after_migrating(baseline_d
     as_json = manage(db, "migration_status", "--check", "--json")
     assert as_json.returncode == 1
     document = json.loads(as_json.stdout)
-    assert set(document) == {"current", "pending", "applied_count", "pending_count"}
+    assert set(document) == {"current", "pending", "applied_count", "pending_count", "conflicts"}
+    assert document["conflicts"] == {}
     assert set(document["pending"][0]) == {"app", "name", "revision", "description"}
 
     db.migrate()
@@ -70,3 +76,53 @@ def test_migration_status_check_exit_codes_before_and_after_migrating(baseline_d
     assert "No pending migrations" in after.stdout
     assert "billing.0002_enhanced_subscription_payment_models" in after.stdout  # in the history
     assert json.loads(manage(db, "migration_status", "--json").stdout)["pending_count"] == 0
+
+
+def with_conflict_app(settings) -> None:
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "tests.migration_apps.ma_conflict.apps.Config"]
+
+
+def manage_with_conflict(db, *args: str):
+    """manage.py with the test app ma_conflict installed: two leaves, 0002_left and 0002_right, on 0001."""
+    return run_manage(db.url, *args, env=manage_env(TEST_MIGRATION_APPS="ma_conflict"))
+
+
+def test_conflicting_leaves_are_shown_in_text_and_json_and_fail_check(migrated_db, settings):
+    db = migrated_db
+    with_conflict_app(settings)
+    document = status.migration_status(db.alias)
+    assert document["conflicts"] == {"ma_conflict": ["0002_left", "0002_right"]}
+    assert "Conflicting migrations" in status.render_status(document)
+
+    text = manage_with_conflict(db, "migration_status")
+    assert text.returncode == 0, text.stderr  # showing is no failure; --check is
+    assert "Conflicting migrations" in text.stdout and MERGE_FIX in text.stdout
+    assert "  ma_conflict: 0002_left, 0002_right" in text.stdout
+
+    as_json = manage_with_conflict(db, "migration_status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["conflicts"] == {"ma_conflict": ["0002_left", "0002_right"]}
+    assert {"current", "pending", "applied_count", "pending_count"} <= set(document)  # the contract's keys stay
+
+    check = manage_with_conflict(db, "migration_status", "--check")
+    assert check.returncode == 1
+    assert "0002_left, 0002_right in ma_conflict" in check.stderr and MERGE_FIX in check.stderr
+
+
+def test_check_fails_on_a_conflict_with_nothing_pending(migrated_db, settings):
+    """Both leaves recorded as applied (as after two branches were deployed): nothing is pending, but the
+    graph still has two leaves, and the next makemigrations or migrate will trip over them."""
+    db = migrated_db
+    with_conflict_app(settings)
+    recorder = MigrationRecorder(db.connection)
+    for name in ("0001_initial", "0002_left", "0002_right"):
+        recorder.record_applied("ma_conflict", name)
+    db.connection.close()
+    document = status.migration_status(db.alias)
+    assert document["pending"] == [] and document["conflicts"] == {"ma_conflict": ["0002_left", "0002_right"]}
+
+    check = manage_with_conflict(db, "migration_status", "--check", "--json")
+    assert check.returncode == 1
+    assert json.loads(check.stdout)["conflicts"] == {"ma_conflict": ["0002_left", "0002_right"]}
+    assert "conflicting migrations" in check.stderr and "ma_conflict" in check.stderr and MERGE_FIX in check.stderr

@@ -251,6 +251,10 @@ class DatabaseEngine:
         """Wrap the one outer transaction of a plan (whatever the vendor needs around it)."""
         return contextlib.nullcontext()
 
+    def before_segment_transaction(self) -> None:
+        """Called before each atomic segment opens its transaction, inside ``transactional_migration``:
+        re-establish what a non-atomic migration run before it may have undone. Nothing by default."""
+
     def set_lock_timeout(self, seconds: float) -> None:
         """Bound every lock wait of the current transaction (RunPython/RunSQL included)."""
         raise NotImplementedError

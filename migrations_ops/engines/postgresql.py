@@ -141,14 +141,6 @@ class PostgreSQLEngine(DatabaseEngine):
         env["PGAPPNAME"] = "migrations_ops"
         return env
 
-    def _run_tool(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
-        done = run_tool(argv, timeout, env=env or self.tool_env())
-        if done.returncode != 0:
-            raise OperationFailed(
-                f"{Path(argv[0]).name} failed: {first_error(done.stderr.decode(errors='replace'), 'no output')}"
-            )
-        return done.stdout.decode(errors="replace")
-
     # --- identity ---
     def database_info(self) -> dict[str, Any]:
         cfg = self.settings_dict

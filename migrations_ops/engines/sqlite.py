@@ -59,6 +59,15 @@ def _copy_errors(blocked: str, failed: str) -> Iterator[None]:
         raise OperationFailed(f"{failed}: {exc}") from None
 
 
+def _primary_code(exc: BaseException) -> int | None:
+    """SQLite's primary result code of a sqlite3 error (SQLITE_BUSY for SQLITE_BUSY_SNAPSHOT...); None
+    for any other exception (Django's wrapper of a sqlite3 error has the error as its __cause__)."""
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
 def _readonly(path: Path | str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=0.1)
 
@@ -262,22 +271,28 @@ class SQLiteEngine(DatabaseEngine):
         before the outer transaction and back on after it (foreign keys are checked after each
         migration instead)."""
         self.connection.ensure_connection()
-        if not self.connection.disable_constraint_checking():
-            raise BadInput("cannot disable SQLite foreign-key checks (is a transaction open?)")
+        self.before_segment_transaction()
         try:
             yield
         finally:
             self.connection.enable_constraint_checking()
+
+    def before_segment_transaction(self) -> None:
+        """A non-atomic migration's own schema editor turns foreign-key checks back on when it ends,
+        and the next atomic segment cannot turn them off once its transaction is open: off again."""
+        if not self.connection.disable_constraint_checking():
+            raise BadInput("cannot disable SQLite foreign-key checks (is a transaction open?)")
 
     def set_lock_timeout(self, seconds: float) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute(f"PRAGMA busy_timeout = {max(1, int(seconds * 1000))}")
 
     def is_lock_timeout(self, exc: BaseException) -> bool:
-        return any(isinstance(e, sqlite3.OperationalError) and "locked" in str(e) for e in causes(exc))
+        # By SQLite's error code, never the message: "table ..._clockedschedule already exists" says "locked".
+        return any(_primary_code(e) in _BUSY_OR_LOCKED for e in causes(exc))
 
     def is_cancelled(self, exc: BaseException) -> bool:
-        return any(isinstance(e, sqlite3.OperationalError) and "interrupted" in str(e) for e in causes(exc))
+        return any(_primary_code(e) == sqlite3.SQLITE_INTERRUPT for e in causes(exc))
 
     def cancel_running_statement(self) -> None:
         raw = self.connection.connection

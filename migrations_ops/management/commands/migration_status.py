@@ -1,17 +1,20 @@
-"""migration_status [--check] [--history] [--json]: Show the current migration per app and the pending
-ones; --check exits 1 when any is pending.
+"""migration_status [--check] [--history] [--json]: Show the current migration per app, the pending
+ones and conflicting migrations (several leaves in one app); --check exits 1 when any is pending or
+conflicting.
 """
 
 from __future__ import annotations
 
 from migrations_ops.errors import OperationFailed
 from migrations_ops.management.base import OpsCommand
-from migrations_ops.status import migration_status, render_status
+from migrations_ops.status import describe_conflicts, migration_status, render_status
 
 
 class Command(OpsCommand):
     def add_arguments(self, parser):
-        parser.add_argument("--check", action="store_true", help="exit with status 1 when migrations are pending")
+        parser.add_argument(
+            "--check", action="store_true", help="exit with status 1 when migrations are pending or conflicting"
+        )
         parser.add_argument("--history", action="store_true", help="also list applied migrations with their time")
 
     def handle(self, *args, **options):
@@ -20,6 +23,11 @@ class Command(OpsCommand):
             self.print_json(status)
         else:
             self.info(render_status(status))
-        if options["check"] and status["pending"]:
+        if not options["check"]:
+            return
+        problems = [describe_conflicts(status["conflicts"])] if status["conflicts"] else []
+        if status["pending"]:
             revisions = ", ".join(entry["revision"] for entry in status["pending"])
-            raise OperationFailed(f"{status['pending_count']} migration(s) pending: {revisions}")
+            problems.append(f"{status['pending_count']} migration(s) pending: {revisions}")
+        if problems:
+            raise OperationFailed("; ".join(problems))
