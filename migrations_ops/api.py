@@ -6,30 +6,44 @@ wraps for async callers, and both call the same function here, which chooses the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
 
+from migrations_ops.errors import BadInput
 from migrations_ops.online.executor import OnlineMigration
+from migrations_ops.options import SafeMigrateOptions, checked
 from migrations_ops.rehearsal import rehearse
-from migrations_ops.runner import MigrationSummary, Reporter, SafeMigrateOptions, SafeMigration
+from migrations_ops.runner import MigrationSummary, Reporter, SafeMigration
 
 
 def safe_migrate(
     using: str = DEFAULT_DB_ALIAS,
-    options: SafeMigrateOptions | None = None,
+    options: SafeMigrateOptions | Mapping[str, Any] | None = None,
     report: Reporter | None = None,
     **runner_options: Any,
 ) -> MigrationSummary:
     """Back up, migrate, validate; roll back or restore on any failure (``--rehearse``: on a copy;
-    ``--online``, ``--lint``: in short steps while the application runs, see online/executor.py).
+    ``--online``: in short steps while the application runs, see online/executor.py).
 
-    ``runner_options`` (``confirm``, ``progress``) reach :class:`SafeMigration`. Never raises for
-    an operation failure: the summary's ``status``, ``error`` and ``exit_code`` say what happened.
+    ``options``: a :class:`SafeMigrateOptions` or its fields as a mapping; checked first
+    (:meth:`SafeMigrateOptions.validate`), before anything touches the database. ``runner_options``
+    (``confirm``, ``progress``) reach :class:`SafeMigration`. Never raises for an operation failure
+    nor for refused options: the summary's ``status``, ``error`` and ``exit_code`` say what happened.
     """
-    options = options or SafeMigrateOptions()
+    try:
+        options = checked(options)
+    except BadInput as exc:
+        return refused(exc)
     if options.rehearse:
         return rehearse(using, options, report, **runner_options)
-    if options.online or options.lint:
+    if options.online or options.lint:  # validated: lint comes with plan_only here
         return OnlineMigration(using, options, report, **runner_options).run()
     return SafeMigration(using, options, report, **runner_options).run()
+
+
+def refused(exc: BadInput) -> MigrationSummary:
+    """The summary of a run refused before it began: status "failed", exit 2, the one-line reason;
+    nothing was touched (``render`` says "refused, nothing was changed")."""
+    return MigrationSummary(status="failed", error=exc.message, exit_code=int(exc.exit_code))

@@ -11,12 +11,16 @@ from typing import Any
 
 from django.apps import apps as global_apps
 from django.db import DEFAULT_DB_ALIAS, connections, migrations
+from django.db import connection as default_connection
+from django.db.backends.utils import strip_quotes, truncate_name
 from django.db.migrations.exceptions import AmbiguityError
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
+from django.db.migrations.state import ProjectState
 
 from migrations_ops.errors import BadInput
-from migrations_ops.status import describe_migration
+from migrations_ops.row_guard import shadow_tables
+from migrations_ops.status import describe_conflicts, describe_migration
 
 TRANSACTION = "transaction"
 REVERSE = "reverse"
@@ -83,6 +87,56 @@ class TableEffect:
         return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class TableEvent:
+    """What one operation does to a table's name, in the order the plan runs it: ``created``,
+    ``dropped`` or ``renamed`` (``table`` becomes ``new_name``). Read from the project states before
+    and after each operation: a model (or its auto-created many-to-many table) leaving the state is
+    a drop, whichever operation removed it (DeleteModel, or a RunSQL / SeparateDatabaseAndState
+    whose state operations delete it); a rename is what the schema editor renames
+    (``alter_db_table``): RenameModel, AlterModelTable, and the auto-created many-to-many tables a
+    RenameModel, AlterModelTable, RenameField or AlterField renames with them."""
+
+    kind: str
+    table: str
+    new_name: str | None = None
+
+    def undone(self) -> TableEvent:
+        """The event a backwards step runs instead."""
+        if self.kind == "renamed":
+            return TableEvent("renamed", self.new_name or "", self.table)
+        return TableEvent("dropped" if self.kind == "created" else "created", self.table)
+
+
+@dataclass
+class _TableHistory:
+    """The plan's table events composed: per table that existed before the plan, its names in order."""
+
+    names: dict[str, list[str]] = field(default_factory=dict)  # by the name before the plan
+    dropped: set[str] = field(default_factory=set)  # names before the plan
+
+    @classmethod
+    def of(cls, events: list[TableEvent]) -> _TableHistory:
+        history = cls()
+        origin: dict[str, str | None] = {}  # current name -> name before the plan (None: the plan created it)
+        for event in events:
+            if event.kind == "created":
+                origin[event.table] = None
+                continue
+            first = origin.pop(event.table, event.table)
+            if first is None:
+                if event.kind == "renamed":
+                    origin[event.new_name] = None
+            elif event.kind == "dropped":
+                history.dropped.add(first)
+            else:
+                history.names.setdefault(first, [first]).append(event.new_name)
+                origin[event.new_name] = first
+        for first in history.dropped:
+            history.names.pop(first, None)
+        return history
+
+
 @dataclass
 class Segment:
     """Consecutive atomic steps run in ONE transaction; a non-atomic step runs alone.
@@ -134,6 +188,10 @@ class MigrationPlan:
     non_transactional_reasons: list[str]
     tables: dict[str, TableEffect]
     segments: list[Segment] = field(default_factory=list)
+    # Every created, dropped and renamed table, in the order the plan runs (backwards steps undone).
+    table_events: list[TableEvent] = field(default_factory=list)
+    # SQLite: each virtual table's shadow tables before the plan (row_guard.shadow_tables).
+    shadow_tables: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -144,7 +202,19 @@ class MigrationPlan:
         return any(step.backwards for step in self.steps)
 
     def dropped_tables(self) -> set[str]:
-        return {name for name, effect in self.tables.items() if effect.dropped}
+        """Tables the plan drops, by their names before it (a table renamed and then dropped too)."""
+        flagged = {name for name, effect in self.tables.items() if effect.dropped}
+        return flagged | _TableHistory.of(self.table_events).dropped
+
+    def renamed_tables(self) -> dict[str, str]:
+        """Tables the plan renames and keeps: name before the plan -> name after it (a chain a -> b -> c
+        is a -> c; forwards or backwards, as the plan runs)."""
+        history = _TableHistory.of(self.table_events)
+        return {first: names[-1] for first, names in history.names.items() if names[-1] != first}
+
+    def table_names(self, table: str) -> list[str]:
+        """Every name ``table`` (named as before the plan) has while the plan runs, the first first."""
+        return _TableHistory.of(self.table_events).names.get(table, [table])
 
     @property
     def rollback_description(self) -> str:
@@ -196,10 +266,7 @@ def resolve_targets(
     loader = executor.loader
     conflicts = loader.detect_conflicts()
     if conflicts:
-        names = "; ".join(f"{', '.join(sorted(leaves))} in {app}" for app, leaves in sorted(conflicts.items()))
-        raise BadInput(
-            f"conflicting migrations (several leaf nodes): {names}; fix with 'python manage.py makemigrations --merge'"
-        )
+        raise BadInput(describe_conflicts({app: sorted(leaves) for app, leaves in sorted(conflicts.items())}))
     if app_label:
         try:
             global_apps.get_app_config(app_label)
@@ -251,16 +318,18 @@ def _is_reversible(migration: Migration) -> bool:
 
 def _table_effects(
     executor: MigrationExecutor, plan: list[tuple[Migration, bool]]
-) -> tuple[dict[str, TableEffect], dict[str, list[str]]]:
-    """The effect of the plan per table, and the tables each migration touches."""
+) -> tuple[dict[str, TableEffect], dict[str, list[str]], list[TableEvent]]:
+    """The effect of the plan per table, the tables each migration touches, and the plan's table events."""
     effects: dict[str, TableEffect] = {}
     touched: dict[str, list[str]] = {}
+    events: list[TableEvent] = []
     loader = executor.loader
 
     for migration, backwards in plan:
         key = (migration.app_label, migration.name)
         before = loader.project_state(key, at_end=False)
         after = loader.project_state(key, at_end=True)
+        events += _migration_table_events(migration, backwards, before, after)
         label = f"{migration.app_label}.{migration.name}"
         tables = touched.setdefault(label, [])
 
@@ -277,7 +346,95 @@ def _table_effects(
             table_effect.columns_added.clear()
             table_effect.columns_removed.clear()
             table_effect.columns_altered.clear()
-    return effects, touched
+    return effects, touched, events
+
+
+def _model_tables(state: ProjectState, app_label: str, model_name: str, managed_only: bool) -> dict[str | None, str]:
+    """The tables of one model in ``state`` as Django names them: the model's own (key None) and each
+    auto-created many-to-many table (key: the field's name). Proxy models have none; with
+    ``managed_only``, unmanaged models neither (the schema editor leaves their tables alone)."""
+    model_state = state.models.get((app_label, model_name.lower()))
+    options = model_state.options if model_state else {}
+    if model_state is None or options.get("proxy") or (managed_only and not options.get("managed", True)):
+        return {}
+    # As django.db.models.Options and ManyToManyField name them (the default connection's name limit).
+    limit = default_connection.ops.max_name_length()
+    table = options.get("db_table") or truncate_name(f"{app_label}_{model_state.name_lower}", limit)
+    tables: dict[str | None, str] = {None: table}
+    for name, model_field in model_state.fields.items():
+        if getattr(model_field, "many_to_many", False) and model_field.remote_field.through is None:
+            tables[name] = model_field.db_table or truncate_name(f"{strip_quotes(table)}_{name}", limit)
+    return tables
+
+
+def _state_tables(state: ProjectState) -> set[str]:
+    """Every table the models of ``state`` have (unmanaged ones included: a table whose model left the
+    state and that is gone afterwards went with it)."""
+    return {
+        table
+        for app_label, model_name in state.models
+        for table in _model_tables(state, app_label, model_name, managed_only=False).values()
+    }
+
+
+def _renames_by(operation, app_label: str, before: ProjectState, after: ProjectState) -> list[tuple[str, str]]:
+    """The tables the schema editor renames for ``operation`` (old, new): a model's table and its
+    auto-created many-to-many tables (RenameModel, AlterModelTable), a many-to-many table whose field
+    is renamed or given another db_table (RenameField, AlterField); only the database operations of
+    a SeparateDatabaseAndState count."""
+    ops = migrations
+    if isinstance(operation, ops.SeparateDatabaseAndState):
+        renames, state = [], before.clone()
+        for inner in operation.database_operations:
+            inner_after = state.clone()
+            inner.state_forwards(app_label, inner_after)
+            renames += _renames_by(inner, app_label, state, inner_after)
+            state = inner_after
+        return renames
+    if isinstance(operation, ops.RenameModel):
+        old_name, new_name = operation.old_name, operation.new_name
+    elif isinstance(operation, ops.AlterModelTable):
+        old_name = new_name = operation.name
+    elif isinstance(operation, ops.RenameField | ops.AlterField):
+        old_name = new_name = operation.model_name
+    else:
+        return []
+    old = _model_tables(before, app_label, old_name, managed_only=True)
+    new = _model_tables(after, app_label, new_name, managed_only=True)
+    if isinstance(operation, ops.RenameField) and operation.old_name in old:
+        old[operation.new_name] = old.pop(operation.old_name)
+    return [(old[key], new[key]) for key in old if key in new and old[key] != new[key]]
+
+
+def _may_rename(operation) -> bool:
+    if isinstance(operation, migrations.SeparateDatabaseAndState):
+        return any(_may_rename(inner) for inner in operation.database_operations)
+    if isinstance(operation, migrations.AlterField):
+        return getattr(operation.field, "many_to_many", False)
+    return isinstance(operation, migrations.RenameModel | migrations.AlterModelTable | migrations.RenameField)
+
+
+def _migration_table_events(
+    migration: Migration, backwards: bool, before: ProjectState, after: ProjectState
+) -> list[TableEvent]:
+    """The tables one migration creates, drops and renames, in the order it runs them."""
+    if not any(_may_rename(operation) for operation in migration.operations):
+        old, new = _state_tables(before), _state_tables(after)
+        events = [TableEvent("dropped", table) for table in sorted(old - new)]
+        events += [TableEvent("created", table) for table in sorted(new - old)]
+    else:  # operation by operation: a rename's place among the drops and creates matters
+        events, state = [], before.clone()
+        for operation in migration.operations:
+            next_state = state.clone()
+            operation.state_forwards(migration.app_label, next_state)
+            renames = _renames_by(operation, migration.app_label, state, next_state)
+            old = _state_tables(state) - {table for table, _ in renames}
+            new = _state_tables(next_state) - {table for _, table in renames}
+            events += [TableEvent("renamed", table, new_name) for table, new_name in renames]
+            events += [TableEvent("dropped", table) for table in sorted(old - new)]
+            events += [TableEvent("created", table) for table in sorted(new - old)]
+            state = next_state
+    return [event.undone() for event in reversed(events)] if backwards else events
 
 
 def _db_table(state, app_label: str, model_name: str) -> str | None:
@@ -334,19 +491,35 @@ def _operation_effect(operation, app_label, before, after, backwards, label, eff
         table = _db_table(after, app_label, operation.model_name) or _db_table(before, app_label, operation.model_name)
         if table:
             is_index = isinstance(operation, _INDEX_OPERATIONS)
-            declared = getattr(operation, "index" if is_index else "constraint", None)
-            name = getattr(declared, "name", None) or getattr(operation, "name", "")
-            adds = isinstance(operation, ops.AddIndex | ops.AddConstraint)
-            verb = "add" if adds != backwards else "remove"
-            (effect(table).indexes if is_index else effect(table).constraints).append(f"{verb} {name}")
+            target = effect(table).indexes if is_index else effect(table).constraints
+            target.append(_index_change(operation, backwards))
     elif isinstance(operation, ops.RunPython | ops.RunSQL):
-        # A data migration: which tables it touches is not declared; it is listed under "(data)".
+        # A data migration: which tables it touches is not declared; it is listed under "(data)",
+        # once per migration however many RunPython/RunSQL operations it has.
         direction = "reverse" if backwards else "forwards"
-        effect("(data)").data_migrations.append(f"{label} ({direction})")
+        entry = f"{label} ({direction})"
+        listed = effect("(data)").data_migrations
+        if entry not in listed:
+            listed.append(entry)
     elif model_name:
         table = _db_table(after, app_label, model_name) or _db_table(before, app_label, model_name)
         if table:
             effect(table).columns_altered.append(type(operation).__name__)
+
+
+def _index_change(operation, backwards: bool) -> str:
+    """``add NAME``, ``remove NAME`` or ``rename OLD -> NEW`` for an index or constraint operation (an
+    unnamed index, RenameIndex(old_fields=...), is named by its columns)."""
+    if isinstance(operation, migrations.RenameIndex):
+        old = operation.old_name or f"({', '.join(operation.old_fields or ())})"
+        return f"rename {operation.new_name} -> {old}" if backwards else f"rename {old} -> {operation.new_name}"
+    declared = getattr(operation, "index", None) or getattr(operation, "constraint", None)
+    name = getattr(declared, "name", None) or getattr(operation, "name", None)
+    if not name:
+        fields = getattr(declared, "fields", None) or getattr(declared, "expressions", None) or ()
+        name = f"(unnamed on {', '.join(map(str, fields))})" if fields else "(unnamed)"
+    adds = isinstance(operation, migrations.AddIndex | migrations.AddConstraint)
+    return f"{'add' if adds != backwards else 'remove'} {name}"
 
 
 def build_plan(
@@ -357,7 +530,7 @@ def build_plan(
     executor = MigrationExecutor(connection)
     targets = resolve_targets(executor, app_label, migration_name)
     raw_plan = executor.migration_plan(targets)
-    tables, touched = _table_effects(executor, raw_plan) if raw_plan else ({}, {})
+    tables, touched, events = _table_effects(executor, raw_plan) if raw_plan else ({}, {}, [])
     steps = [
         PlanStep(
             app=migration.app_label,
@@ -381,4 +554,6 @@ def build_plan(
         non_transactional_reasons=reasons,
         tables=tables,
         segments=segments,
+        table_events=events,
+        shadow_tables=shadow_tables(connection) if raw_plan else {},
     )

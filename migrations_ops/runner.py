@@ -20,20 +20,22 @@ also opens and commits the segments' transactions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.apps import apps as global_apps
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.commands.migrate import Command as MigrateCommand
-from django.core.management.sql import emit_post_migrate_signal
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
+from django.db.models.signals import post_migrate
 from django.db.utils import DatabaseError
 
 from migrations_ops import audit, backups, footprint, interrupts
@@ -44,35 +46,17 @@ from migrations_ops.engines.base import current_owner
 from migrations_ops.errors import BadInput, ExitCode, OperationFailed, OpsError, RecoveryFailed, first_line
 from migrations_ops.formatting import human_size
 from migrations_ops.interrupts import Interrupted
+from migrations_ops.options import SafeMigrateOptions
 from migrations_ops.planning import TRANSACTION, MigrationPlan, Segment, build_plan
 from migrations_ops.records import record_migration_run
-from migrations_ops.retry import BACKOFF_S, with_retries
+from migrations_ops.retry import with_retries
+from migrations_ops.row_guard import row_count_guard
 from migrations_ops.status import BOOKKEEPING_TABLES, applied_migrations
 from migrations_ops.timeouts import lock_timeout
 from migrations_ops.validation import ValidationReport, run_validation
 
 Reporter = Callable[[str], None]
-LOCK_RETRIES = len(BACKOFF_S)
 _BEFORE_APPLY = frozenset({"start", "lock", "plan", "preflight", "backup"})
-
-
-@dataclass
-class SafeMigrateOptions:
-    app_label: str | None = None
-    migration_name: str | None = None
-    plan_only: bool = False
-    dry_run: bool = False
-    rehearse: bool = False
-    from_backup: str | None = None
-    allow_row_loss: frozenset[str] = frozenset()
-    fake: bool = False
-    fake_initial: bool = False
-    accept_existing_issues: bool = False
-    online: bool = False  # expand, backfill in batches, validate: the application keeps running
-    resume: bool = False  # with online: continue a killed online run from its checkpoint
-    abort: bool = False  # with online: undo an unfinished online run
-    lint: bool = False  # with plan_only: exit 1 when the plan cannot run online
-    allow_data_loss: bool = False  # may restore the backup (losing writes since) when reversing fails
 
 
 @dataclass
@@ -89,7 +73,9 @@ class MigrationSummary:
     plan: MigrationPlan | None = None
     exit_code: int = int(ExitCode.OK)
     reversed: list[str] = field(default_factory=list)  # migrations taken back by the "reverse" rollback
-    warnings: list[str] = field(default_factory=list)  # server settings the plan's backfills outgrow (capacity.py)
+    # What the operator must read: server settings a backfill outgrows (capacity.py), the warnings of
+    # preflight and of the validation after migrating, post_migrate handlers that failed after a reversal.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def applied_count(self) -> int:
@@ -123,9 +109,7 @@ class MigrationSummary:
 
 
 class ValidationFailed(Exception):
-    def __init__(self, message: str, report: ValidationReport) -> None:
-        super().__init__(message)
-        self.report = report
+    """The validation after migrating failed (the summary's ``validation`` holds the report)."""
 
 
 class StepFailed(Exception):
@@ -231,6 +215,7 @@ class SafeMigration:
         self._committed: list[str] = []
         self._partial: _Partial | None = None
         self._own_changes: dict[str, int] | None = None  # None: the guard compares row counts
+        self._created_recorder = False  # this run created django_migrations (see _prepare)
         self._counts_at_step: dict[str, int] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -240,6 +225,14 @@ class SafeMigration:
 
     def say(self, line: str) -> None:
         self._report(line)
+
+    def _warn(self, text: str) -> None:
+        """A warning the operator must see: said, in the summary (--json) and in the audit log, once."""
+        if text in self.summary.warnings:
+            return
+        self.summary.warnings.append(text)
+        self.say(f"Warning: {text}")
+        self._event("warning", text=text)
 
     def _event(self, event: str, **fields: Any) -> None:
         audit.record(f"safe_migrate.{event}", database=self.engine.database_info(), **fields)
@@ -337,10 +330,19 @@ class SafeMigration:
             return f"the connection to the database was lost during {phase} ({first_line(exc)})"
         if self.engine.is_transient(exc):
             return f"blocked by another session during {phase} ({first_line(exc)})"
-        return f"{phase} failed: {first_line(exc)}" if phase not in ("migrate", "validate") else first_line(exc)
+        # A clause, not a sentence: it is followed by "; rolled back ..." or ". Rolled back", never "..".
+        text = first_line(exc)
+        text = text[:-1] if text.endswith(".") and not text.endswith("...") else text
+        return f"{phase} failed: {text}" if phase not in ("migrate", "validate") else text
 
     def _record(self) -> None:
-        """The MigrationRun row; a database that is gone cannot take it (the audit log has the run)."""
+        """The MigrationRun row; a database that is gone cannot take it (the audit log has the run).
+
+        Runs that change nothing in the database by design (--plan, --dry-run, --rehearse) write no row
+        there: they promise to leave the live database as it is, so their record is the audit log's.
+        """
+        if self.options.plan_only or self.options.dry_run or self.options.rehearse:
+            return
         try:
             if self.connection.connection is not None and not self.connection.is_usable():
                 self.connection.close()
@@ -356,9 +358,8 @@ class SafeMigration:
         if not plan.empty:
             direction = "backwards" if plan.backwards else "forwards"
             self.say(f"Plan: {len(plan.steps)} migration(s) {direction}; rollback path: {plan.rollback_description}")
-            self.summary.warnings = rewrite_warnings(self.engine, plan)
-            for warning in self.summary.warnings:
-                self.say(f"Warning: {warning}")
+            for warning in rewrite_warnings(self.engine, plan):
+                self._warn(warning)
         self._event(
             "plan",
             steps=[s.revision for s in plan.steps],
@@ -389,8 +390,11 @@ class SafeMigration:
             # transaction, and on SQLite its schema editor turns foreign-key checks back on, so the
             # first migration of an empty SQLite database failed ("schema editor cannot be used while
             # foreign key constraint checks are enabled") and recovery found the table left behind.
-            # Created here, it is part of the state the backup and the after-failure check compare.
-            MigrationRecorder(self.connection).ensure_schema()
+            # Created here, it is part of the state the backup and the after-failure check compare;
+            # a failed run removes it again (_drop_created_recorder): the database had no tables.
+            recorder = MigrationRecorder(self.connection)
+            self._created_recorder = not recorder.has_table()
+            recorder.ensure_schema()
         before = self._preflight(plan)
         backup = self._backup() if self.take_backup else None
         if self.options.dry_run:
@@ -414,13 +418,19 @@ class SafeMigration:
                     )
                 self._accepted_failures = failing
             before = self.snapshot()
-        self._event("preflight", tables=before.row_counts, accepted_failures=sorted(self._accepted_failures))
+        self._event(
+            "preflight",
+            tables=before.row_counts,
+            accepted_failures=sorted(self._accepted_failures),
+            warnings=report.warnings(),
+        )
         checks = len(report.checks)
         self.say(
             f"Preflight: ok ({checks} checks, {len(before.row_counts)} tables counted, "
             f"{self.summary.durations.get('preflight_s', 0.0):.2f}s)"
         )
-        self.pre_validation = report
+        for warning in report.warnings():
+            self._warn(warning)
         return before
 
     # ------------------------------------------------------------------ backup
@@ -523,6 +533,7 @@ class SafeMigration:
         if self._tx is not None and self._tx_segment is not segment:
             self._commit_segment(final=False)
         if segment.atomic and self._tx is None:
+            self.engine.before_segment_transaction()
             self._tx = transaction.atomic(using=self.using)
             self._tx.__enter__()
             self._tx_segment = segment
@@ -667,10 +678,14 @@ class SafeMigration:
             or not result.problems().within(self._accepted_failures[result.name])
         ]
         self.summary.validation = report
-        self._event("validate", ok=not failures, failures=[result.name for result in failures])
+        self._event(
+            "validate", ok=not failures, failures=[result.name for result in failures], warnings=report.warnings()
+        )
+        for warning in report.warnings():
+            self._warn(warning)
         if failures:
             names = ", ".join(result.name for result in failures)
-            raise ValidationFailed(f"validation failed after migrating: {names} ({_brief(failures[0])})", report)
+            raise ValidationFailed(f"validation failed after migrating: {names} ({_brief(failures[0])})")
 
     def _row_count_guard(
         self,
@@ -679,35 +694,13 @@ class SafeMigration:
         after: dict[str, int],
         own_changes: dict[str, int] | None = None,
     ) -> CheckResult:
-        """A table that existed before has no fewer rows, unless dropped by the plan or allowed.
+        """A table that existed before has no fewer rows, unless dropped by the plan or allowed; renamed
+        tables are followed (row_guard.row_count_guard).
 
         ``own_changes`` (rows the plan's own transactions added or removed, where the engine counts
         them) decides when given: rows other clients deleted meanwhile are not the plan's loss.
         """
-        allowed = set(self.options.allow_row_loss)
-        losses = {}
-        for table, count in before.row_counts.items():
-            if table in BOOKKEEPING_TABLES or table in allowed:
-                continue
-            if table not in after:
-                if table in plan.dropped_tables():
-                    continue
-                losses[table] = {"before": count, "after": None}
-            elif own_changes is not None:
-                if own_changes.get(table, 0) < 0:
-                    losses[table] = {"before": count, "after": count + own_changes[table]}
-            elif after[table] < count:
-                losses[table] = {"before": count, "after": after[table]}
-        summary = (
-            "; ".join(
-                f"{t}: {v['before']} -> {v['after'] if v['after'] is not None else 'table gone'}"
-                for t, v in sorted(losses.items())
-            )
-            + " (name the table with --allow-row-loss to accept)"
-            if losses
-            else "no table lost rows"
-        )
-        return CheckResult(name="row_count_guard", ok=not losses, details={"summary": summary, "losses": losses})
+        return row_count_guard(plan, before.row_counts, after, own_changes, self.options.allow_row_loss)
 
     # ------------------------------------------------------------------ recovery
     def _recover(self, before: _StateSnapshot, backup: backups.BackupManifest | None, message: str) -> None:
@@ -737,7 +730,24 @@ class SafeMigration:
                 self._event("reverse_failed", error=first_line(exc))
                 _reset_connection(self.connection)
                 self._restore_or_refuse(backup, message, first_line(exc))
+        self._drop_created_recorder(before)
         self._verify_recovered(before, backup)
+
+    def _drop_created_recorder(self, before: _StateSnapshot) -> None:
+        """A failed first run leaves the database as it found it: without the django_migrations table
+        this run created (empty again after the rollback or reversal; one with rows stays)."""
+        if not self._created_recorder:
+            return
+        recorder = MigrationRecorder(self.connection)
+        if recorder.has_table() and not recorder.migration_qs.exists():
+            with self.connection.schema_editor() as editor:
+                editor.delete_model(recorder.Migration)
+            self._event("recorder_dropped", table=recorder.Migration._meta.db_table)
+        if before.footprint is not None:
+            table = recorder.Migration._meta.db_table
+            before.footprint = dataclasses.replace(
+                before.footprint, schema={t: v for t, v in before.footprint.schema.items() if t != table}
+            )
 
     def _reverse(self, before: _StateSnapshot) -> None:
         """Take back the failed non-atomic migration's completed operations, then every committed
@@ -766,9 +776,35 @@ class SafeMigration:
                 f"({', '.join(sorted(planned ^ set(self._committed)))})"
             )
         state = executor.migrate(targets, plan=reverse_plan)
-        # post_migrate as `migrate` sends it (migration checksums of the reversed steps are dropped).
-        emit_post_migrate_signal(0, False, self.using, apps=state.apps, plan=reverse_plan)
         self._committed = []
+        self._post_migrate_after_reverse(state, reverse_plan)
+
+    def _post_migrate_after_reverse(self, state, reverse_plan) -> None:
+        """post_migrate as `migrate` sends it (migration checksums of the reversed steps are dropped), to
+        every receiver even when one fails: a handler written for forward migrations may query a table
+        the reversal has just dropped (wagtail's snippet permissions, auth's create_permissions after
+        contenttypes went back to zero). The schema is back either way, and the footprint check after
+        recovery decides that; a handler's failure is a warning, never "recovery failed"."""
+        for app_config in global_apps.get_app_configs():
+            if app_config.models_module is None:
+                continue
+            responses = post_migrate.send_robust(
+                sender=app_config,
+                app_config=app_config,
+                verbosity=0,
+                interactive=False,
+                using=self.using,
+                apps=state.apps,
+                plan=reverse_plan,
+            )
+            for receiver, result in responses:
+                if isinstance(result, Exception):
+                    _reset_connection(self.connection)  # a failed statement must not poison the next one
+                    name = f"{getattr(receiver, '__module__', '?')}.{getattr(receiver, '__qualname__', receiver)}"
+                    self._warn(
+                        f"post_migrate handler {name} failed for {app_config.label} after reversing "
+                        f"({first_line(result)}); the schema was reversed"
+                    )
 
     def _observe_reverse(self, action: str, migration=None, fake: bool = False) -> None:
         if action in ("apply_success", "unapply_success"):

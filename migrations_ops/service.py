@@ -21,8 +21,8 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from migrations_ops import status
-from migrations_ops.api import safe_migrate
-from migrations_ops.runner import SafeMigrateOptions
+from migrations_ops.api import refused, safe_migrate
+from migrations_ops.errors import BadInput
 
 
 class MigrationService:
@@ -46,14 +46,22 @@ class MigrationService:
 
         ``target``: None (every app to its latest migration), ``"app"``, ``"app.name"`` or
         ``("app", "name")`` (``name`` may be ``"zero"``). ``options`` are SafeMigrateOptions fields
-        (``plan_only``, ``dry_run``, ``rehearse``, ``allow_row_loss``, ...). Failures do not raise:
-        the summary's ``status``, ``error`` and ``exit_code`` say what happened, as the command's do.
+        (``plan_only``, ``dry_run``, ``rehearse``, ``allow_row_loss``, ...), checked as the command's
+        are (an unknown name or a combination the command refuses: exit 2, one line, nothing touched).
+        Failures do not raise: the summary's ``status``, ``error`` and ``exit_code`` say what happened.
         """
-        app_label, migration_name = _split_target(target)
-        if "allow_row_loss" in options:
-            options["allow_row_loss"] = frozenset(options["allow_row_loss"])
-        run_options = SafeMigrateOptions(app_label=app_label, migration_name=migration_name, **options)
-        summary = safe_migrate(self.using, run_options)
+        try:
+            app_label, migration_name = _split_target(target)
+            given_twice = sorted({"app_label", "migration_name"} & options.keys())
+            if given_twice:
+                raise BadInput(
+                    f"unknown option {', '.join(given_twice)} (the target is run_migrations' first argument: "
+                    "'app', 'app.name' or ('app', 'name'))"
+                )
+        except BadInput as exc:
+            summary = refused(exc)
+        else:
+            summary = safe_migrate(self.using, {"app_label": app_label, "migration_name": migration_name, **options})
         return {**summary.to_dict(), "applied_count": summary.applied_count, "exit_code": summary.exit_code}
 
     async def run_migrations(self, target: str | tuple[str, str] | None = None, **options: Any) -> dict[str, Any]:
@@ -80,7 +88,9 @@ class MigrationService:
 def _split_target(target: str | tuple[str, str] | None) -> tuple[str | None, str | None]:
     if target is None:
         return None, None
-    if isinstance(target, tuple):
+    if isinstance(target, tuple) and len(target) == 2:
         return target[0], target[1]
+    if not isinstance(target, str):
+        raise BadInput(f"a target is 'app', 'app.name' or ('app', 'name'), not {target!r}")
     app, _, name = target.partition(".")
     return app, name or None

@@ -35,6 +35,15 @@ class ValidationReport:
     def failures(self) -> list[CheckResult]:
         return [result for result in self.checks if not result.ok]
 
+    def warnings(self) -> list[str]:
+        """Each passed check's warnings, as ``check: text`` (what validate_db prints as ``warning:``)."""
+        return [
+            f"{result.name}: {text}"
+            for result in self.checks
+            if result.ok
+            for text in result.details.get("warnings", [])
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """The contract's shape: ``{"ok", "checks": [{"name", "ok", "details"}], "tables"}`` (plus extras)."""
         return {

@@ -129,10 +129,21 @@ def test_an_edit_that_came_with_a_package_upgrade_is_a_warning_not_tampering(mig
     assert check.ok, check.details
     assert check.details["warnings"][0] == f"{vendor.package}.0001_initial changed with {vendor.name} 1.0 -> 1.1"
 
-    # ...so migrating an unrelated app is not refused.
+    # ...so migrating an unrelated app is not refused, and the run tells the operator: in its output,
+    # its summary (--json) and the audit log, once though preflight and the final validation both see it.
     with_apps(settings, "ma_slow")
-    summary = safe_migrate(db.alias, SafeMigrateOptions(app_label="ma_slow"))
+    said: list[str] = []
+    summary = safe_migrate(db.alias, SafeMigrateOptions(app_label="ma_slow"), report=said.append)
     assert summary.status == "applied", summary.error
+    warning = f"migration_checksums: {vendor.package}.0001_initial changed with {vendor.name} 1.0 -> 1.1"
+    advice = "migration_checksums: review the package's changes, then: python manage.py repair_checksums"
+    assert summary.warnings[0] == warning and summary.warnings[1].startswith(advice), summary.warnings
+    assert len(summary.warnings) == 2
+    assert summary.to_dict()["warnings"] == summary.warnings
+    assert f"Warning: {warning}" in said
+    assert [e["text"] for e in audit.read_events() if e["event"] == "safe_migrate.warning"] == summary.warnings
+    (preflight,) = [e for e in audit.read_events() if e["event"] == "safe_migrate.preflight"]
+    assert preflight["warnings"] == summary.warnings
 
     # The file edited in place (no longer what 1.1's RECORD lists) is tampering, upgrade or not.
     vendor.migration.write_text(vendor.migration.read_text() + "\n# edited by hand\n")

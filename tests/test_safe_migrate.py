@@ -117,6 +117,22 @@ def test_run_is_recorded_after_the_outcome(baseline_db, settings):
     assert [r[0] for r in rows] == ["applied"]
 
 
+@pytest.mark.parametrize("mode", ["plan_only", "dry_run", "rehearse"])
+def test_plan_dry_run_and_rehearsal_write_nothing_to_the_live_database(migrated_db, settings, mode):
+    """They promise to leave the live database as it is: no MigrationRun row (the audit log has the
+    run), every table's schema and content unchanged."""
+    with_apps(settings, "ma_slow")
+    before = fingerprint(migrated_db)
+    runs = migrated_db.query("SELECT id FROM migrations_ops_migrationrun")
+    summary = run(migrated_db, **{mode: True})
+    assert summary.status == {"plan_only": "planned", "dry_run": "dry_run", "rehearse": "rehearsed"}[mode]
+    assert summary.exit_code == ExitCode.OK, summary.error
+    assert migrated_db.query("SELECT id FROM migrations_ops_migrationrun") == runs
+    assert fingerprint(migrated_db) == before
+    # The live run's end line (a rehearsal's copy logs its own run before it).
+    assert [e for e in audit.read_events() if e["event"] == "safe_migrate.end"][-1]["status"] == summary.status
+
+
 # ---------------------------------------------------------------- failures roll back
 
 
@@ -151,16 +167,18 @@ def test_deferred_foreign_key_violation_is_caught_and_named(migrated_db, setting
 
 def test_an_empty_database_is_migrated_and_a_failure_leaves_it_empty(empty_db, settings):
     """Django's migrate creates django_migrations before the first migration, outside the transaction:
-    on SQLite its schema editor then turned foreign-key checks back on and the first migration failed;
-    a failure left that table behind ("NOT as before", exit 4). safe_migrate creates it beforehand."""
+    on SQLite its schema editor then turned foreign-key checks back on and the first migration failed.
+    safe_migrate creates it beforehand, and a failed first run removes it again: the database had no
+    table at all, and has none after the rollback."""
     apps = list(settings.INSTALLED_APPS)
     with_apps(settings, "ma_raises")
     summary = run(empty_db)
     assert summary.status == "rolled_back", summary.error
     assert summary.exit_code == ExitCode.FAILED and "fails on purpose" in summary.error
     with empty_db.connection.cursor() as cursor:
-        assert empty_db.connection.introspection.table_names(cursor) == ["django_migrations"]
-    assert empty_db.scalar("SELECT COUNT(*) FROM django_migrations") == 0
+        assert empty_db.connection.introspection.table_names(cursor) == []
+    events = [e["event"] for e in audit.read_events()]
+    assert "safe_migrate.recorder_dropped" in events and "safe_migrate.recovered" in events
     settings.INSTALLED_APPS = apps
     summary = run(empty_db)
     assert summary.status == "applied", summary.error

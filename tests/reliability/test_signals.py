@@ -11,6 +11,7 @@ import os
 import signal
 
 import pytest
+from django.db import connections
 
 from migrations_ops import audit, backups
 from migrations_ops.errors import ExitCode
@@ -75,34 +76,99 @@ def test_fault_while_waiting_on_an_application_lock(pg_baseline, tmp_path, setti
         assert backups.list_backups() == []  # stopped before the backup
 
 
+ROLLED_BACK, APPLIED = "rolled back", "applied"
+# The moment the last migration's line appears: every migration is applied in the still open
+# transaction, and post_migrate (content types, permissions) and the whole validation lie ahead.
+LAST_MIGRATION = "safe_migrate.migration (the last)"
+
+
 @pytest.mark.parametrize(
-    ("event", "sig"),
+    ("event", "sig", "outcome"),
     [
-        ("safe_migrate.plan", "SIGTERM"),
-        ("backup.start", "SIGTERM"),
-        ("backup.end", "SIGINT"),
-        ("safe_migrate.backup", "SIGTERM"),
-        ("safe_migrate.migration", "SIGINT"),
-        ("safe_migrate.validate", "SIGTERM"),
-        ("prune", "SIGTERM"),  # an older pre-migrate backup is being removed (BACKUP_KEEP=1)
+        # Before COMMIT the only right outcome is the rollback: exit 1, the exact pre-state.
+        ("safe_migrate.plan", "SIGTERM", ROLLED_BACK),  # preflight next
+        ("backup.start", "SIGTERM", ROLLED_BACK),  # the dump running
+        ("backup.end", "SIGINT", ROLLED_BACK),  # the backup being verified
+        ("safe_migrate.backup", "SIGTERM", ROLLED_BACK),  # the transaction about to open
+        ("safe_migrate.migration", "SIGINT", ROLLED_BACK),  # the first migration applied, 29 to go
+        # Not "safe_migrate.validate": _post_validate writes that line as its last act, and
+        # _apply_attempt goes at once to begin_deferral() and the final COMMIT; a signal sent when the
+        # line is seen lands (a few ms later) in the deferred COMMIT or after it, where "applied" is
+        # the right outcome too, so that case could assert neither. The last migration's line is the
+        # latest point unambiguously before COMMIT: post_migrate and validation (over half a second
+        # on either engine) still stand between it and the COMMIT.
+        (LAST_MIGRATION, "SIGTERM", ROLLED_BACK),
+        # Past COMMIT the only right outcome is the applied run: exit 0, fully migrated.
+        ("prune", "SIGTERM", APPLIED),  # an older pre-migrate backup is being removed (BACKUP_KEEP=1)
+        ("safe_migrate.end", "SIGINT", APPLIED),  # the MigrationRun row being written
     ],
 )
-def test_signal_in_each_phase_ends_cleanly(migrated_pair, tmp_path, settings, event, sig):
-    """The signal is sent the moment the phase's audit line appears: the run ends at once, either
-    rolled back (exit 1, the database exactly as before) or, past COMMIT, applied (exit 0)."""
+def test_signal_in_each_phase_ends_cleanly(migrated_pair, tmp_path, settings, event, sig, outcome):
+    """The signal is sent the moment the phase's audit line appears: the run ends at once with the one
+    outcome right for that moment: rolled back before COMMIT (exit 1, "interrupted by SIG...", the
+    database exactly as before, no run recorded as applied), applied past it (exit 0, fully migrated)."""
     db = migrated_pair
-    if event == "prune":
-        settings.BACKUP_DIR = tmp_path / "backups"
-        older = backups.create_backup(using=db.alias, name="older", reason="pre-migrate")
+    settings.BACKUP_DIR = tmp_path / "backups"
+    older = backups.create_backup(using=db.alias, name="older", reason="pre-migrate")
     before = fingerprint(db)
     run = Run(db, tmp_path, settings, env={"BACKUP_KEEP": "1"})
-    run.signal_at_event(event, getattr(signal, sig))
+    if event == LAST_MIGRATION:
+        _signal_at_last_migration(run, getattr(signal, sig))
+    else:
+        run.signal_at_event(event, getattr(signal, sig))
     code, err, took = run.finish(timeout=PROMPT_S)
-    assert_pre_or_post_state(db, before, code, err, f"interrupted by {sig}")
-    if event == "prune":  # past COMMIT: applied, and the pruned backup gone whole (manifest first)
-        assert code == ExitCode.OK
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err
+    if outcome == ROLLED_BACK:
+        assert code == ExitCode.FAILED, err
+        assert len(lines) == 1 and f"interrupted by {sig}" in lines[0], err
+        assert fingerprint(db) == before
+        assert _runs_recorded(db, "applied") == 0 and not fully_migrated(db)
+        end = [e for e in run.events() if e["event"] == "safe_migrate.end"][-1]
+        assert (end["exit_code"], end["signals"]) == (ExitCode.FAILED, [sig])
+        assert "older" in [m.name for m in backups.list_backups()]  # nothing pruned before COMMIT
+    else:
+        assert code == ExitCode.OK, err
+        assert lines == []
+        assert fully_migrated(db)
+        assert _runs_recorded(db, "applied") == 1
+        # The pruned backup gone whole (manifest first).
         assert "older" not in [m.name for m in backups.list_backups()]
         assert not older.manifest_path.exists() and not older.path.exists()
+    assert backups_all_verify() == []
+    assert lock_is_free(db)
+
+
+def _stop_at_last_migration(run: Run) -> None:
+    """SIGSTOP the run the moment the line of the plan's last migration appears (held until resumed)."""
+
+    def seen():
+        events = run.events()
+        steps = next((e["steps"] for e in events if e["event"] == "safe_migrate.plan"), None)
+        applied = [e for e in events if e["event"] == "safe_migrate.migration"]
+        return bool(steps) and len(applied) == len(steps) or (run.process.poll() is not None and "exited")
+
+    assert wait_for(seen, 60, "the last migration", 0.002) is True, run.process.communicate()
+    run.process.send_signal(signal.SIGSTOP)
+
+
+def _signal_at_last_migration(run: Run, sig: signal.Signals) -> None:
+    """``sig`` the moment the line of the plan's last migration appears (stopped first, as
+    Run.signal_at_event does, so it lands right there)."""
+    _stop_at_last_migration(run)
+    try:
+        run.process.send_signal(sig)
+    finally:
+        run.resume()
+
+
+def _runs_recorded(db, status: str) -> int:
+    """MigrationRun rows with ``status`` (0 when the table is not there: the baseline has none)."""
+    connection = connections[db.alias]
+    with connection.cursor() as cursor:
+        if "migrations_ops_migrationrun" not in connection.introspection.table_names(cursor):
+            return 0
+    return db.scalar("SELECT COUNT(*) FROM migrations_ops_migrationrun WHERE status = %s", [status])
 
 
 @pytest.mark.parametrize(
@@ -238,20 +304,24 @@ def _sessions_of_the_run(db) -> list[int]:
         "backup.end",
         "safe_migrate.backup",
         "safe_migrate.migration",
-        "safe_migrate.validate",
+        LAST_MIGRATION,  # not "safe_migrate.validate": see test_signal_in_each_phase_ends_cleanly
     ],
 )
 def test_the_server_ending_the_sessions_in_each_phase(pg_baseline, tmp_path, settings, event):
-    """pg_terminate_backend of every session of the run the moment the phase's audit line appears:
-    exit 1 "connection to the database was lost" and the exact pre-state, or exit 0 past COMMIT;
-    prompt, the lock free, every backup verifying."""
+    """pg_terminate_backend of every session of the run the moment the phase's audit line appears
+    (the run is held there, so every case ends its sessions before the final COMMIT): exit 1 "connection
+    to the database was lost" and the exact pre-state, never an applied run; prompt, the lock free,
+    every backup verifying."""
     from django.db import connections
 
     db = pg_baseline
     before = fingerprint(db)
     connections[db.alias].close()
     run = Run(db, tmp_path, settings, env=LONG_WAIT)
-    run.stop_at_event(event)  # held at that point while its sessions are found and ended
+    if event == LAST_MIGRATION:
+        _stop_at_last_migration(run)
+    else:
+        run.stop_at_event(event)  # held at that point while its sessions are found and ended
     try:
         ended = _sessions_of_the_run(db)
         _end_session(db, ended)
@@ -260,4 +330,5 @@ def test_the_server_ending_the_sessions_in_each_phase(pg_baseline, tmp_path, set
     code, err, took = run.finish(timeout=PROMPT_S)
     assert ended, "safe_migrate had no session to end"
     assert took < PROMPT_S
+    assert code == ExitCode.FAILED, err
     assert_pre_or_post_state(db, before, code, err, "connection to the database was lost")
