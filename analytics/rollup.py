@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from common.dialect import UnsupportedVendor, for_vendor
+from migrations_ops.dialect import UnsupportedVendor, for_vendor
 
 MAX_DAYS = 3660
 RATIO_PLACES = Decimal("0.000001")  # churn_rate and success_rate: six places

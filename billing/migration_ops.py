@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import migrations
 
-from common.dialect import for_vendor
+from migrations_ops.dialect import for_vendor
 
 
 def _skip(*args) -> None:

@@ -29,8 +29,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import PricingConfig, Subscription, SubscriptionCostHistory
-from common.dialect import UnsupportedVendor, for_vendor
 from common.money import monthly_recurring_revenue, quantize_money
+from migrations_ops.dialect import UnsupportedVendor, for_vendor
 
 DELIVERIES_PER_MONTH = {"weekly": 4, "biweekly": 2, "monthly": 1}
 LIVE_STATUSES = ("active", "past_due")  # what MRR counts (README, "Analytics")

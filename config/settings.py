@@ -7,7 +7,7 @@ from pathlib import Path
 
 import environ
 
-from config.database import parse_database_url
+from migrations_ops.database_url import parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

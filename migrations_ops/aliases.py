@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from config.database import parse_database_url
+from migrations_ops.database_url import parse_database_url
 
 
 def register_alias(target: str | dict[str, Any], alias: str | None = None) -> str:

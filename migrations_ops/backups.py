@@ -24,9 +24,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from config.database import parse_database_url
 from migrations_ops import audit, interrupts, records
 from migrations_ops.aliases import temporary_alias
+from migrations_ops.database_url import parse_database_url
 from migrations_ops.engines import ENGINES, engine_class, get_engine
 from migrations_ops.engines.base import (
     DatabaseEngine,

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import connections
 
-from config.database import MASK, redact_url, url_secrets
+from migrations_ops.database_url import MASK, redact_url, url_secrets
 
 
 class ExitCode(IntEnum):

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
 
-from common.dialect import for_vendor
+from migrations_ops.dialect import for_vendor
 
 SQLText = str | Mapping[str, str]  # one statement, or one per database vendor
 

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
-from config.database import parse_database_url
 from migrations_ops.aliases import register_alias, unregister_alias
+from migrations_ops.database_url import parse_database_url
 from tests import postgres
 
 ENGINES = ("sqlite", "postgresql")

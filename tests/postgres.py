@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import psycopg2
 
-from config.database import parse_database_url
+from migrations_ops.database_url import parse_database_url
 
 
 def connect(url: str, **options):

@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from config.database import parse_database_url, redact_url
 from config.settings import *  # noqa: F403
+from migrations_ops.database_url import parse_database_url, redact_url
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"

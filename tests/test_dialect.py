@@ -1,4 +1,4 @@
-"""common.dialect: one way to pick a per-vendor implementation, one error for an unsupported vendor."""
+"""migrations_ops.dialect: one way to pick a per-vendor implementation, one error for an unsupported vendor."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from analytics.rollup import DIALECTS as ROLLUP_DIALECTS
 from billing.pricing import DIALECTS as PRICING_DIALECTS
 from billing.pricing import dialect_for
 from billing.seeding import WRITERS
-from common.dialect import UnsupportedVendor, for_vendor
+from migrations_ops.dialect import UnsupportedVendor, for_vendor
 
 
 def test_picks_the_entry_of_the_connections_vendor():

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from config.database import parse_database_url, redact_url
 from migrations_ops.aliases import temporary_alias
+from migrations_ops.database_url import parse_database_url, redact_url
 from migrations_ops.errors import scrub
 from tests.dbs import manage_env, run_manage
 

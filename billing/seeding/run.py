@@ -28,8 +28,8 @@ from billing.seeding.schema import detect_state, seeded_columns
 from billing.seeding.subscriptions import Offer, baseline_offers, pricing_offers, write_subscriptions
 from billing.seeding.users import write_users
 from billing.seeding.writers import Writer, writer_for
-from common.dialect import UnsupportedVendor
 from loyalty.models import LoyaltyAccount, PointsTransaction
+from migrations_ops.dialect import UnsupportedVendor
 
 
 def seed(

@@ -1,5 +1,5 @@
 """Bulk writers of batches of rows (tuples of str, or the writer's ``null`` for NULL): COPY on
-PostgreSQL, ``executemany`` on SQLite, picked by :func:`common.dialect.for_vendor`."""
+PostgreSQL, ``executemany`` on SQLite, picked by :func:`migrations_ops.dialect.for_vendor`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from billing.seeding.bulk import ConstraintsAside
-from common.dialect import for_vendor
+from migrations_ops.dialect import for_vendor
 
 
 class Writer:

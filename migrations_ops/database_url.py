@@ -1,4 +1,4 @@
-"""Parsing of DATABASE_URL values: one place that knows which engines the project supports.
+"""Parsing of DATABASE_URL values: one place that knows which engines migrations_ops supports.
 
 Errors never echo a password: every URL in a message goes through :func:`redact_url`, which masks
 whatever could be one whether or not the URL parses (an operator's typo is the likeliest URL to be
