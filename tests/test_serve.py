@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-import socket
 import sqlite3
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,35 +17,10 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.dbs import manage_env, run_manage, start_manage
+from tests.dbs import run_manage, start_manage
+from tests.helpers import free_port, listening, serving_env, wait_until_listening
 
 CSS_LINK = re.compile(r'href="(/static/admin/css/base[^"]*\.css)"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_until_listening(process: subprocess.Popen, port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            out, err = process.communicate()
-            pytest.fail(f"serve exited {process.returncode} before listening:\n{out}\n{err}")
-        if listening(port):
-            return
-        time.sleep(0.2)
-    process.kill()
-    out, err = process.communicate()
-    pytest.fail(f"nothing listened on {port} within {timeout}s:\n{out}\n{err}")
 
 
 def fetch(url: str) -> tuple[int, dict[str, str], str]:
@@ -63,17 +35,6 @@ def tables(path: Path) -> list[str]:
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
         return sorted(name for (name,) in rows)
-
-
-def serving_env(tmp_path: Path, settings_module: str = "tests.settings_subprocess", **variables: str) -> dict[str, str]:
-    """A manage.py child's environment with backups, the audit log and STATIC_ROOT under tmp_path."""
-    return manage_env(
-        settings_module,
-        BACKUP_DIR=str(tmp_path / "backups"),
-        MIGRATION_LOG=str(tmp_path / "log" / "migration.log"),
-        STATIC_ROOT=str(tmp_path / "static"),
-        **variables,
-    )
 
 
 @pytest.fixture
@@ -147,7 +108,7 @@ def test_serve_refuses_to_start_when_safe_migrate_fails(tmp_path, serve_env):
     assert "Status: rolled_back" in result.stdout
     assert "gunicorn" not in result.stdout + result.stderr
     assert not listening(port)
-    assert tables(db) == ["django_migrations"]  # rolled back: nothing of the plan is left
+    assert tables(db) == []  # rolled back: nothing of the plan is left, not even django_migrations
 
 
 def test_serve_refuses_bad_input_before_touching_anything(tmp_path, serve_env):

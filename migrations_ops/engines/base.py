@@ -22,7 +22,6 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from migrations_ops.capacity import TableRewrite
 from migrations_ops.engines.processes import HASH_CHUNK
 from migrations_ops.errors import BadInput, OperationFailed
 
@@ -61,6 +60,20 @@ class DumpResult:
     # between counts as one since the backup though the backup holds it, so a restore prompt may
     # overstate what a restore discards, never understate it.
     write_counters: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class RewriteFacts:
+    """What the server says about rewriting one table whole: its rows and sizes, and the server settings
+    that bound such a rewrite. Facts only: capacity.py judges whether the settings carry it."""
+
+    table: str
+    rows: int
+    table_bytes: int
+    index_bytes: int
+    shared_buffers: int
+    max_wal_size: int
+    checkpoint_completion_target: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -314,9 +327,10 @@ class DatabaseEngine:
         """BadInput unless a backup and a migration can run: tools, privileges, free space."""
         check_free_space(Path(backup_dir), 2 * self.database_size())
 
-    def table_rewrite(self, table: str) -> TableRewrite | None:
+    def rewrite_facts(self, table: str) -> RewriteFacts | None:
         """The sizes of ``table`` and its indexes beside the server settings that bound rewriting it
-        whole (capacity.py); None where the server has no such settings, or the table does not exist."""
+        whole (capacity.py judges them); None where the server has no such settings, or the table does
+        not exist."""
         return None
 
     # --- online migrations (migrations_ops/online) ---

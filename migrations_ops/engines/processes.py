@@ -78,15 +78,19 @@ def killed_on_interrupt(processes: list[subprocess.Popen]) -> Iterator[None]:
         yield
 
 
-def run_tool(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
-    """``subprocess.run(argv, capture_output=True)`` that an interrupt ends at once."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+def finish(
+    process: subprocess.Popen,
+    input: bytes | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess:
+    """Wait for a started child whose stdout and stderr are pipes, as ``subprocess.run(argv,
+    capture_output=True)`` does, except that an interrupt ends it at once; it is reaped on every way out."""
     try:
         with killed_on_interrupt([process]):
-            stdout, stderr = process.communicate(timeout=timeout)
+            stdout, stderr = process.communicate(input, timeout=timeout)
     finally:
         kill_all([process])
-    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def write_all(fd: int, data: bytes) -> None:
