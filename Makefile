@@ -23,8 +23,10 @@ BIND ?= 127.0.0.1:8000
 serve: $(VENV)/.installed
 	$(PY) manage.py serve --bind $(BIND) $(if $(WORKERS),--workers $(WORKERS))
 
+# ruff, then the import contracts of pyproject.toml (the layers of docs/architecture.md; no cache dir left behind).
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -95,7 +95,7 @@ LIVE = "s.status <> 'paused'"
 
 
 # The metrics' rules in Python, for code that sums the rows it writes instead of rolling them up
-# (billing.seeding; MRR is common.money.monthly_recurring_revenue): the SQL below spells the same
+# (seeding/; MRR is common.money.monthly_recurring_revenue): the SQL below spells the same
 # rules, and tests/test_seeding.py checks that recomputing seeded days with rollup() changes nothing.
 
 

@@ -16,8 +16,10 @@
 - Owners: `metadata.subscription_id`, `metadata.user_id`, else the intent's Stripe `customer` mapped to
   a user (`users.stripe_customer_id`, filled from `customer.created`/`customer.updated` with
   `metadata.user_id` and from `checkout.session.completed` with `client_reference_id`).
-- Points: a succeeded intent earns once (loyalty.ledger.earn_for_payment), in whole units of its
-  currency (billing.currency); `charge.refunded` and lost disputes take them back in proportion, once.
+- Points: a succeeded intent earns once, in whole units of its currency (common.currency);
+  `charge.refunded` and lost disputes take them back in proportion, once. billing does not import
+  loyalty: it sends common.signals.payment_succeeded / payment_reduced in the event's transaction,
+  loyalty's ledger answers with the points it moved, and billing adds them to `points_earned`.
 - No card data: only ids, amounts, status, the failure code and message, and merchant metadata.
 """
 
@@ -42,7 +44,7 @@ from django.views.decorators.http import require_POST
 
 from billing.models import PaymentIntent, StripeEvent, Subscription
 from billing.pricing import active_config
-from loyalty import ledger
+from common.signals import payment_reduced, payment_succeeded, points_moved
 
 log = logging.getLogger(__name__)
 
@@ -349,22 +351,26 @@ def _is_stale(intent: PaymentIntent, status: str, failed: bool, created: datetim
 
 def _earn(intent: PaymentIntent, using: str) -> None:
     rate = points_per_unit(intent, using)
-    entry = ledger.earn_for_payment(intent, rate, using=using) if rate else None
-    if entry is None:
+    earned = (
+        points_moved(payment_succeeded.send(PaymentIntent, intent=intent, points_per_unit=rate, using=using))
+        if rate
+        else None
+    )
+    if earned is None:
         log.info("stripe webhook: intent %s earns no points (rate %s)", intent.stripe_payment_intent_id, rate)
     elif intent.subscription_id:
         Subscription.objects.using(using).filter(pk=intent.subscription_id).update(
-            points_earned=F("points_earned") + entry.points
+            points_earned=F("points_earned") + earned
         )
     # A refund or lost dispute may have arrived before the success: settle it now.
     _take_back(intent, using)
 
 
 def _take_back(intent: PaymentIntent, using: str) -> None:
-    entry = ledger.take_back_for_payment(intent, using=using)
-    if entry is not None and intent.subscription_id:
+    taken = points_moved(payment_reduced.send(PaymentIntent, intent=intent, using=using))
+    if taken is not None and intent.subscription_id:
         Subscription.objects.using(using).filter(pk=intent.subscription_id).update(
-            points_earned=Greatest(F("points_earned") + entry.points, Value(0))
+            points_earned=Greatest(F("points_earned") + taken, Value(0))
         )
 
 

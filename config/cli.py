@@ -1,7 +1,10 @@
 """Entry point behind manage.py.
 
 `--database-url` must take effect before Django reads its settings, so it is lifted out of argv
-here and exported as DATABASE_URL (the migrations_ops commands still declare it for `--help`).
+here and exported as DATABASE_URL: every command accepts it, Django's own included, and the URL gets
+the settings' own treatment (SQLite's IMMEDIATE transactions and timeout). The migrations_ops
+commands declare it too: in a project whose manage.py has no such hook they apply it themselves
+(migrations_ops.management.base.use_database_url); here they never see it.
 Configuration errors become one line on stderr and exit code 2, never a traceback.
 """
 

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "billing",
     "loyalty",
     "analytics",
+    "seeding",  # seed_demo_data: demo data across the domain apps (no models)
     "migrations_ops",
     "axes",  # admin login lockout (django-axes): see AXES_* below
 ]

@@ -7,4 +7,7 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self) -> None:
         # Register this app's invariants with validate_db (migrations_ops never imports the app).
-        from loyalty import integrity  # noqa: F401
+        from loyalty import integrity, receivers  # noqa: F401
+
+        # Points for the payments billing announces (common.signals; billing never imports loyalty).
+        receivers.connect()

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Sum
 
-from billing.currency import to_major
+from common.currency import to_major
 from loyalty.models import LoyaltyAccount, PointsTransaction, Tier
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,8 @@ placeholder is ``TRUE`` and the whole change is one statement; on ``safe_migrate
 walks the key in batches, each in its own short transaction with a checkpoint, so the application
 never waits for more than one batch. :class:`BoundedRunPython` declares that a RunPython touches
 a small, fixed number of rows whatever the size of the tables (so one short transaction is fine).
+:class:`PostgreSQLOnlySQL` is a RunSQL for PostgreSQL-only DDL (exclusion constraints, database
+defaults on a jsonb column), a no-op on every other engine.
 """
 
 from __future__ import annotations
@@ -129,3 +131,28 @@ class BoundedRunPython(migrations.RunPython):
     """A RunPython that touches a small, fixed number of rows (reference data such as default
     prices), whatever the size of the tables: ``safe_migrate --online`` runs it in one short
     transaction instead of refusing it as an unbounded data change."""
+
+
+def _skip(*args) -> None:
+    """What a PostgreSQL-only operation does on every other engine."""
+
+
+class PostgreSQLOnlySQL(migrations.RunSQL):
+    """RunSQL that runs on PostgreSQL and is a no-op elsewhere (for PostgreSQL-only DDL such as
+    exclusion constraints). It does not touch the migration state: the models do not declare the
+    object, so `makemigrations` stays clean on every engine."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        run = for_vendor(
+            {"postgresql": super().database_forwards}, schema_editor.connection, feature=self.describe(), default=_skip
+        )
+        run(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        run = for_vendor(
+            {"postgresql": super().database_backwards}, schema_editor.connection, feature=self.describe(), default=_skip
+        )
+        run(app_label, schema_editor, from_state, to_state)
+
+    def describe(self) -> str:
+        return "Raw SQL operation (PostgreSQL only)"

@@ -6,21 +6,43 @@ Commands stay thin (parse, call one operation, print); the work lives in plain m
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import traceback
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import ConnectionDoesNotExist, OperationalError
 
 from migrations_ops import interrupts
+from migrations_ops.database_url import parse_database_url
 from migrations_ops.errors import BadInput, ExitCode, OpsError, first_line, scrub
 
 
+def use_database_url(url: str) -> None:
+    """Point the ``default`` alias of this process at ``url``, before any query.
+
+    What a project's manage.py may do before its settings load (this project's config/cli.py
+    exports DATABASE_URL, so the option reaches no command there); in a project whose manage.py has
+    no such hook, the command applies it itself. DATABASE_URL is exported too, for child processes
+    whose settings read it and for the scrubbing of its password from any message.
+    """
+    try:
+        configured = connections.configure_settings({DEFAULT_DB_ALIAS: parse_database_url(url)})
+    except ImproperlyConfigured as exc:
+        raise BadInput(f"--database-url: {exc}") from None
+    if hasattr(connections._connections, DEFAULT_DB_ALIAS):  # a connection made before: drop it
+        connections[DEFAULT_DB_ALIAS].close()
+        del connections[DEFAULT_DB_ALIAS]
+    connections.settings[DEFAULT_DB_ALIAS] = configured[DEFAULT_DB_ALIAS]
+    os.environ["DATABASE_URL"] = url
+
+
 class OpsCommand(BaseCommand):
-    """Adds `--database-url` (applied by manage.py before settings load) and `--json`."""
+    """Adds `--database-url` (the ``default`` database for this run: :func:`use_database_url`) and `--json`."""
 
     json_output = True  # whether the command supports --json
 
@@ -67,6 +89,8 @@ class OpsCommand(BaseCommand):
     def execute(self, *args, **options):
         self._json = bool(options.get("json"))
         self._verbosity = int(options.get("verbosity", 1))
+        if options.get("database_url"):  # before the system checks and the command's first query
+            use_database_url(options["database_url"])
         try:
             # SIGINT/SIGTERM from the first database call to the exit: a prompt, clean end (interrupts.py).
             # From the command line the process exits right after: the outcome stands (see interrupts.py).

@@ -18,8 +18,10 @@ from django.db.models import Q
 
 from billing.models import PricingConfig, Subscription
 from billing.pricing import compute_breakdown
-from billing.seeding.analytics import SubscriptionDays
-from billing.seeding.base import (
+from loyalty.ledger import points_for_amount
+from loyalty.models import PointsTransaction
+from seeding.analytics import SubscriptionDays
+from seeding.base import (
     DAY,
     REFERENCE,
     SeedRefused,
@@ -30,12 +32,10 @@ from billing.seeding.base import (
     timestamp,
     user_uuid_hex,
 )
-from billing.seeding.loyalty import WELCOME_BONUS, ledger_row
-from loyalty.ledger import points_for_amount
-from loyalty.models import PointsTransaction
+from seeding.loyalty import WELCOME_BONUS, ledger_row
 
 if TYPE_CHECKING:
-    from billing.seeding.run import Seeder
+    from seeding.run import Seeder
 
 # Baseline prices (no pricing configs exist yet): the migration's default configs, yearly = 12x.
 BASELINE_PRICES_CENTS = {"basic": 999, "standard": 1999, "premium": 3999}

@@ -1,5 +1,9 @@
 """Deterministic demo data, fast enough for a million rows (the logic behind `seed_demo_data`).
 
+A package of its own, above the domain apps: it writes every app's tables (accounts, billing,
+loyalty, analytics) and uses their rules, which the apps themselves may not do to each other
+(the import-linter contracts in pyproject.toml).
+
 What it writes depends on the schema it finds (:func:`detect_state`):
 
 * ``head`` (the upgrade applied): users with permissions, subscriptions with the full cost
@@ -32,31 +36,33 @@ Modules: ``base`` (clock, text forms, report), ``schema`` (state and columns), `
 phases in order).
 """
 
-from billing.seeding.base import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_DAYS,
-    REFERENCE,
-    Progress,
-    SeedRefused,
-    SeedReport,
-    user_uuid_hex,
-)
-from billing.seeding.run import Seeder, seed
-from billing.seeding.schema import detect_state, seeded_columns, upgrade_schema
-from billing.seeding.writers import WRITERS
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_DAYS",
-    "REFERENCE",
-    "WRITERS",
-    "Progress",
-    "SeedRefused",
-    "SeedReport",
-    "Seeder",
-    "detect_state",
-    "seeded_columns",
-    "seed",
-    "upgrade_schema",
-    "user_uuid_hex",
-]
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562), not here: Django imports this package while it loads the apps
+# (INSTALLED_APPS names it for its command), before the domain's models can be imported.
+_EXPORTS = {
+    "DEFAULT_BATCH_SIZE": "base",
+    "DEFAULT_DAYS": "base",
+    "REFERENCE": "base",
+    "Progress": "base",
+    "SeedRefused": "base",
+    "SeedReport": "base",
+    "user_uuid_hex": "base",
+    "Seeder": "run",
+    "seed": "run",
+    "detect_state": "schema",
+    "seeded_columns": "schema",
+    "upgrade_schema": "schema",
+    "WRITERS": "writers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

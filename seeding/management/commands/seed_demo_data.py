@@ -1,4 +1,4 @@
-"""`seed_demo_data`: deterministic demo data, a million rows a minute (logic: the billing/seeding package)."""
+"""`seed_demo_data`: deterministic demo data, a million rows a minute (logic: the seeding package)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 from django.db import DEFAULT_DB_ALIAS
 
-from billing.seeding import DEFAULT_BATCH_SIZE, DEFAULT_DAYS, SeedRefused, seed
 from migrations_ops.errors import BadInput
 from migrations_ops.management.base import OpsCommand
+from seeding import DEFAULT_BATCH_SIZE, DEFAULT_DAYS, SeedRefused, seed
 
 # The options passed to seed() under their own names (each is a keyword of seed()).
 SEED_OPTIONS = ("users", "subscriptions", "payment_intents", "days", "seed", "batch_size", "append")

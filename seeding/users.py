@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from accounts.models import ROLE_PERMISSIONS, User
-from billing.seeding.base import DAY, REFERENCE, copy_safe, timestamp, user_uuid_hex
+from seeding.base import DAY, REFERENCE, copy_safe, timestamp, user_uuid_hex
 
 if TYPE_CHECKING:
-    from billing.seeding.run import Seeder
+    from seeding.run import Seeder
 
 FIRST_NAMES = [
     "Ada", "Alan", "Amara", "Ana", "Ben", "Carla", "Chen", "Dara", "Diego", "Elena", "Emil", "Farah", "Grace",

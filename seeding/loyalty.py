@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from billing.seeding.base import REFERENCE, timestamp, user_uuid_hex
 from loyalty.ledger import tier_for
 from loyalty.models import LoyaltyAccount
+from seeding.base import REFERENCE, timestamp, user_uuid_hex
 
 if TYPE_CHECKING:
-    from billing.seeding.run import Seeder
+    from seeding.run import Seeder
 
 WELCOME_BONUS = 500
 

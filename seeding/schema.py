@@ -9,7 +9,7 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import Model
 
-from billing.seeding.base import SeedRefused
+from seeding.base import SeedRefused
 
 # Production before the upgrade, and the upgrade itself (README, "The migration history").
 BASELINE_MIGRATIONS = (("accounts", "0001_initial"), ("billing", "0001_initial"))

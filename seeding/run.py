@@ -12,8 +12,10 @@ from django.db import connections, transaction
 from django.db.models import Model
 
 from billing.models import PaymentIntent, Subscription
-from billing.seeding.analytics import write_analytics
-from billing.seeding.base import (
+from loyalty.models import LoyaltyAccount, PointsTransaction
+from migrations_ops.dialect import UnsupportedVendor
+from seeding.analytics import write_analytics
+from seeding.base import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DAYS,
     Progress,
@@ -22,14 +24,12 @@ from billing.seeding.base import (
     array_of,
     batches,
 )
-from billing.seeding.loyalty import write_accounts
-from billing.seeding.payments import write_payment_intents
-from billing.seeding.schema import detect_state, seeded_columns
-from billing.seeding.subscriptions import Offer, baseline_offers, pricing_offers, write_subscriptions
-from billing.seeding.users import write_users
-from billing.seeding.writers import Writer, writer_for
-from loyalty.models import LoyaltyAccount, PointsTransaction
-from migrations_ops.dialect import UnsupportedVendor
+from seeding.loyalty import write_accounts
+from seeding.payments import write_payment_intents
+from seeding.schema import detect_state, seeded_columns
+from seeding.subscriptions import Offer, baseline_offers, pricing_offers, write_subscriptions
+from seeding.users import write_users
+from seeding.writers import Writer, writer_for
 
 
 def seed(

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from analytics.rollup import payment_failed
 from billing.models import PaymentIntent
-from billing.seeding.analytics import PaymentDays
-from billing.seeding.base import DAY, REFERENCE, SeedRefused, timestamp, user_uuid_hex
+from seeding.analytics import PaymentDays
+from seeding.base import DAY, REFERENCE, SeedRefused, timestamp, user_uuid_hex
 
 if TYPE_CHECKING:
-    from billing.seeding.run import Seeder
+    from seeding.run import Seeder
 
 # (status, cumulative probability, failure code, failure message)
 PAYMENT_OUTCOMES = (

@@ -9,8 +9,8 @@ import sys
 import threading
 from collections.abc import Iterable, Sequence
 
-from billing.seeding.bulk import ConstraintsAside
 from migrations_ops.dialect import for_vendor
+from seeding.bulk import ConstraintsAside
 
 
 class Writer:

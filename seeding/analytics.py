@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 from analytics.models import PaymentAnalytics, SubscriptionAnalytics
 from analytics.rollup import ratio_of
-from billing.seeding.base import DAY, REFERENCE, date, timestamp
 from common.money import monthly_recurring_revenue
+from seeding.base import DAY, REFERENCE, date, timestamp
 
 if TYPE_CHECKING:
-    from billing.seeding.run import Seeder
+    from seeding.run import Seeder
 
 
 class SubscriptionDays:
