@@ -12,10 +12,11 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 
 from migrations_ops.errors import BadInput
-from migrations_ops.online.executor import OnlineMigration
 from migrations_ops.options import SafeMigrateOptions, checked
-from migrations_ops.rehearsal import rehearse
-from migrations_ops.runner import MigrationSummary, Reporter, SafeMigration
+from migrations_ops.pipeline import MigrationSummary, Pipeline, Reporter
+from migrations_ops.strategies.online import OnlineStrategy
+from migrations_ops.strategies.rehearsal import rehearse
+from migrations_ops.strategies.transactional import TransactionalStrategy
 
 
 def safe_migrate(
@@ -25,11 +26,11 @@ def safe_migrate(
     **runner_options: Any,
 ) -> MigrationSummary:
     """Back up, migrate, validate; roll back or restore on any failure (``--rehearse``: on a copy;
-    ``--online``: in short steps while the application runs, see online/executor.py).
+    ``--online``: in short steps while the application runs, see strategies/online.py).
 
     ``options``: a :class:`SafeMigrateOptions` or its fields as a mapping; checked first
     (:meth:`SafeMigrateOptions.validate`), before anything touches the database. ``runner_options``
-    (``confirm``, ``progress``) reach :class:`SafeMigration`. Never raises for an operation failure
+    (``confirm``, ``progress``) reach the :class:`Pipeline`. Never raises for an operation failure
     nor for refused options: the summary's ``status``, ``error`` and ``exit_code`` say what happened.
     """
     try:
@@ -38,9 +39,9 @@ def safe_migrate(
         return refused(exc)
     if options.rehearse:
         return rehearse(using, options, report, **runner_options)
-    if options.online or options.lint:  # validated: lint comes with plan_only here
-        return OnlineMigration(using, options, report, **runner_options).run()
-    return SafeMigration(using, options, report, **runner_options).run()
+    # validated: lint comes with plan_only here
+    strategy = OnlineStrategy if options.online or options.lint else TransactionalStrategy
+    return Pipeline(using, options, report, strategy=strategy, **runner_options).run()
 
 
 def refused(exc: BadInput) -> MigrationSummary:

@@ -18,8 +18,7 @@ import os
 import sys
 from typing import Any
 
-SAY = "@@say "
-RESULT = "@@result "
+from migrations_ops.strategies.worker_protocol import RESULT, SAY
 
 
 def configure(request: dict[str, Any]) -> None:
@@ -38,7 +37,8 @@ def configure(request: dict[str, Any]) -> None:
 def main() -> int:
     request = json.loads(sys.stdin.read())
     configure(request)
-    from migrations_ops.rehearsal import rehearse_copy
+    # Only now, with the copy as the only database, may Django's models be imported.
+    from migrations_ops.strategies.rehearsal_copy import rehearse_copy
 
     def say(line: str) -> None:
         sys.stdout.write(SAY + line.strip().replace("\n", " ") + "\n")

@@ -1,4 +1,4 @@
-"""Small text helpers for what operators read (sizes), shared by commands and the runner."""
+"""Small text helpers for what operators read (sizes), shared by commands and the pipeline."""
 
 from __future__ import annotations
 

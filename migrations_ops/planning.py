@@ -19,7 +19,7 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
 from migrations_ops.errors import BadInput
-from migrations_ops.row_guard import shadow_tables
+from migrations_ops.shadow_tables import shadow_tables
 from migrations_ops.status import describe_conflicts, describe_migration
 
 TRANSACTION = "transaction"

@@ -1,4 +1,4 @@
-"""MigrationService: the Python API over migration status (and, later, the safe_migrate runner).
+"""MigrationService: the Python API over migration status and the safe_migrate pipeline.
 
 Usable from async code exactly like this::
 

@@ -23,7 +23,8 @@ from django.db import connections
 
 from migrations_ops.api import safe_migrate
 from migrations_ops.errors import BadInput, first_line
-from migrations_ops.runner import MigrationSummary, Reporter, SafeMigrateOptions
+from migrations_ops.options import SafeMigrateOptions
+from migrations_ops.pipeline import MigrationSummary, Reporter
 
 DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_WORKERS = 2

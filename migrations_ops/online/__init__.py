@@ -1,1 +1,2 @@
-"""``safe_migrate --online``: expand, backfill in batches, validate; see executor.py."""
+"""What ``safe_migrate --online`` needs to know and keep: analysis, statements, checkpoint (the strategy
+that drives them is strategies/online.py)."""

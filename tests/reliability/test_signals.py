@@ -15,20 +15,23 @@ from django.db import connections
 
 from migrations_ops import audit, backups
 from migrations_ops.errors import ExitCode
-from migrations_ops.online.executor import OnlineMigration
-from migrations_ops.runner import SafeMigrateOptions, SafeMigration
+from migrations_ops.options import SafeMigrateOptions
+from migrations_ops.pipeline import Pipeline
+from migrations_ops.pipeline.events import Event
+from migrations_ops.strategies.online import OnlineStrategy
+from migrations_ops.strategies.transactional import TransactionalStrategy
+from tests import dbs
+from tests.helpers import fingerprint, seed_baseline
 from tests.reliability.harness import (
     Run,
     assert_pre_or_post_state,
     backups_all_verify,
-    fingerprint,
     fully_migrated,
     lock_is_free,
     pg,
     wait_for,
     waiting_on_lock,
 )
-from tests.test_migration_history import seed_baseline
 
 LONG_WAIT = {"MIGRATION_LOCK_TIMEOUT": "60s"}
 PROMPT_S = 10  # far below the 60 s lock timeout
@@ -193,25 +196,28 @@ def test_sigterm_during_recovery_lets_the_recovery_finish(migrated_db, tmp_path,
     assert end["signals"] == ["SIGTERM"] and end["rollback"] == "reverse"
 
 
-class _SignalDuringPrune(SafeMigration):
-    """SIGTERM to itself as pruning starts (the migration committed, an older backup to remove)."""
+def _sigterm_at(using: str, event_name: str, strategy=TransactionalStrategy, **options) -> Pipeline:
+    """A pipeline that sends SIGTERM to its own process the moment it emits ``event_name`` (a
+    subscriber of its event stream, as the terminal and the audit log are)."""
+    pipeline = Pipeline(using, SafeMigrateOptions(**options), strategy=strategy)
 
-    def _prune(self):
-        os.kill(os.getpid(), signal.SIGTERM)
-        super()._prune()
+    def on(event: Event) -> None:
+        if event.name == event_name:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    pipeline.events.subscribe(on)
+    return pipeline
 
 
 @pytest.mark.parametrize("vendor", ["postgresql", "sqlite"])
 def test_sigterm_during_pruning_removes_whole_backups_and_stays_applied(request, tmp_path, settings, vendor):
-    from tests.conftest import _scratch
-
-    db = _scratch(request, vendor, "baseline")
+    db = dbs.scratch(request, vendor, "baseline")
     seed_baseline(db)
     settings.BACKUP_DIR = tmp_path / "backups"
     settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
     settings.BACKUP_KEEP = 1
     older = backups.create_backup(using=db.alias, name="older", reason="pre-migrate")
-    summary = _SignalDuringPrune(db.alias, SafeMigrateOptions()).run()
+    summary = _sigterm_at(db.alias, "prune_start").run()  # the migration committed, an older backup to remove
     assert summary.exit_code == ExitCode.OK and summary.status == "applied", summary.error
     assert fully_migrated(db)
     assert [m.name for m in backups.list_backups()] == [summary.backup]
@@ -222,37 +228,25 @@ def test_sigterm_during_pruning_removes_whole_backups_and_stays_applied(request,
     assert lock_is_free(db)
 
 
-class _SignalAfterCommit(SafeMigration):
-    """SIGTERM to itself the moment the apply phase returns: after the final COMMIT, before the
-    migration lock is released (CI once caught a real signal in that window: exit 1 "interrupted",
-    the database fully migrated)."""
-
-    def _migrate(self, plan):
-        super()._migrate(plan)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-class _SignalAfterOnlineRun(OnlineMigration):
-    """SIGTERM once the online run is validated and its checkpoint closed (during pruning)."""
-
-    def _prune(self):
-        os.kill(os.getpid(), signal.SIGTERM)
-        super()._prune()
+# SIGTERM the moment the final COMMIT is done, before the migration lock is released (CI once caught a
+# real signal in that window: exit 1 "interrupted", the database fully migrated); online: once the run
+# is validated and its checkpoint closed.
+AFTER_COMMIT = ("committed", TransactionalStrategy)
+AFTER_ONLINE_RUN = ("online_end", OnlineStrategy)
 
 
 @pytest.mark.parametrize(
-    ("vendor", "runner"),
-    [("postgresql", _SignalAfterCommit), ("sqlite", _SignalAfterCommit), ("postgresql", _SignalAfterOnlineRun)],
+    ("vendor", "moment"),
+    [("postgresql", AFTER_COMMIT), ("sqlite", AFTER_COMMIT), ("postgresql", AFTER_ONLINE_RUN)],
 )
-def test_a_signal_after_the_outcome_is_decided_never_relabels_it(request, tmp_path, settings, vendor, runner):
+def test_a_signal_after_the_outcome_is_decided_never_relabels_it(request, tmp_path, settings, vendor, moment):
     """Exit 1 says "the database is as before": a signal after COMMIT must leave the run applied."""
-    from tests.conftest import _scratch
-
-    db = _scratch(request, vendor, "baseline")
+    db = dbs.scratch(request, vendor, "baseline")
     seed_baseline(db)
     settings.BACKUP_DIR = tmp_path / "backups"
     settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
-    summary = runner(db.alias, SafeMigrateOptions(online=runner is _SignalAfterOnlineRun)).run()
+    event_name, strategy = moment
+    summary = _sigterm_at(db.alias, event_name, strategy, online=strategy is OnlineStrategy).run()
     assert summary.exit_code == ExitCode.OK, summary.error
     assert summary.status in ("applied", "online_applied")
     assert fully_migrated(db)
@@ -263,9 +257,7 @@ def test_a_signal_after_the_outcome_is_decided_never_relabels_it(request, tmp_pa
 
 @pytest.fixture
 def pg_baseline(request):
-    from tests.conftest import _scratch
-
-    db = _scratch(request, "postgresql", "baseline")
+    db = dbs.scratch(request, "postgresql", "baseline")
     seed_baseline(db)
     return db
 
@@ -273,9 +265,7 @@ def pg_baseline(request):
 @pytest.fixture(params=["postgresql", "sqlite"])
 def migrated_pair(request):
     """A seeded baseline of each engine: the upgrade (30 migrations) is the plan."""
-    from tests.conftest import _scratch
-
-    db = _scratch(request, request.param, "baseline")
+    db = dbs.scratch(request, request.param, "baseline")
     seed_baseline(db)
     return db
 

@@ -1,5 +1,5 @@
-"""safe_migrate: Migrate like `migrate`, with a verified backup first, validation after, and a rollback
-(one transaction) or a restore (non-atomic plans) on any failure.
+"""safe_migrate: Migrate like `migrate`, with a verified backup first, validation after, and on any failure
+a rollback (one transaction), a reversal (non-atomic plans) or, with --allow-data-loss, a restore.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """`safe_migrate --rehearse`: the whole migration on a scratch copy, then proof it reverses.
 
-A peer of the runner, not part of it: :func:`rehearse` takes the live database's lock and plan
-through a :class:`SafeMigration` (the same audit trail), backs the live database up (its only
-access to it: reading) and restores that backup into a scratch copy. A child process
+A pipeline run on a scratch copy: :func:`rehearse` takes the live database's lock and plan through
+a :class:`Pipeline` (the same audit trail), backs the live database up (its only access to it:
+reading) and restores that backup into a scratch copy. A child process
 (:mod:`migrations_ops.copy_worker`) in which the copy is the ONLY configured database then runs a
-second, ordinary :class:`SafeMigration` there, reverses it and compares (:func:`rehearse_copy`):
-a data migration that ignores ``schema_editor.connection.alias`` cannot reach the live database.
+second, ordinary pipeline there, reverses it and compares (``copy_worker.rehearse_copy``): a data
+migration that ignores ``schema_editor.connection.alias`` cannot reach the live database.
 The copy is always dropped, also on failure or Ctrl-C.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -22,18 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from migrations_ops import backups, copy_worker
+from migrations_ops import backups
 from migrations_ops.aliases import temporary_alias
 from migrations_ops.engines import get_engine
 from migrations_ops.engines.processes import StreamReader, first_error, kill_all, returncode_text
 from migrations_ops.errors import OperationFailed, OpsError
-from migrations_ops.fingerprint import table_checksums
+from migrations_ops.options import SafeMigrateOptions
+from migrations_ops.pipeline.core import Pipeline, Reporter
+from migrations_ops.pipeline.summary import MigrationSummary
 from migrations_ops.planning import MigrationPlan
-from migrations_ops.runner import MigrationSummary, ObservedMigrate, Reporter, SafeMigrateOptions, SafeMigration
-from migrations_ops.status import BOOKKEEPING_TABLES, current_migrations
+from migrations_ops.strategies.worker_protocol import RESULT, SAY
 from migrations_ops.timeouts import lock_timeout
 from migrations_ops.validation import ValidationReport
 
@@ -112,19 +111,19 @@ def rehearse(
     ``runner_options`` (``confirm``, ``progress``, ``take_lock``) go to the live-side runner.
     """
     result = RehearsalResult()
-    live = SafeMigration(using, options, report, summary=result, **runner_options)
+    live = Pipeline(using, options, report, summary=result, **runner_options)
     if live.options.from_backup:
         # An unknown or invalid name is bad input even when there is nothing to rehearse (it was exit 0).
         try:
             backups.get_backup(live.options.from_backup)
         except OpsError as exc:
-            live._fail(exc)
+            result.error, result.exit_code, result.status = exc.message, int(exc.exit_code), "failed"
             return result
     live.execute(lambda plan: _rehearse(live, plan, result))
     return result
 
 
-def _rehearse(live: SafeMigration, plan: MigrationPlan, result: RehearsalResult) -> None:
+def _rehearse(live: Pipeline, plan: MigrationPlan, result: RehearsalResult) -> None:
     options = live.options
     started = time.monotonic()
     if options.from_backup:
@@ -213,10 +212,10 @@ def _run_worker(scratch: dict[str, Any], options: SafeMigrateOptions, say: Repor
         process.stdin.close()
         for raw in iter(process.stdout.readline, b""):
             line = raw.decode(errors="replace").rstrip("\n")
-            if line.startswith(copy_worker.RESULT):
-                findings = json.loads(line[len(copy_worker.RESULT) :])
+            if line.startswith(RESULT):
+                findings = json.loads(line[len(RESULT) :])
             elif line.strip():
-                say(f"  [copy] {line.removeprefix(copy_worker.SAY)}")
+                say(f"  [copy] {line.removeprefix(SAY)}")
         code = process.wait()
     finally:
         kill_all([process])  # on any way out (Ctrl-C included) the worker does not outlive us
@@ -260,112 +259,3 @@ def _take_findings(result: RehearsalResult, findings: dict[str, Any]) -> None:
     result.irreversible = findings["irreversible"]
     result.reverse_checked_tables = findings["reverse_checked_tables"]
     result.reapply_s = findings["reapply_s"]
-
-
-# --------------------------------------------------------------------------- the worker side
-
-
-def rehearse_copy(options: dict[str, Any], say: Reporter) -> dict[str, Any]:
-    """In the worker: migrate the copy (``default``), reverse it, compare, forward again.
-
-    Returns the findings as a JSON-able dict (the inner summary, per-migration durations, locks,
-    what the reverse lost and which migrations wrote the tables that differ).
-    """
-    alias = DEFAULT_DB_ALIAS
-    pre_state = current_migrations(alias)
-    pre_checksums = table_checksums(using=alias)
-    inner = SafeMigration(
-        alias,
-        SafeMigrateOptions(
-            app_label=options["app_label"],
-            migration_name=options["migration_name"],
-            allow_row_loss=frozenset(options["allow_row_loss"]),
-            accept_existing_issues=options["accept_existing_issues"],
-        ),
-        report=say,
-        take_backup=False,
-        take_lock=False,
-    )
-    summary = inner.run()
-    findings: dict[str, Any] = {
-        "inner": {**summary.to_dict(), "exit_code": summary.exit_code},
-        "migration_durations": dict(inner.step_durations),
-        "exclusive_lock_s": dict(inner.exclusive_locks),
-        "irreversible": [],
-        "reverse_checked_tables": None,
-        "reapply_s": None,
-    }
-    if summary.status != "applied" or inner.plan is None:
-        return findings
-
-    # Reverse on the copy, compare content with the pre-state, then forward again; the statements
-    # each migration runs (both ways) tell which ones wrote a table that differs.
-    steps = inner.plan.steps
-    irreversible_steps = [step.revision for step in steps if not step.reversible]
-    if irreversible_steps:
-        findings["irreversible"] = [f"{revision} has an irreversible operation" for revision in irreversible_steps]
-        return findings
-    writes = TableWrites()
-    for app in sorted({step.app for step in steps}):
-        writes.migrate(alias, app, pre_state.get(app, "zero"))
-    post_checksums = table_checksums(using=alias)
-    differing = sorted(
-        table
-        for table in set(pre_checksums) | set(post_checksums)
-        if table not in BOOKKEEPING_TABLES and pre_checksums.get(table) != post_checksums.get(table)
-    )
-    started = time.monotonic()
-    writes.migrate(alias, *[a for a in (options["app_label"], options["migration_name"]) if a])
-    findings["reapply_s"] = round(time.monotonic() - started, 3)
-    for table in differing:
-        suspects = [
-            step.revision for step in steps if table in step.tables or table in writes.by_step.get(step.revision, ())
-        ]
-        findings["irreversible"].append(
-            f"{table} differs after the reverse migration (suspects: {', '.join(suspects) or 'unknown'})"
-        )
-    findings["reverse_checked_tables"] = len(set(pre_checksums) - BOOKKEEPING_TABLES)
-    return findings
-
-
-# Statements that write a table, and the table they write (schema-qualified or not, quoted or not).
-_WRITE = re.compile(
-    r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE(?:\s+TABLE)?|ALTER\s+TABLE(?:\s+ONLY)?(?:\s+IF\s+EXISTS)?"
-    r"|DROP\s+TABLE(?:\s+IF\s+EXISTS)?|CREATE\s+TABLE(?:\s+IF\s+NOT\s+EXISTS)?)\s+"
-    r"(?:\"?\w+\"?\.)?\"?(\w+)\"?",
-    re.IGNORECASE,
-)
-
-
-def written_table(sql: str) -> str | None:
-    """The table a statement writes (INSERT, UPDATE, DELETE, TRUNCATE, ALTER/CREATE/DROP TABLE), else None."""
-    match = _WRITE.match(sql)
-    return match.group(1) if match else None
-
-
-class TableWrites:
-    """Which tables each migration's statements wrote, observed while ``migrate`` runs it.
-
-    Names the migrations behind a table that differs after a reverse: a data migration that
-    never touched the table is no suspect, whatever operations it has.
-    """
-
-    def __init__(self) -> None:
-        self.by_step: dict[str, set[str]] = {}
-        self._current: str | None = None
-
-    def _observe(self, action: str, migration, fake: bool) -> None:
-        if action in ("apply_start", "unapply_start"):
-            self._current = f"{migration.app_label}.{migration.name}"
-        elif action in ("apply_success", "unapply_success"):
-            self._current = None
-
-    def __call__(self, execute, sql, params, many, context):
-        table = written_table(sql) if self._current and isinstance(sql, str) else None
-        if table:
-            self.by_step.setdefault(self._current, set()).add(table)
-        return execute(sql, params, many, context)
-
-    def migrate(self, using: str, *targets: str) -> None:
-        with connections[using].execute_wrapper(self):
-            call_command(ObservedMigrate(self._observe), *targets, database=using, verbosity=0, interactive=False)

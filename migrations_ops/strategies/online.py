@@ -33,20 +33,17 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
 
 from migrations_ops.errors import BadInput, OperationFailed, RecoveryFailed, first_line
+from migrations_ops.interrupts import Interrupted
 from migrations_ops.online import checkpoint
 from migrations_ops.online.analysis import BATCHED, BOUNDED, OnlinePlan, analyse, operation_plans
 from migrations_ops.online.checkpoint import OnlineRun, OnlineRunState
 from migrations_ops.online.statements import CONCURRENT, SKIP, Statement, inverse, validation_statement
 from migrations_ops.operations import BatchKey, RunSQLBatched
+from migrations_ops.pipeline.core import interrupt_guard, reset_connection
+from migrations_ops.pipeline.snapshot import StateSnapshot
+from migrations_ops.pipeline.strategy import Strategy
+from migrations_ops.pipeline.summary import MigrationSummary
 from migrations_ops.planning import MigrationPlan, build_plan
-from migrations_ops.runner import (
-    Interrupted,
-    MigrationSummary,
-    SafeMigration,
-    _reset_connection,
-    _StateSnapshot,
-    interrupt_guard,
-)
 from migrations_ops.timeouts import setting_seconds
 
 T = TypeVar("T")
@@ -108,13 +105,13 @@ class OnlineSummary(MigrationSummary):
         return "\n".join([*lines, super().render()])
 
 
-class OnlineMigration(SafeMigration):
-    """One ``safe_migrate --online`` run (or ``--resume`` / ``--abort`` of one)."""
+class OnlineStrategy(Strategy):
+    """``safe_migrate --online`` (and its ``--resume`` / ``--abort``): the plan in short steps."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("summary", OnlineSummary())
-        super().__init__(*args, **kwargs)
-        self.summary: OnlineSummary
+    name = "online"
+
+    def __init__(self, pipeline) -> None:
+        super().__init__(pipeline)
         self.lock_timeout_s = setting_seconds("MIGRATION_ONLINE_LOCK_TIMEOUT")
         self.retry_budget_s = setting_seconds("MIGRATION_ONLINE_RETRY_BUDGET")
         self.batch_target_s = setting_seconds("MIGRATION_ONLINE_BATCH_TARGET")
@@ -123,27 +120,43 @@ class OnlineMigration(SafeMigration):
         self.replica_wait_s = setting_seconds("MIGRATION_ONLINE_REPLICA_WAIT")
         self.batch_size = max(1, int(settings.MIGRATION_ONLINE_BATCH_SIZE))
         self._loader: MigrationLoader | None = None
+        self._current: str | None = None
+
+    # The run's context, as the pipeline holds it.
+    @property
+    def using(self) -> str:
+        return self.pipeline.using
+
+    @property
+    def options(self):
+        return self.pipeline.options
+
+    @property
+    def engine(self):
+        return self.pipeline.engine
+
+    @property
+    def connection(self):
+        return self.pipeline.connection
+
+    @property
+    def summary(self) -> OnlineSummary:
+        return self.pipeline.summary
+
+    def new_summary(self) -> OnlineSummary:
+        return OnlineSummary()
 
     # ------------------------------------------------------------------ entry points
-    def run(self) -> MigrationSummary:
-        if self.options.abort:
-            return self.execute(self._abort, planned=False)
-        if self.options.resume:
-            return self.execute(self._resume, planned=False)
-        return self.execute(self._migrate_online)
-
-    def _plan(self) -> MigrationPlan | None:
-        plan = super()._plan()
-        if self.options.plan_only and self.summary.plan is not None and not self.summary.plan.empty:
-            self.engine.check_online_ready()
-            online = analyse(self.using, self.summary.plan)
-            self.summary.online_plan = online
-            if self.options.lint and online.refusals:
-                self.summary.exit_code = 1
-                self.summary.error = f"{len(online.refusals)} operation(s) would block the application: " + "; ".join(
-                    online.refusals
-                )
-        return plan
+    def review(self, plan: MigrationPlan) -> None:
+        """``--plan --online``: the online plan; with ``--lint``, exit 1 when it would block the application."""
+        self.engine.check_online_ready()
+        online = analyse(self.using, plan)
+        self.summary.online_plan = online
+        if self.options.lint and online.refusals:
+            self.summary.exit_code = 1
+            self.summary.error = f"{len(online.refusals)} operation(s) would block the application: " + "; ".join(
+                online.refusals
+            )
 
     @property
     def loader(self) -> MigrationLoader:
@@ -151,7 +164,8 @@ class OnlineMigration(SafeMigration):
             self._loader = MigrationLoader(self.connection, ignore_no_migrations=True)
         return self._loader
 
-    def _migrate_online(self, plan: MigrationPlan) -> None:
+    def check(self, plan: MigrationPlan) -> None:
+        """PostgreSQL, no unfinished run, and every operation doable online; else refused, nothing changed."""
         self.engine.check_online_ready()
         if self._unfinished() is not None:
             raise BadInput(
@@ -165,10 +179,9 @@ class OnlineMigration(SafeMigration):
                 f"cannot run online, nothing was changed: {len(online.refusals)} operation(s) would block the "
                 "application: " + "; ".join(online.refusals)
             )
-        prepared = self._prepare(plan)
-        if prepared is None:
-            return
-        before, backup = prepared
+
+    def apply(self, plan: MigrationPlan, before: StateSnapshot, backup) -> None:
+        online = self.summary.online_plan
         state = OnlineRunState(
             migrations=[step.revision for step in plan.steps],
             existing_tables=sorted(online.existing_tables),
@@ -177,11 +190,15 @@ class OnlineMigration(SafeMigration):
         )
         run = checkpoint.start(self.using, state, backup.name if backup else None)
         self.summary.run_id = run.id
-        self._event("online_start", run_id=run.id, migrations=state.migrations)
-        self.say(f"Applying {len(plan.steps)} migration(s) online (run {run.id}): expand, backfill, validate")
+        self.pipeline.emit(
+            "online_start",
+            f"Applying {len(plan.steps)} migration(s) online (run {run.id}): expand, backfill, validate",
+            run_id=run.id,
+            migrations=state.migrations,
+        )
         self._drive(run, plan, before, resumed=False)
 
-    def _resume(self, _plan: None) -> None:
+    def resume(self) -> None:
         self.engine.check_online_ready()
         run = self._unfinished()
         if run is None:
@@ -195,53 +212,66 @@ class OnlineMigration(SafeMigration):
                 f"the migrations on disk no longer match online run {run.id} (it still has {', '.join(remaining)}): "
                 "undo it with safe_migrate --online --abort (nothing was changed)"
             )
-        self.summary.plan = self.plan = plan
-        before = _StateSnapshot(migrations=run.state.before["migrations"], row_counts=run.state.before["row_counts"])
-        self._event("online_resume", run_id=run.id, done=run.state.done, current=run.state.current)
-        self.say(
+        self.summary.plan = self.pipeline.plan = plan
+        before = StateSnapshot(migrations=run.state.before["migrations"], row_counts=run.state.before["row_counts"])
+        self.pipeline.emit(
+            "online_resume",
             f"Resuming online run {run.id} (pid {run.pid} on {run.host}, started {run.started_at}): "
-            f"{len(run.state.done)} of {len(run.state.migrations)} migration(s) done"
+            f"{len(run.state.done)} of {len(run.state.migrations)} migration(s) done",
+            run_id=run.id,
+            done=run.state.done,
+            current=run.state.current,
         )
         self._drive(run, plan, before, resumed=True)
+        self.pipeline.prune()
 
-    def _abort(self, _plan: None) -> None:
+    def abort(self) -> None:
         run = self._unfinished()
         if run is None:
             raise BadInput("no unfinished online run to abort on this database (nothing was changed)")
         self.summary.run_id, self.summary.backup = run.id, run.backup
-        self._event("online_abort", run_id=run.id, done=run.state.done, current=run.state.current)
-        self.say(f"Aborting online run {run.id}: undoing {len(run.state.started_ops)} migration(s) step by step")
+        self.pipeline.emit(
+            "online_abort",
+            f"Aborting online run {run.id}: undoing {len(run.state.started_ops)} migration(s) step by step",
+            run_id=run.id,
+            done=run.state.done,
+            current=run.state.current,
+        )
         with interrupt_guard(self.engine.cancel_running_statement):
             self._undo(run, checkpoint.ABORTED)
         self.summary.status = "aborted"
-        self.say("Aborted: the database is back at the migrations it had before the run.")
+        self.pipeline.say("Aborted: the database is back at the migrations it had before the run.")
 
     def _unfinished(self) -> OnlineRun | None:
         return checkpoint.unfinished(self.using)
 
     # ------------------------------------------------------------------ the run
-    def _drive(self, run: OnlineRun, plan: MigrationPlan, before: _StateSnapshot, resumed: bool) -> None:
+    def _drive(self, run: OnlineRun, plan: MigrationPlan, before: StateSnapshot, resumed: bool) -> None:
         try:
             with interrupt_guard(self.engine.cancel_running_statement):
-                with self._phase("migrate"):
+                with self.pipeline.phase("migrate"):
                     for revision in run.state.migrations:
                         if revision not in run.state.done:
                             self._apply_migration(run, self._migration(revision))
                     self._post_migrate(plan)
-                with self._phase("validate"):
-                    self._post_validate(plan, before)
+                with self.pipeline.phase("validate"):
+                    self.pipeline.validate(plan, before, None)
                 # Validated: the run is complete whatever arrives now (a signal past this point must
                 # not leave a finished run reported "interrupted", exit 1, with its checkpoint open).
-                self._interrupts.decide()
+                self.pipeline.interrupts.decide()
         except (Exception, Interrupted) as exc:
             # As the transactional path says it: "interrupted by SIGTERM during migrate", not a bare
             # "SIGTERM"; a lost connection or a lock conflict named as such.
-            message = self._describe_failure(exc)
+            message = self.pipeline.describe_failure(exc)
             self.summary.error = message
-            self._event("failed", error=message, path="online")
+            self.pipeline.emit(
+                "failed",
+                f"Failed: {message}. Undoing the online run step by step (no restore) ...",
+                error=message,
+                path="online",
+            )
             # Undoing has begun: a second signal must not abandon it.
-            self._interrupts.decide()
-            self.say(f"Failed: {message}. Undoing the online run step by step (no restore) ...")
+            self.pipeline.interrupts.decide()
             self._undo(run, checkpoint.FAILED)
             self.summary.status = "rolled_back"
             self.summary.rollback = "online"
@@ -255,8 +285,7 @@ class OnlineMigration(SafeMigration):
         with transaction.atomic(using=self.using):
             checkpoint.save(self.using, run)
         self.summary.status = "resumed" if resumed else "online_applied"
-        self._event("online_end", run_id=run.id, longest_lock=self._longest())
-        self._prune()
+        self.pipeline.emit("online_end", run_id=run.id, longest_lock=self._longest())
 
     def _migration(self, revision: str) -> Migration:
         app_label, name = revision.split(".", 1)
@@ -294,10 +323,16 @@ class OnlineMigration(SafeMigration):
             run.state.current = {}
             checkpoint.save(self.using, run)
         elapsed = time.monotonic() - started
-        self.step_durations[revision] = elapsed
+        self.pipeline.step_durations[revision] = elapsed
         self.summary.applied.append(revision)
-        self._event("migration", revision=revision, direction="applied", duration_s=round(elapsed, 4), online=True)
-        self.say(f"  applied {revision} online ({elapsed:.2f}s)")
+        self.pipeline.emit(
+            "migration",
+            f"  applied {revision} online ({elapsed:.2f}s)",
+            revision=revision,
+            direction="applied",
+            duration_s=round(elapsed, 4),
+            online=True,
+        )
 
     def _statements(self, run: OnlineRun, revision: str, index: int) -> None:
         current = run.state.current
@@ -388,12 +423,12 @@ class OnlineMigration(SafeMigration):
                     raise
                 self.summary.retries += 1
                 pause = delay * random.uniform(0.5, 1.5)
-                self._event("online_retry", statement=what[:200], wait_s=round(pause, 3), error=first_line(exc))
+                self.pipeline.emit("online_retry", statement=what[:200], wait_s=round(pause, 3), error=first_line(exc))
                 time.sleep(pause)
                 delay = min(delay * 2, 5.0)
 
     def _note_lock(self, table: str, seconds: float, sql: str) -> None:
-        self.exclusive_locks[table] = max(self.exclusive_locks.get(table, 0.0), seconds)
+        self.pipeline.exclusive_locks[table] = max(self.pipeline.exclusive_locks.get(table, 0.0), seconds)
         longest = self.summary.longest_lock
         if longest is None or seconds > longest.seconds:
             self.summary.longest_lock = LockHold(table, seconds, sql[:200])
@@ -487,8 +522,12 @@ class OnlineMigration(SafeMigration):
             waited = time.monotonic() - started
             if not paused:
                 paused = True
-                self._event("online_replica_pause", lag_s=round(lag, 3), bound_s=self.max_replica_lag_s)
-                self.say(f"  pausing the backfill: a standby is {lag:.1f}s behind (bound {self.max_replica_lag_s:g}s)")
+                self.pipeline.emit(
+                    "online_replica_pause",
+                    f"  pausing the backfill: a standby is {lag:.1f}s behind (bound {self.max_replica_lag_s:g}s)",
+                    lag_s=round(lag, 3),
+                    bound_s=self.max_replica_lag_s,
+                )
             if waited > self.replica_wait_s:
                 raise OperationFailed(
                     f"a standby stayed {lag:.1f}s behind (bound {self.max_replica_lag_s:g}s) for more than "
@@ -563,23 +602,23 @@ class OnlineMigration(SafeMigration):
                     if run.state.current.get("revision") == revision:
                         run.state.current = {}
                     checkpoint.save(self.using, run)
-                self.say(f"  undid {revision}")
+                self.pipeline.say(f"  undid {revision}")
             run.status = final_status
             with transaction.atomic(using=self.using):
                 checkpoint.save(self.using, run)
         except (Exception, Interrupted) as exc:
-            self._event("online_undo_failed", run_id=run.id, error=first_line(exc))
+            self.pipeline.emit("online_undo_failed", run_id=run.id, error=first_line(exc))
             raise RecoveryFailed(
                 f"undoing online run {run.id} failed ({first_line(exc)}); its checkpoint is kept: run "
                 f"safe_migrate --online --abort to finish undoing it"
                 + (f", or restore by hand from backup {run.backup}" if run.backup else "")
             ) from None
-        self._clear_caches()
-        self._event("online_undone", run_id=run.id, status=final_status)
+        self.pipeline.clear_caches()
+        self.pipeline.emit("online_undone", run_id=run.id, status=final_status)
 
     def _reset(self) -> None:
         """A failed statement may have left the connection mid-transaction or gone: start clean."""
-        _reset_connection(self.connection)
+        reset_connection(self.connection)
 
     @staticmethod
     def _is_partial(current: dict[str, Any]) -> bool:
@@ -626,4 +665,4 @@ class OnlineMigration(SafeMigration):
         self._retrying(operation.describe(), attempt)
 
 
-__all__ = ["OnlineMigration", "OnlineSummary"]
+__all__ = ["OnlineStrategy", "OnlineSummary"]

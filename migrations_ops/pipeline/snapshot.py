@@ -1,0 +1,17 @@
+"""The database before a plan: what recovery compares with and the row-count guard counts from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from migrations_ops import footprint
+
+
+@dataclass
+class StateSnapshot:
+    migrations: dict[str, list[str]]
+    row_counts: dict[str, int]
+    footprint: footprint.Footprint | None = None  # schema + django_migrations: what the plan can change
+
+
+__all__ = ["StateSnapshot"]
