@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
@@ -126,6 +127,33 @@ def dispose(db: ScratchDatabase) -> None:
     else:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(db.name + suffix).unlink(missing_ok=True)
+
+
+def skip_if_no_postgres(vendor: str) -> None:
+    """Skip the test (with the reason) when it needs PostgreSQL and the server is unreachable."""
+    if vendor == "postgresql" and settings.POSTGRES_UNAVAILABLE:
+        pytest.skip(settings.POSTGRES_UNAVAILABLE)
+
+
+def scratch(request, vendor: str, state: str | None) -> ScratchDatabase:
+    """A fresh database of ``vendor`` for the requesting test: empty (``state`` None), or a copy of the
+    session's template at ``state`` ("head" or "baseline"); disposed of when the test ends.
+
+    What the empty_db/migrated_db/baseline_db fixtures return; a fixture of its own calls it for
+    another engine or state (``request`` is the fixture's or the test's pytest request)."""
+    skip_if_no_postgres(vendor)
+    tmp_path = request.getfixturevalue("tmp_path")
+    blocker = request.getfixturevalue("django_db_blocker")
+    template = request.getfixturevalue("database_templates")(vendor, state) if state else None
+    blocker.unblock()
+    db = new_database(vendor, tmp_path, template=template)
+
+    def finish():
+        dispose(db)
+        blocker.restore()
+
+    request.addfinalizer(finish)
+    return db
 
 
 def latest_migration(app_label: str) -> str:

@@ -16,10 +16,9 @@ from migrations_ops import backups
 from migrations_ops.api import safe_migrate
 from migrations_ops.engines import get_engine
 from migrations_ops.errors import BadInput
-from migrations_ops.runner import SafeMigrateOptions
+from migrations_ops.options import SafeMigrateOptions
 from tests.dbs import postgres_url
-from tests.test_backups import _backup_env, add_users  # noqa: F401 - the backup_env fixture
-from tests.test_migration_history import seed_baseline
+from tests.helpers import add_users, seed_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,9 +95,8 @@ def test_a_custom_format_dump_is_adopted_and_restores(pg_migrated_db, backup_env
     assert counts(db) == before
 
 
-@pytest.mark.postgres_only
-def test_a_truncated_or_foreign_file_is_refused_and_nothing_is_adopted(pg_migrated_db, backup_env, tmp_path):
-    db = pg_migrated_db
+def offered_files(db, tmp_path: Path) -> dict[str, Path]:
+    """What an operator might offer for adoption besides a good dump (full.sql, made here too)."""
     pg_dump(db, tmp_path / "full.sql")
     data = (tmp_path / "full.sql").read_bytes()
     (tmp_path / "cut.sql").write_bytes(data[: len(data) * 2 // 3])
@@ -106,17 +104,41 @@ def test_a_truncated_or_foreign_file_is_refused_and_nothing_is_adopted(pg_migrat
     sqlite_file = tmp_path / "app.sqlite3"
     with sqlite3.connect(sqlite_file) as conn:
         conn.execute("CREATE TABLE t (a)")
+    return {
+        "truncated": tmp_path / "cut.sql",
+        "not_a_dump": tmp_path / "notes.txt",
+        "sqlite": sqlite_file,
+        "missing": tmp_path / "missing.sql",
+    }
 
-    for path, expected in (
-        (tmp_path / "cut.sql", "truncated"),
-        (tmp_path / "notes.txt", "is not a pg_dump"),
-        (sqlite_file, "is a sqlite dump and the database is postgresql"),
-        (tmp_path / "missing.sql", "no file at"),
-    ):
-        with pytest.raises(BadInput, match=expected):
-            backups.adopt_backup(path, using=db.alias)
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize(
+    ("offered", "expected"),
+    [
+        ("truncated", "truncated"),
+        ("not_a_dump", "is not a pg_dump"),
+        ("sqlite", "is a sqlite dump and the database is postgresql"),
+        ("missing", "no file at"),
+    ],
+    ids=["truncated", "not-a-dump", "sqlite-file", "missing"],
+)
+def test_a_truncated_or_foreign_file_is_refused_and_nothing_is_adopted(
+    pg_migrated_db, backup_env, tmp_path, offered, expected
+):
+    db = pg_migrated_db
+    path = offered_files(db, tmp_path)[offered]
+    with pytest.raises(BadInput, match=expected):
+        backups.adopt_backup(path, using=db.alias)
     backup_dir = Path(backup_env["BACKUP_DIR"])
-    assert backups.list_backups() == [] and not list(backup_dir.iterdir())
+    # Refused before BACKUP_DIR is made, or after: either way nothing is listed and nothing is left in it.
+    assert backups.list_backups() == [] and (not backup_dir.exists() or not list(backup_dir.iterdir()))
+
+
+@pytest.mark.postgres_only
+def test_a_name_already_taken_is_refused(pg_migrated_db, backup_env, tmp_path):
+    db = pg_migrated_db
+    pg_dump(db, tmp_path / "full.sql")
     backups.adopt_backup(tmp_path / "full.sql", name="same", using=db.alias)
     with pytest.raises(BadInput, match="already exists"):
         backups.adopt_backup(tmp_path / "full.sql", name="same", using=db.alias)

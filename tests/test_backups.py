@@ -15,57 +15,14 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from django.db import connections
 
 from migrations_ops import audit, backups
 from migrations_ops.engines import get_engine
 from migrations_ops.errors import BadInput
 from tests.dbs import latest_migration
+from tests.helpers import add_users, corrupt, manage_in_env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-# --- helpers shared with test_restore.py ---
-@pytest.fixture(name="backup_env")
-def _backup_env(settings, tmp_path) -> dict[str, str]:
-    """Backups and the audit log inside tmp_path (in-process settings and subprocess environment)."""
-    settings.BACKUP_DIR = tmp_path / "backups"
-    settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
-    settings.MIGRATION_LOCK_TIMEOUT = "1s"
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        BACKUP_DIR=str(settings.BACKUP_DIR),
-        MIGRATION_LOG=str(settings.MIGRATION_LOG),
-        MIGRATION_LOCK_TIMEOUT="1s",
-    )
-    return env
-
-
-def manage(env: dict[str, str], *args: str, url: str | None = None, stdin: str | None = None, timeout: float = 120):
-    argv = [sys.executable, "manage.py", *args]
-    if url:
-        argv += ["--database-url", url]
-    return subprocess.run(argv, cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=timeout)
-
-
-def content_checksums(db) -> dict[str, str]:
-    """sha256 of every table's rows (order-independent), keyed by table name."""
-    connections[db.alias].close()
-    engine = get_engine(db.alias)
-    qn = connections[db.alias].ops.quote_name
-    sums = {}
-    for table in engine.table_names():
-        rows = sorted(repr(row) for row in db.query(f"SELECT * FROM {qn(table)}"))
-        sums[table] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
-    return sums
-
-
-def add_users(db, count: int = 3, prefix: str = "user") -> None:
-    from accounts.models import User
-
-    for index in range(count):
-        User.objects.db_manager(db.alias).create_user(email=f"{prefix}{index}@example.com", password="pw")
 
 
 def listed_names() -> list[str]:
@@ -123,10 +80,10 @@ def test_list_is_newest_first_and_ignores_files_without_manifest(migrated_db, ba
     (directory / "broken.json").write_text("{not json")
     assert listed_names() == ["newer", "older"]
 
-    result = manage(backup_env, "list_backups", "--json", url=migrated_db.url)
+    result = manage_in_env(backup_env, "list_backups", "--json", url=migrated_db.url)
     assert result.returncode == 0, result.stderr
     assert [m["name"] for m in json.loads(result.stdout)] == ["newer", "older"]
-    human = manage(backup_env, "list_backups", url=migrated_db.url)
+    human = manage_in_env(backup_env, "list_backups", url=migrated_db.url)
     assert (
         "newer" in human.stdout
         and f"billing.{latest_migration('billing')[:4]}" in human.stdout
@@ -135,24 +92,15 @@ def test_list_is_newest_first_and_ignores_files_without_manifest(migrated_db, ba
 
 
 def test_backup_db_command_json_and_exit_codes(migrated_db, backup_env):
-    made = manage(backup_env, "backup_db", "--name", "cli", "--json", url=migrated_db.url)
+    made = manage_in_env(backup_env, "backup_db", "--name", "cli", "--json", url=migrated_db.url)
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["name"] == "cli"
-    again = manage(backup_env, "backup_db", "--name", "cli", url=migrated_db.url)
+    again = manage_in_env(backup_env, "backup_db", "--name", "cli", url=migrated_db.url)
     assert again.returncode == 2
     assert again.stderr.count("\n") == 1 and "already exists" in again.stderr and "Traceback" not in again.stderr
 
 
 # --- verification ---
-def corrupt(path: Path, how: str) -> None:
-    data = bytearray(path.read_bytes())
-    if how == "flip":
-        data[len(data) // 2] ^= 0x01
-    else:
-        data = data[: len(data) // 2]
-    path.write_bytes(bytes(data))
-
-
 def test_verify_good_backup_with_restore_test_drops_the_scratch_database(migrated_db, backup_env):
     add_users(migrated_db, 3)
     backups.create_backup(using=migrated_db.alias, name="good")
@@ -175,7 +123,7 @@ def test_corrupted_backup_fails_verification_with_exit_1(migrated_db, backup_env
     report = backups.verify_backup("bad")
     assert not report.ok
     assert report.checks[0]["name"] == "checksum" and not report.checks[0]["ok"]
-    result = manage(backup_env, "verify_backup", "bad", url=migrated_db.url)
+    result = manage_in_env(backup_env, "verify_backup", "bad", url=migrated_db.url)
     assert result.returncode == 1
     assert "failed verification" in result.stderr and "Traceback" not in result.stderr
 
@@ -187,7 +135,7 @@ def test_verify_unknown_or_invalid_name_exits_2(migrated_db, backup_env, name):
 
 
 def test_verify_command_unknown_name_exits_2(migrated_db, backup_env):
-    result = manage(backup_env, "verify_backup", "../nope", url=migrated_db.url)
+    result = manage_in_env(backup_env, "verify_backup", "../nope", url=migrated_db.url)
     assert result.returncode == 2 and result.stderr.startswith("error: invalid backup name")
 
 
@@ -206,11 +154,11 @@ def test_prune_keeps_the_newest_and_respects_dry_run_and_reasons(migrated_db, ba
 
     with pytest.raises(BadInput):
         backups.prune_backups(0)
-    result = manage(backup_env, "prune_backups", "--keep", "2", "--json", url=migrated_db.url)
+    result = manage_in_env(backup_env, "prune_backups", "--keep", "2", "--json", url=migrated_db.url)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["removed"] == ["m1"]
     assert listed_names() == ["p2", "m2"]
-    assert manage(backup_env, "prune_backups", "--keep", "0", url=migrated_db.url).returncode == 2
+    assert manage_in_env(backup_env, "prune_backups", "--keep", "0", url=migrated_db.url).returncode == 2
 
 
 # --- interrupted backups never look valid ---
@@ -278,5 +226,5 @@ def test_killed_dump_or_killed_command_leaves_nothing_listed(migrated_db, backup
         blocker.close()
     assert listed_names() == []
     assert not (directory / "cmdkill.json").exists()
-    listed = manage(backup_env, "list_backups", "--json", url=migrated_db.url)
+    listed = manage_in_env(backup_env, "list_backups", "--json", url=migrated_db.url)
     assert json.loads(listed.stdout) == []

@@ -21,7 +21,7 @@ import pytest
 from accounts.models import User
 from billing.models import PricingConfig
 from tests.dbs import run_manage, start_manage
-from tests.test_serve import free_port, serving_env, wait_until_listening
+from tests.helpers import free_port, serving_env, wait_until_listening
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [

@@ -9,8 +9,8 @@ from migrations_ops import audit, capacity
 from migrations_ops.api import safe_migrate
 from migrations_ops.capacity import TableRewrite
 from migrations_ops.engines import get_engine
-from migrations_ops.runner import SafeMigrateOptions
-from tests.test_migration_history import seed_baseline
+from migrations_ops.options import SafeMigrateOptions
+from tests.helpers import seed_baseline
 
 MB = 1024**2
 
@@ -66,14 +66,14 @@ def test_the_plan_names_the_tables_its_batched_backfills_walk(migrated_db):
 def test_postgresql_reads_real_sizes_and_settings(baseline_db):
     seed_baseline(baseline_db)
     engine = get_engine(baseline_db.alias)
-    rewrite = engine.table_rewrite("subscriptions")
+    rewrite = engine.rewrite_facts("subscriptions")
     assert rewrite.rows == 3  # never analyzed: counted, not estimated
     assert rewrite.table_bytes == baseline_db.scalar("SELECT pg_table_size('subscriptions')") > 0
     assert rewrite.index_bytes == baseline_db.scalar("SELECT pg_indexes_size('subscriptions')") > 0
     assert rewrite.shared_buffers == baseline_db.scalar("SELECT pg_size_bytes(current_setting('shared_buffers'))")
     assert rewrite.max_wal_size == baseline_db.scalar("SELECT pg_size_bytes(current_setting('max_wal_size'))")
     assert rewrite.checkpoint_completion_target == float(baseline_db.scalar("SHOW checkpoint_completion_target"))
-    assert engine.table_rewrite("no_such_table") is None  # created by the plan: empty when backfilled
+    assert engine.rewrite_facts("no_such_table") is None  # created by the plan: empty when backfilled
 
 
 def test_safe_migrate_warns_before_it_starts_and_records_the_warnings(baseline_db, settings, monkeypatch):

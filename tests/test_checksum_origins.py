@@ -17,9 +17,9 @@ from django.db import connections
 from migrations_ops import audit, checksums
 from migrations_ops.api import safe_migrate
 from migrations_ops.errors import ExitCode
-from migrations_ops.runner import SafeMigrateOptions
+from migrations_ops.options import SafeMigrateOptions
 from migrations_ops.validation import run_validation
-from tests.test_safe_migrate import manage, with_apps
+from tests.helpers import manage_with_test_settings, with_apps
 
 MODELS = """from django.db import models
 
@@ -166,30 +166,58 @@ def test_an_edit_that_came_with_a_package_upgrade_is_a_warning_not_tampering(mig
     assert checksums.repair(db.alias, None, "again", "ops") == []  # nothing left to repair
 
 
-def test_repair_command_is_audited_and_refuses_bad_input(migrated_db, tmp_path):
-    db = migrated_db
+def overwrite_a_checksum(db) -> None:
+    """Record a wrong checksum for analytics.0001_initial (the file on disk is unchanged)."""
     db.query(
         "UPDATE migrations_ops_applied_checksum SET sha256 = %s WHERE app = 'analytics' AND name = '0001_initial'",
         ["0" * 64],
     )
     connections[db.alias].close()
+
+
+def recorded_checksums(db) -> list[tuple]:
+    return db.query("SELECT app, name, sha256 FROM migrations_ops_applied_checksum ORDER BY app, name")
+
+
+def repair_events(log: Path) -> list[dict]:
+    """The checksums.repair lines of the audit log ``log`` (none when it was never written)."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [event for event in map(json.loads, lines) if event["event"] == "checksums.repair"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param((), "--reason", id="no-reason"),
+        pytest.param(("--reason", "  "), "--reason must say why", id="blank-reason"),
+        pytest.param(
+            ("nope.0001", "--reason", "x"),
+            "not an applied migration with a recorded checksum: nope.0001",
+            id="unknown-migration",
+        ),
+    ],
+)
+def test_repair_command_refuses_bad_input(migrated_db, tmp_path, args, message):
+    db = migrated_db
+    overwrite_a_checksum(db)
     env = {"BACKUP_DIR": str(tmp_path / "b"), "MIGRATION_LOG": str(tmp_path / "audit.log")}
-    before = db.query("SELECT app, name, sha256 FROM migrations_ops_applied_checksum ORDER BY app, name")
+    before = recorded_checksums(db)
+    refused = manage_with_test_settings(db, "repair_checksums", *args, env=env)
+    assert refused.returncode == ExitCode.BAD_INPUT, refused.stderr
+    assert refused.stderr.startswith("error: ") and message in refused.stderr
+    assert recorded_checksums(db) == before
+    assert repair_events(tmp_path / "audit.log") == []
 
-    for args, message in [
-        ((), "--reason"),
-        (("--reason", "  "), "--reason must say why"),
-        (("nope.0001", "--reason", "x"), "not an applied migration with a recorded checksum: nope.0001"),
-    ]:
-        refused = manage(db, "repair_checksums", *args, env=env)
-        assert refused.returncode == ExitCode.BAD_INPUT, refused.stderr
-        assert refused.stderr.startswith("error: ") and message in refused.stderr
-        assert db.query("SELECT app, name, sha256 FROM migrations_ops_applied_checksum ORDER BY app, name") == before
 
-    done = manage(db, "repair_checksums", "analytics.0001_initial", "--reason", "restored from git", "--json", env=env)
+def test_repair_command_is_audited(migrated_db, tmp_path):
+    db = migrated_db
+    overwrite_a_checksum(db)
+    env = {"BACKUP_DIR": str(tmp_path / "b"), "MIGRATION_LOG": str(tmp_path / "audit.log")}
+    done = manage_with_test_settings(
+        db, "repair_checksums", "analytics.0001_initial", "--reason", "restored from git", "--json", env=env
+    )
     assert done.returncode == 0, done.stderr
     (item,) = json.loads(done.stdout)["repaired"]
     assert item["migration"] == "analytics.0001_initial" and item["old"] == "0" * 64
     assert checksum_check(db).ok
-    events = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
-    assert [e["reason"] for e in events if e["event"] == "checksums.repair"] == ["restored from git"]
+    assert [e["reason"] for e in repair_events(tmp_path / "audit.log")] == ["restored from git"]

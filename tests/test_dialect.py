@@ -8,8 +8,8 @@ from django.db import connections
 from analytics.rollup import DIALECTS as ROLLUP_DIALECTS
 from billing.pricing import DIALECTS as PRICING_DIALECTS
 from billing.pricing import dialect_for
-from billing.seeding import WRITERS
 from migrations_ops.dialect import UnsupportedVendor, for_vendor
+from seeding import WRITERS
 
 
 def test_picks_the_entry_of_the_connections_vendor():

@@ -100,3 +100,53 @@ def test_pg_dump_major_version_is_checked_against_the_server(pg_migrated_db):
     env = engine.tool_env()
     assert "PGPASSWORD" not in env or env["PGPASSWORD"] == (pg_migrated_db.connection.settings_dict["PASSWORD"])
     assert env["PGDATABASE"] == pg_migrated_db.name
+
+
+ENGINE_MAY_IMPORT = {"errors", "database_url", "dialect", "timeouts", "interrupts"}
+
+
+def test_engines_import_nothing_above_them():
+    """The engines are the ground: besides each other they import errors/settings-level modules only
+    (capacity.py judges what they report, never the other way round)."""
+    import ast
+    from pathlib import Path
+
+    import migrations_ops.engines
+
+    above = []
+    for path in sorted(Path(migrations_ops.engines.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "migrations_ops" and parts[1] != "engines" and parts[1] not in ENGINE_MAY_IMPORT:
+                    above.append(f"{path.name}:{node.lineno} {name}")
+    assert above == []
+
+
+def test_postgresql_tools_run_and_refuse_a_missing_tool():
+    from migrations_ops.engines.postgresql import tools
+
+    done = tools.run("cat", [], input=b"through stdin", timeout=30)
+    assert (done.returncode, done.stdout) == (0, b"through stdin")
+    with pytest.raises(BadInput, match="no-such-tool-xyz not found on PATH"):
+        tools.run("no-such-tool-xyz", ["--version"], timeout=30)
+    env = tools.tool_env({"dbname": "db", "password": "s3cret", "sslmode": "require"})
+    assert (env["PGDATABASE"], env["PGPASSWORD"], env["PGSSLMODE"]) == ("db", "s3cret", "require")
+
+
+def test_postgresql_side_connection_to_an_unreachable_server_is_bad_input():
+    from types import SimpleNamespace
+
+    from migrations_ops.engines.postgresql import PostgreSQLEngine
+
+    settings = {"NAME": "db", "HOST": "127.0.0.1", "PORT": "1", "USER": "u", "OPTIONS": {}}
+    engine = PostgreSQLEngine(SimpleNamespace(settings_dict=settings))
+    with pytest.raises(BadInput, match="^database unreachable: "):
+        with engine.side_connection():
+            pass

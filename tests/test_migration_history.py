@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db.migrations.executor import MigrationExecutor
 
-BASELINE = [("accounts", "0001_initial"), ("billing", "0001_initial")]
+from tests.helpers import seed_baseline
+
 NEW_TABLES = {
     "pricing_configs",
     "subscription_cost_history",
@@ -39,11 +38,6 @@ NEW_SUBSCRIPTION_COLUMNS = {
 }
 
 
-def historical_apps(db, targets):
-    executor = MigrationExecutor(db.connection)
-    return executor.loader.project_state(targets, at_end=True).apps
-
-
 def tables(db) -> set[str]:
     return set(db.connection.introspection.table_names())
 
@@ -57,26 +51,6 @@ def table_digest(db, table: str, order_by: str = "id") -> str:
     """A content checksum of a table's rows (every column, in key order)."""
     rows = db.query(f"SELECT * FROM {table} ORDER BY {order_by}")
     return hashlib.sha256(repr([tuple(str(v) for v in row) for row in rows]).encode()).hexdigest()
-
-
-def seed_baseline(db) -> dict:
-    apps = historical_apps(db, BASELINE)
-    User = apps.get_model("accounts", "User")
-    Subscription = apps.get_model("billing", "Subscription")
-    users = {
-        role: User.objects.using(db.alias).create(id=uuid.uuid4(), email=f"{role}@example.com", role=role, password="!")
-        for role in ("admin", "staff", "user")
-    }
-    prices = [Decimal("9.99"), Decimal("19.99"), Decimal("120.00")]
-    for i, price in enumerate(prices):
-        Subscription.objects.using(db.alias).create(
-            user=users["user"] if i < 2 else users["admin"],
-            plan=["basic", "standard", "premium"][i],
-            status="active" if i else "cancelled",
-            price=price,
-            billing_interval="year" if i == 2 else "month",
-        )
-    return {"users": users, "prices": prices}
 
 
 def migrate_to_baseline(db) -> None:
@@ -211,7 +185,7 @@ def test_postgres_refuses_overlapping_active_pricing(migrated_db):
 def test_seeding_derives_the_upgrade_from_the_migration_graph():
     """seed_demo_data tells the baseline from the head by the upgrade's tables and columns, read
     from the migration graph: they are exactly the ones this module lists."""
-    from billing.seeding import upgrade_schema
+    from seeding import upgrade_schema
 
     new_tables, new_columns = upgrade_schema()
     assert new_tables == NEW_TABLES

@@ -11,108 +11,30 @@ import subprocess
 import sys
 import time
 
-import psycopg2
 import pytest
 from django.db import connections
 
-from billing.seeding import seed
 from migrations_ops.api import safe_migrate
 from migrations_ops.errors import ExitCode
 from migrations_ops.fingerprint import table_checksums
 from migrations_ops.online.statements import CATALOG, CONCURRENT, Refused, inverse, plan_statements
-from migrations_ops.runner import SafeMigrateOptions
-from migrations_ops.status import BOOKKEEPING_TABLES
+from migrations_ops.options import SafeMigrateOptions
 from migrations_ops.validation import run_validation
 from tests import dbs
 from tests.dbs import ROOT
-from tests.test_safe_migrate import with_apps
+from tests.helpers import (
+    SEEDED_SUBSCRIPTIONS,
+    SEEDED_USERS,
+    applied_migrations,
+    backfill_reached,
+    pg_schema,
+    run_online,
+    subscription_rows,
+    with_apps,
+)
 from tests.workload import AppWorkload
 
-USERS = SUBSCRIPTIONS = 2000
-
-
-@pytest.fixture(autouse=True)
-def _isolated(settings, tmp_path):
-    settings.BACKUP_DIR = tmp_path / "backups"
-    settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
-    settings.MIGRATION_ONLINE_BATCH_SIZE = 500
-
-
-@pytest.fixture(scope="module")
-def seeded_baseline(request, django_db_blocker):
-    """A PostgreSQL database at the baseline with USERS users and SUBSCRIPTIONS subscriptions."""
-    from django.conf import settings
-
-    if settings.POSTGRES_UNAVAILABLE:
-        pytest.skip(settings.POSTGRES_UNAVAILABLE)
-    template = request.getfixturevalue("_templates")("postgresql", "baseline")
-    with django_db_blocker.unblock():
-        db = dbs.new_database("postgresql", ROOT, template=template)
-        seed(users=USERS, subscriptions=SUBSCRIPTIONS, using=db.alias)
-        connections[db.alias].close()
-        dbs.unregister(db.alias)
-    yield db.name
-    with django_db_blocker.unblock():
-        dbs.drop_postgres_database(db.name)
-
-
-@pytest.fixture
-def pg_db(request, seeded_baseline, tmp_path, django_db_blocker):
-    django_db_blocker.unblock()
-    db = dbs.new_database("postgresql", tmp_path, template=seeded_baseline)
-    yield db
-    dbs.dispose(db)
-    django_db_blocker.restore()
-
-
-def online(db, **options):
-    return safe_migrate(db.alias, SafeMigrateOptions(online=True, **options))
-
-
-def schema(db) -> dict:
-    """Columns (type, nullability, default), constraints (definition, validated) and indexes (definition,
-    valid) of every application table: what the application sees of the schema."""
-    rows = db.query(
-        """
-        SELECT c.relname, 'column ' || a.attname, format_type(a.atttypid, a.atttypmod) || ' null=' || (NOT a.attnotnull)
-               || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
-        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-        WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
-        UNION ALL
-        SELECT c.relname, 'constraint ' || k.conname, pg_get_constraintdef(k.oid) || ' valid=' || k.convalidated
-        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'public'
-        UNION ALL
-        SELECT c.relname, 'index ' || i.relname, pg_get_indexdef(i.oid) || ' valid=' || x.indisvalid
-        FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'
-        """
-    )
-    return {(table, what): definition for table, what, definition in rows if table not in BOOKKEEPING_TABLES}
-
-
-def applied(db) -> set[tuple[str, str]]:
-    return set(db.query("SELECT app, name FROM django_migrations"))
-
-
-def subscription_rows(db) -> list[tuple]:
-    columns = [c for c in dbs_columns(db, "subscriptions") if c != "loyalty_account_id"]
-    select = ", ".join(f"s.{c}" for c in columns)
-    return db.query(
-        f"SELECT {select}, la.user_id FROM subscriptions s "
-        "LEFT JOIN loyalty_accounts la ON la.id = s.loyalty_account_id ORDER BY s.id"
-    )
-
-
-def dbs_columns(db, table: str) -> list[str]:
-    return [
-        row[0]
-        for row in db.query(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
-            [table],
-        )
-    ]
+pytestmark = pytest.mark.usefixtures("online_settings")
 
 
 def content(db, tables=("users", "subscriptions")) -> dict[str, str]:
@@ -145,16 +67,6 @@ def test_statements_become_online_steps():
     (fresh,) = plan_statements('CREATE INDEX "i2" ON "loyalty_accounts" ("tier")', existing)
     assert fresh.mode == CATALOG and "CONCURRENTLY" not in fresh.sql
 
-    for refused, reason in [
-        ('ALTER TABLE "users" ADD COLUMN "n" integer NOT NULL', "without a database default"),
-        ('ALTER TABLE "users" ALTER COLUMN "n" SET NOT NULL', "SET NOT NULL"),
-        ('ALTER TABLE "users" ALTER COLUMN "n" TYPE bigint USING "n"::bigint', "column type"),
-        ('ALTER TABLE "users" DROP COLUMN "n" CASCADE', "still use"),
-        ("UPDATE users SET role = 'x'", "RunSQLBatched"),
-        ('ALTER TABLE "users" ADD COLUMN "t" timestamptz DEFAULT now() NOT NULL', "volatile"),
-    ]:
-        with pytest.raises(Refused, match=reason):
-            plan_statements(refused, existing)
     assert plan_statements('ALTER TABLE "users" ADD COLUMN "n" integer DEFAULT 0 NOT NULL', existing)[0].mode == CATALOG
 
     assert inverse(column).sql == 'ALTER TABLE "subscriptions" DROP COLUMN IF EXISTS "pricing_config_id"'
@@ -162,35 +74,64 @@ def test_statements_become_online_steps():
     assert inverse(constraint).sql == 'ALTER TABLE "subscriptions" DROP CONSTRAINT IF EXISTS "fk1"'
 
 
+@pytest.mark.parametrize(
+    ("statement", "reason"),
+    [
+        pytest.param(
+            'ALTER TABLE "users" ADD COLUMN "n" integer NOT NULL',
+            "without a database default",
+            id="not-null-column-without-default",
+        ),
+        pytest.param('ALTER TABLE "users" ALTER COLUMN "n" SET NOT NULL', "SET NOT NULL", id="set-not-null"),
+        pytest.param(
+            'ALTER TABLE "users" ALTER COLUMN "n" TYPE bigint USING "n"::bigint', "column type", id="column-type-change"
+        ),
+        pytest.param('ALTER TABLE "users" DROP COLUMN "n" CASCADE', "still use", id="drop-column"),
+        pytest.param("UPDATE users SET role = 'x'", "RunSQLBatched", id="unbatched-update"),
+        pytest.param(
+            'ALTER TABLE "users" ADD COLUMN "t" timestamptz DEFAULT now() NOT NULL', "volatile", id="volatile-default"
+        ),
+    ],
+)
+def test_statements_that_would_block_are_refused(statement, reason):
+    with pytest.raises(Refused, match=reason):
+        plan_statements(statement, {"subscriptions", "users"})
+
+
 # ---------------------------------------------------------------- a whole run
 
 
-def test_online_upgrade_ends_exactly_where_the_transactional_path_ends(pg_db, tmp_path):
-    twin = dbs.new_database("postgresql", tmp_path, template=pg_db.name)
+def test_online_upgrade_ends_exactly_where_the_transactional_path_ends(pg_seeded_db, tmp_path):
+    twin = dbs.new_database("postgresql", tmp_path, template=pg_seeded_db.name)
     try:
-        summary = online(pg_db)
+        summary = run_online(pg_seeded_db)
         assert summary.status == "online_applied", summary.error
         assert summary.exit_code == 0 and summary.backup
         transactional = safe_migrate(twin.alias, SafeMigrateOptions())
         assert transactional.status == "applied", transactional.error
-        assert schema(pg_db) == schema(twin)
+        assert pg_schema(pg_seeded_db) == pg_schema(twin)
         # Loyalty account ids are surrogates (batched inserts number accounts in user-id order):
         # compare subscriptions with each account named by its user.
-        assert subscription_rows(pg_db) == subscription_rows(twin)
-        assert content(pg_db, ("users",)) == content(twin, ("users",))
-        assert applied(pg_db) == applied(twin)
+        assert subscription_rows(pg_seeded_db) == subscription_rows(twin)
+        assert content(pg_seeded_db, ("users",)) == content(twin, ("users",))
+        assert applied_migrations(pg_seeded_db) == applied_migrations(twin)
         accounts = "SELECT user_id, points_balance, tier FROM loyalty_accounts ORDER BY user_id"
-        assert pg_db.query(accounts) == twin.query(accounts) and len(pg_db.query(accounts)) == USERS
-        assert run_validation(using=pg_db.alias).ok
+        assert (
+            pg_seeded_db.query(accounts) == twin.query(accounts) and len(pg_seeded_db.query(accounts)) == SEEDED_USERS
+        )
+        assert run_validation(using=pg_seeded_db.alias).ok
         document = summary.to_dict()
-        assert document["online"]["batches"] >= 2 * SUBSCRIPTIONS // 500  # users and subscriptions, batched
+        assert document["online"]["batches"] >= 2 * SEEDED_SUBSCRIPTIONS // 500  # users and subscriptions, batched
         assert document["online"]["longest_lock"]["table"] in ("users", "subscriptions")
-        assert pg_db.scalar("SELECT status FROM migrations_ops_online_run WHERE id = %s", [summary.run_id]) == "done"
+        assert (
+            pg_seeded_db.scalar("SELECT status FROM migrations_ops_online_run WHERE id = %s", [summary.run_id])
+            == "done"
+        )
     finally:
         dbs.dispose(twin)
 
 
-def test_batches_grow_back_from_a_single_page(pg_db, settings):
+def test_batches_grow_back_from_a_single_page(pg_seeded_db, settings):
     """A batch of one page must not be a trap: with batches far under the target the span grows.
 
     One stall can halve the span down to a single page (MIN_SPAN); 1.5 x 1 page rounded back down
@@ -199,19 +140,19 @@ def test_batches_grow_back_from_a_single_page(pg_db, settings):
     """
     settings.MIGRATION_ONLINE_BATCH_SIZE = 1
     settings.MIGRATION_ONLINE_BATCH_TARGET = "10s"
-    summary = online(pg_db)
+    summary = run_online(pg_seeded_db)
     assert summary.status == "online_applied", summary.error
     online_document = summary.to_dict()["online"]
     pages, batches = online_document["pages_walked"], online_document["batches"]
     assert pages >= 50  # users and subscriptions span enough pages for the growth to show
     assert batches * 3 < pages, f"{batches} batches for {pages} pages: the span did not grow from one page"
-    assert run_validation(using=pg_db.alias).ok
+    assert run_validation(using=pg_seeded_db.alias).ok
 
 
-def test_the_application_keeps_reading_and_writing_and_loses_nothing(pg_db):
-    with AppWorkload(pg_db.url, interval=0.01) as app:
+def test_the_application_keeps_reading_and_writing_and_loses_nothing(pg_seeded_db):
+    with AppWorkload(pg_seeded_db.url, interval=0.01) as app:
         time.sleep(0.3)  # the application is busy before the run starts
-        summary = online(pg_db)
+        summary = run_online(pg_seeded_db)
         time.sleep(0.2)
     report = app.report
     assert summary.status == "online_applied", summary.error
@@ -220,66 +161,72 @@ def test_the_application_keeps_reading_and_writing_and_loses_nothing(pg_db):
     # No statement of the application waited for the migration for long (the bench measures the
     # real figure at 1M rows; here a wait of a second would mean a step held its lock throughout).
     assert report.longest_wait_s < 1.0, report
-    statuses = dict(pg_db.query("SELECT id, status FROM subscriptions WHERE id = ANY(%s)", [list(report.updated)]))
+    statuses = dict(
+        pg_seeded_db.query("SELECT id, status FROM subscriptions WHERE id = ANY(%s)", [list(report.updated)])
+    )
     assert statuses == report.updated
-    present = pg_db.scalar("SELECT count(*) FROM subscriptions WHERE id = ANY(%s)", [report.inserted])
+    present = pg_seeded_db.scalar("SELECT count(*) FROM subscriptions WHERE id = ANY(%s)", [report.inserted])
     assert present == len(report.inserted)
     # Old code keeps inserting after the upgrade: the new NOT NULL columns have database defaults.
-    old_code = pg_db.query(
+    old_code = pg_seeded_db.query(
         "INSERT INTO subscriptions (plan, status, price, currency, billing_interval, started_at, created_at, "
         "updated_at, user_id) SELECT 'basic', 'active', 1, 'usd', 'month', now(), now(), now(), id FROM users "
         "LIMIT 1 RETURNING points_earned"
     )
     assert old_code == [(0,)]
-    assert pg_db.scalar("SELECT count(*) FROM users WHERE permissions IS NULL") == 0
-    assert run_validation(using=pg_db.alias).ok
+    assert pg_seeded_db.scalar("SELECT count(*) FROM users WHERE permissions IS NULL") == 0
+    assert run_validation(using=pg_seeded_db.alias).ok
 
 
-def test_what_would_block_is_refused_before_anything_runs(pg_db, settings):
+def test_what_would_block_is_refused_before_anything_runs(pg_seeded_db, settings):
     with_apps(settings, "ma_online_unsafe")
-    pg_db.migrate("ma_online_unsafe:0001_initial")
-    before, migrations_before = schema(pg_db), applied(pg_db)
-    linted = safe_migrate(pg_db.alias, SafeMigrateOptions(plan_only=True, lint=True))
+    pg_seeded_db.migrate("ma_online_unsafe:0001_initial")
+    before, migrations_before = pg_schema(pg_seeded_db), applied_migrations(pg_seeded_db)
+    linted = safe_migrate(pg_seeded_db.alias, SafeMigrateOptions(plan_only=True, lint=True))
     assert linted.exit_code == 1 and "3 operation(s) would block" in linted.error
     refusals = linted.to_dict()["online"]["plan"]["refusals"]
     assert [r.split(" (")[0] for r in refusals] == [f"ma_online_unsafe.0002_unsafe operation {i}" for i in range(3)]
-    summary = online(pg_db)
+    summary = run_online(pg_seeded_db)
     assert summary.exit_code == ExitCode.BAD_INPUT and summary.backup is None
     assert "without a database default" in summary.error and "RunPython" in summary.error
     assert "column type" in summary.error
-    assert schema(pg_db) == before and applied(pg_db) == migrations_before
+    assert pg_schema(pg_seeded_db) == before and applied_migrations(pg_seeded_db) == migrations_before
 
 
-def test_a_failure_midway_is_undone_without_restore_and_keeps_the_applications_writes(pg_db, settings):
+def test_a_failure_midway_is_undone_without_restore_and_keeps_the_applications_writes(pg_seeded_db, settings):
     with_apps(settings, "ma_online_fail")
-    before, migrations_before = schema(pg_db), applied(pg_db)
-    with AppWorkload(pg_db.url, interval=0.01) as app:
-        summary = online(pg_db)
+    before, migrations_before = pg_schema(pg_seeded_db), applied_migrations(pg_seeded_db)
+    with AppWorkload(pg_seeded_db.url, interval=0.01) as app:
+        summary = run_online(pg_seeded_db)
     assert summary.exit_code == ExitCode.FAILED, summary.error
     assert summary.status == "rolled_back" and summary.rollback == "online"
     assert "division by zero" in summary.error and "no write of the application was lost" in summary.error
-    assert schema(pg_db) == before
-    assert applied(pg_db) == migrations_before
+    assert pg_schema(pg_seeded_db) == before
+    assert applied_migrations(pg_seeded_db) == migrations_before
     assert app.report.errors == []
-    statuses = dict(pg_db.query("SELECT id, status FROM subscriptions WHERE id = ANY(%s)", [list(app.report.updated)]))
+    statuses = dict(
+        pg_seeded_db.query("SELECT id, status FROM subscriptions WHERE id = ANY(%s)", [list(app.report.updated)])
+    )
     assert statuses == app.report.updated
-    present = pg_db.scalar("SELECT count(*) FROM subscriptions WHERE id = ANY(%s)", [app.report.inserted])
+    present = pg_seeded_db.scalar("SELECT count(*) FROM subscriptions WHERE id = ANY(%s)", [app.report.inserted])
     assert present == len(app.report.inserted) > 0
-    assert pg_db.scalar("SELECT status FROM migrations_ops_online_run WHERE id = %s", [summary.run_id]) == "failed"
-    assert run_validation(using=pg_db.alias).ok
+    assert (
+        pg_seeded_db.scalar("SELECT status FROM migrations_ops_online_run WHERE id = %s", [summary.run_id]) == "failed"
+    )
+    assert run_validation(using=pg_seeded_db.alias).ok
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def test_sqlite_refuses_online_with_one_line(empty_db):
-    summary = online(empty_db)
+    summary = run_online(empty_db)
     assert summary.exit_code == ExitCode.BAD_INPUT
     assert "needs PostgreSQL" in summary.error and "\n" not in summary.error
 
 
-def test_resume_and_abort_without_an_unfinished_run_are_bad_input(pg_db):
-    for flag in ("resume", "abort"):
-        summary = online(pg_db, **{flag: True})
-        assert summary.exit_code == ExitCode.BAD_INPUT and "no unfinished online run" in summary.error
+@pytest.mark.parametrize("flag", ["resume", "abort"])
+def test_resume_and_abort_without_an_unfinished_run_are_bad_input(pg_seeded_db, flag):
+    summary = run_online(pg_seeded_db, **{flag: True})
+    assert summary.exit_code == ExitCode.BAD_INPUT and "no unfinished online run" in summary.error
 
 
 # ---------------------------------------------------------------- killed, then resumed or aborted
@@ -296,22 +243,6 @@ def _manage(db, *args: str, env: dict) -> subprocess.Popen:
     )
 
 
-def backfill_reached(db, revision: str) -> bool:
-    """The newest online run's checkpoint is inside ``revision``'s batched walk (read by another session)."""
-    watcher = psycopg2.connect(db.url.replace("postgres://", "postgresql://"))
-    watcher.autocommit = True
-    try:
-        with watcher.cursor() as cursor:
-            cursor.execute("SELECT to_regclass('migrations_ops_online_run') IS NOT NULL")
-            if not cursor.fetchone()[0]:
-                return False
-            cursor.execute("SELECT state->'current' FROM migrations_ops_online_run ORDER BY id DESC LIMIT 1")
-            current = (cursor.fetchone() or [None])[0] or {}
-    finally:
-        watcher.close()
-    return current.get("revision") == revision and bool(current.get("block"))
-
-
 def _kill_during_backfill(db, env: dict) -> None:
     """Start an online run and SIGKILL it while it walks subscriptions in batches."""
     proc = _manage(db, "--online", env=env)
@@ -324,35 +255,39 @@ def _kill_during_backfill(db, env: dict) -> None:
     proc.communicate(timeout=30)
 
 
-def test_a_killed_run_resumes_to_the_same_end_or_aborts_to_the_start(pg_db, tmp_path):
+def test_a_killed_run_resumes_to_the_same_end_or_aborts_to_the_start(pg_seeded_db, tmp_path):
     env = {
         "BACKUP_DIR": str(tmp_path / "b"),
         "MIGRATION_LOG": str(tmp_path / "subprocess.log"),
         "MIGRATION_ONLINE_BATCH_SIZE": "100",
         "MIGRATION_ONLINE_BATCH_PAUSE": "30ms",
     }
-    twin = dbs.new_database("postgresql", tmp_path, template=pg_db.name)
-    reference = dbs.new_database("postgresql", tmp_path, template=pg_db.name)
+    twin = dbs.new_database("postgresql", tmp_path, template=pg_seeded_db.name)
+    reference = dbs.new_database("postgresql", tmp_path, template=pg_seeded_db.name)
     try:
-        before, migrations_before, content_before = schema(pg_db), applied(pg_db), content(pg_db)
+        before, migrations_before, content_before = (
+            pg_schema(pg_seeded_db),
+            applied_migrations(pg_seeded_db),
+            content(pg_seeded_db),
+        )
         assert safe_migrate(reference.alias, SafeMigrateOptions()).status == "applied"
 
-        _kill_during_backfill(pg_db, env)
-        connections[pg_db.alias].close()
-        assert schema(pg_db) != before  # half expanded: neither the old nor the new schema yet
-        again = _manage(pg_db, "--online", env=env)
+        _kill_during_backfill(pg_seeded_db, env)
+        connections[pg_seeded_db.alias].close()
+        assert pg_schema(pg_seeded_db) != before  # half expanded: neither the old nor the new schema yet
+        again = _manage(pg_seeded_db, "--online", env=env)
         _, err = again.communicate(timeout=60)
         assert again.returncode == ExitCode.BAD_INPUT and "--online --resume" in err
 
-        resumed = _manage(pg_db, "--online", "--resume", "--json", env=env)
+        resumed = _manage(pg_seeded_db, "--online", "--resume", "--json", env=env)
         out, err = resumed.communicate(timeout=120)
         assert resumed.returncode == 0, err
         assert json.loads(out)["status"] == "resumed"
-        connections[pg_db.alias].close()
-        assert schema(pg_db) == schema(reference)
-        assert subscription_rows(pg_db) == subscription_rows(reference)
-        assert content(pg_db, ("users",)) == content(reference, ("users",))
-        assert run_validation(using=pg_db.alias).ok
+        connections[pg_seeded_db.alias].close()
+        assert pg_schema(pg_seeded_db) == pg_schema(reference)
+        assert subscription_rows(pg_seeded_db) == subscription_rows(reference)
+        assert content(pg_seeded_db, ("users",)) == content(reference, ("users",))
+        assert run_validation(using=pg_seeded_db.alias).ok
 
         _kill_during_backfill(twin, env)
         aborted = _manage(twin, "--online", "--abort", env=env)
@@ -360,7 +295,7 @@ def test_a_killed_run_resumes_to_the_same_end_or_aborts_to_the_start(pg_db, tmp_
         assert aborted.returncode == 0, err
         assert "Aborted" in out
         connections[twin.alias].close()
-        assert schema(twin) == before and applied(twin) == migrations_before
+        assert pg_schema(twin) == before and applied_migrations(twin) == migrations_before
         assert content(twin) == content_before
         assert run_validation(using=twin.alias).ok
     finally:

@@ -8,13 +8,12 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
-import migrations_ops.runner
 from migrations_ops import api
 from migrations_ops.errors import BadInput, ExitCode
-from migrations_ops.runner import SafeMigrateOptions
+from migrations_ops.options import SafeMigrateOptions
 from migrations_ops.service import MigrationService
 from tests.dbs import manage_env, run_manage
-from tests.reliability.harness import fingerprint
+from tests.helpers import fingerprint
 
 REHEARSE_FAKE = "--rehearse does not combine with --fake or --fake-initial (a rehearsal runs the plan)"
 LINT = "--lint goes with --plan (it only reads the plan)"
@@ -162,12 +161,6 @@ def test_allow_row_loss_is_a_set_of_table_names(given, tables):
     options = SafeMigrateOptions(allow_row_loss=given)
     assert options.allow_row_loss == frozenset(tables)
     options.validate()
-
-
-def test_the_runner_re_exports_the_options_class():
-    from migrations_ops import options
-
-    assert migrations_ops.runner.SafeMigrateOptions is options.SafeMigrateOptions
 
 
 # ---------------------------------------------------------------- (b) api.safe_migrate

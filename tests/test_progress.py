@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_migration_history import seed_baseline
+from tests.helpers import seed_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,12 +16,11 @@ from migrations_ops.api import safe_migrate
 from migrations_ops.engines import get_engine
 from migrations_ops.engines.base import DumpFile, current_owner, sha256_of
 from migrations_ops.errors import BadInput, ExitCode, LockHeld, OperationFailed
-from migrations_ops.runner import SafeMigrateOptions
+from migrations_ops.options import SafeMigrateOptions
 from migrations_ops.validation import run_validation
 from tests import dbs
 from tests.dbs import latest_migration
-from tests.test_backups import _backup_env, add_users, content_checksums, corrupt, manage  # noqa: F401
-from tests.test_validation import result as result_of
+from tests.helpers import add_users, check_result, content_checksums, corrupt, manage_in_env
 
 
 @pytest.fixture
@@ -111,7 +110,7 @@ def test_postgresql_restore_validation_trusts_the_keys_it_validated_and_checks_t
     assert orphan["constraint"] == "crafted_notes_user_fk" and orphan["validated"] is False
     assert orphan["first"] == ["id=2 -> user_id=00000000-0000-0000-0000-00000000beef"]
     # Outside a restore every key is checked again, validated or not.
-    plain = result_of(run_validation(db.alias, only=["foreign_keys"]), "foreign_keys")
+    plain = check_result(run_validation(db.alias, only=["foreign_keys"]), "foreign_keys")
     assert "proven_by_the_restore" not in plain.details and plain.details["count"] == 1
 
 
@@ -122,7 +121,7 @@ def test_corrupted_backup_is_refused_with_exit_2_and_database_untouched(migrated
     db.query("CREATE TABLE created_after_backup (id integer PRIMARY KEY)")
     before = content_checksums(db)
     corrupt(manifest.path, how)
-    result = manage(backup_env, "restore_db", "bad", "--noinput", url=db.url)
+    result = manage_in_env(backup_env, "restore_db", "bad", "--noinput", url=db.url)
     assert result.returncode == 2, result.stderr
     assert "failed verification" in result.stderr and result.stderr.count("\n") == 1
     assert content_checksums(db) == before
@@ -143,7 +142,7 @@ def test_backup_of_the_other_engine_is_refused_with_exit_2(tmp_path, backup_env,
     try:
         sqlite_db.query("CREATE TABLE t (id integer)")
         backups.create_backup(using=sqlite_db.alias, name="lite")
-        result = manage(backup_env, "restore_db", "lite", "--noinput", url=pg_db.url)
+        result = manage_in_env(backup_env, "restore_db", "lite", "--noinput", url=pg_db.url)
         assert result.returncode == 2
         assert "sqlite backup" in result.stderr and "postgresql" in result.stderr
         assert pg_db.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
@@ -159,14 +158,14 @@ def test_confirmation_must_be_the_database_name(migrated_db, backup_env):
     before = content_checksums(db)
     typed = get_engine(db.alias).display_name()
 
-    refused = manage(backup_env, "restore_db", "snap", url=db.url, stdin="y\n")
+    refused = manage_in_env(backup_env, "restore_db", "snap", url=db.url, stdin="y\n")
     assert refused.returncode == 2 and "confirmation" in refused.stderr
     assert "Type the database name" in refused.stdout and "snap" in refused.stdout
-    empty = manage(backup_env, "restore_db", "snap", url=db.url, stdin="\n")
+    empty = manage_in_env(backup_env, "restore_db", "snap", url=db.url, stdin="\n")
     assert empty.returncode == 2
     assert content_checksums(db) == before
 
-    accepted = manage(backup_env, "restore_db", "snap", url=db.url, stdin=typed + "\n")
+    accepted = manage_in_env(backup_env, "restore_db", "snap", url=db.url, stdin=typed + "\n")
     assert accepted.returncode == 0, accepted.stderr
     assert "migration state:" in accepted.stdout
     assert "created_after_backup" not in get_engine(db.alias).table_names()
@@ -180,7 +179,7 @@ def test_restore_into_a_new_target_database(migrated_db, backup_env, tmp_path):
     target = engine.scratch_settings(f"target_{secrets.token_hex(3)}")
     url = dbs.postgres_url(target["NAME"]) if db.vendor == "postgresql" else f"sqlite:///{tmp_path / 't.sqlite3'}"
     try:
-        result = manage(
+        result = manage_in_env(
             backup_env, "restore_db", "copy", "--noinput", "--json", "--target-database-url", url, url=db.url
         )
         assert result.returncode == 0, result.stderr
@@ -242,7 +241,7 @@ def test_restore_waits_for_nobody_when_the_migration_lock_is_held(migrated_db, b
         with pytest.raises(LockHeld) as held:
             backups.restore_backup("snap", using=db.alias)
         assert f"pid {holder.pid}" in held.value.message and holder.host in held.value.message
-        result = manage(backup_env, "restore_db", "snap", "--noinput", url=db.url)
+        result = manage_in_env(backup_env, "restore_db", "snap", "--noinput", url=db.url)
         assert result.returncode == 3, result.stderr
         assert f"pid {holder.pid}" in result.stderr
     assert "created_after_backup" in get_engine(db.alias).table_names()
@@ -291,13 +290,13 @@ def test_password_never_appears_and_a_non_superuser_can_restore(backup_env, tmp_
             (2, ("restore_db", "nosuch", "--noinput")),
             (2, ("backup_db", "--name", "../bad")),
         ):
-            result = manage(backup_env, *args, url=url)
+            result = manage_in_env(backup_env, *args, url=url)
             outputs += [result.stdout, result.stderr]
             assert result.returncode == expected, result
         restored = json.loads(outputs[6])
         assert restored["validation"]["ok"] is True and restored["safety_backup"]
         assert db.scalar("SELECT count(*) FROM users") == 2
-        wrong = manage(backup_env, "backup_db", url=url.replace(f"/{name}", "/no_such_db_here"))
+        wrong = manage_in_env(backup_env, "backup_db", url=url.replace(f"/{name}", "/no_such_db_here"))
         outputs += [wrong.stdout, wrong.stderr]
         assert wrong.returncode == 2
         files = [p.read_text(errors="replace") for p in Path(backup_env["BACKUP_DIR"]).glob("*.json")]
@@ -333,7 +332,7 @@ def test_the_audit_trail_survives_a_restore_and_the_restore_is_recorded(migrated
     with their own times, and the restore writes its own row."""
     from migrations_ops.api import safe_migrate
     from migrations_ops.models import MigrationRun
-    from migrations_ops.runner import SafeMigrateOptions
+    from migrations_ops.options import SafeMigrateOptions
 
     db = migrated_db
     backups.create_backup(using=db.alias, name="before-run")
@@ -397,7 +396,7 @@ def test_a_failed_restore_names_the_live_database_as_unchanged(migrated_db, back
     damaged_after_checksum(backups.create_backup(using=db.alias, name="cut"))
     db.query("CREATE TABLE created_after_backup (id integer PRIMARY KEY)")
     before = content_checksums(db)
-    result = manage(backup_env, "restore_db", "cut", "--noinput", "--no-safety-backup", url=db.url)
+    result = manage_in_env(backup_env, "restore_db", "cut", "--noinput", "--no-safety-backup", url=db.url)
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("\n") == 1
     assert f"database {get_engine(db.alias).display_name()} unchanged" in result.stderr

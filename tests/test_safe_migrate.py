@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
-from decimal import Decimal
 
 import pytest
 from django.db import connections
@@ -14,10 +12,17 @@ from django.db import connections
 from migrations_ops import audit, backups
 from migrations_ops.api import safe_migrate
 from migrations_ops.errors import ExitCode
-from migrations_ops.fingerprint import table_checksums
-from migrations_ops.runner import MigrationSummary, SafeMigrateOptions
+from migrations_ops.options import SafeMigrateOptions
 from tests.dbs import manage_env, run_manage, start_manage
-from tests.test_migration_history import seed_baseline
+from tests.helpers import (
+    add_customer,
+    corrupt,
+    fingerprint,
+    manage_with_test_settings,
+    run_safe_migrate,
+    seed_baseline,
+    with_apps,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -27,60 +32,12 @@ def _isolated_backups(settings, tmp_path):
     settings.MIGRATION_LOCK_TIMEOUT = "2s"
 
 
-def with_apps(settings, *labels: str) -> None:
-    settings.INSTALLED_APPS = [
-        *settings.INSTALLED_APPS,
-        *(f"tests.migration_apps.{label}.apps.Config" for label in labels),
-    ]
-
-
-def fingerprint(db) -> dict:
-    """Schema (tables, columns, constraints) and content checksum of every table."""
-    connection = connections[db.alias]
-    schema = {}
-    with connection.cursor() as cursor:
-        for table in sorted(connection.introspection.table_names(cursor)):
-            columns = [(c.name, c.null_ok) for c in connection.introspection.get_table_description(cursor, table)]
-            constraints = sorted(connection.introspection.get_constraints(cursor, table))
-            schema[table] = (columns, constraints)
-    content = table_checksums(using=db.alias)
-    # The record of the run itself is written after the outcome, on purpose (see records.py).
-    content.pop("migrations_ops_migrationrun", None)
-    return {"schema": schema, "content": content}
-
-
-def run(db, **options) -> MigrationSummary:
-    return safe_migrate(db.alias, SafeMigrateOptions(**options))
-
-
-def add_customer(db, email: str = "c@example.com", price: str = "9.99") -> None:
-    from accounts.models import User
-    from billing.models import Subscription
-
-    user = User.objects.db_manager(db.alias).create_user(email=email, password="x-secret-x")
-    Subscription.objects.using(db.alias).create(
-        user=user,
-        plan="basic",
-        price=Decimal(price),
-        base_cost=Decimal(price),
-        delivery_cost=0,
-        tax_amount=0,
-        discount_amount=0,
-        loyalty_discount=0,
-        total_cost=Decimal(price),
-    )
-
-
-def manage(db, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return run_manage(db.url, *args, env=manage_env(**(env or {})), timeout=timeout)
-
-
 # ---------------------------------------------------------------- the happy paths
 
 
 def test_upgrade_from_baseline_applies_backs_up_and_validates(baseline_db):
     seed_baseline(baseline_db)
-    summary = run(baseline_db)
+    summary = run_safe_migrate(baseline_db)
     assert summary.status == "applied", summary.error
     assert summary.exit_code == 0
     assert "billing.0002_enhanced_subscription_payment_models" in summary.applied
@@ -103,7 +60,7 @@ def test_upgrade_from_baseline_applies_backs_up_and_validates(baseline_db):
 
 
 def test_nothing_to_do_takes_no_backup(migrated_db):
-    summary = run(migrated_db)
+    summary = run_safe_migrate(migrated_db)
     assert summary.status == "nothing_to_do"
     assert summary.exit_code == 0
     assert summary.backup is None
@@ -112,7 +69,7 @@ def test_nothing_to_do_takes_no_backup(migrated_db):
 
 def test_run_is_recorded_after_the_outcome(baseline_db, settings):
     seed_baseline(baseline_db)
-    run(baseline_db)
+    run_safe_migrate(baseline_db)
     rows = baseline_db.query("SELECT status, backup FROM migrations_ops_migrationrun")
     assert [r[0] for r in rows] == ["applied"]
 
@@ -124,7 +81,7 @@ def test_plan_dry_run_and_rehearsal_write_nothing_to_the_live_database(migrated_
     with_apps(settings, "ma_slow")
     before = fingerprint(migrated_db)
     runs = migrated_db.query("SELECT id FROM migrations_ops_migrationrun")
-    summary = run(migrated_db, **{mode: True})
+    summary = run_safe_migrate(migrated_db, **{mode: True})
     assert summary.status == {"plan_only": "planned", "dry_run": "dry_run", "rehearse": "rehearsed"}[mode]
     assert summary.exit_code == ExitCode.OK, summary.error
     assert migrated_db.query("SELECT id FROM migrations_ops_migrationrun") == runs
@@ -141,7 +98,7 @@ def test_failure_in_the_middle_of_a_plan_rolls_back_everything(migrated_db, sett
     migrated_db.migrate("ma_raises:0001_initial")
     add_customer(migrated_db)
     before = fingerprint(migrated_db)
-    summary = run(migrated_db)
+    summary = run_safe_migrate(migrated_db)
     assert summary.status == "rolled_back", summary.error
     assert summary.exit_code == ExitCode.FAILED
     assert summary.rollback == "transaction"
@@ -157,7 +114,7 @@ def test_deferred_foreign_key_violation_is_caught_and_named(migrated_db, setting
     with_apps(settings, "ma_orphan")
     add_customer(migrated_db)
     before = fingerprint(migrated_db)
-    summary = run(migrated_db)
+    summary = run_safe_migrate(migrated_db)
     assert summary.exit_code == ExitCode.FAILED
     assert summary.rollback == "transaction"
     assert "ma_orphan.0002_orphan" in summary.error
@@ -172,7 +129,7 @@ def test_an_empty_database_is_migrated_and_a_failure_leaves_it_empty(empty_db, s
     table at all, and has none after the rollback."""
     apps = list(settings.INSTALLED_APPS)
     with_apps(settings, "ma_raises")
-    summary = run(empty_db)
+    summary = run_safe_migrate(empty_db)
     assert summary.status == "rolled_back", summary.error
     assert summary.exit_code == ExitCode.FAILED and "fails on purpose" in summary.error
     with empty_db.connection.cursor() as cursor:
@@ -180,7 +137,7 @@ def test_an_empty_database_is_migrated_and_a_failure_leaves_it_empty(empty_db, s
     events = [e["event"] for e in audit.read_events()]
     assert "safe_migrate.recorder_dropped" in events and "safe_migrate.recovered" in events
     settings.INSTALLED_APPS = apps
-    summary = run(empty_db)
+    summary = run_safe_migrate(empty_db)
     assert summary.status == "applied", summary.error
     assert empty_db.scalar("SELECT COUNT(*) FROM pricing_configs") >= 1
 
@@ -191,7 +148,7 @@ def test_non_atomic_failure_is_reversed_not_restored(migrated_db, settings):
     with_apps(settings, "ma_nonatomic")
     add_customer(migrated_db)
     before = fingerprint(migrated_db)
-    summary = run(migrated_db)
+    summary = run_safe_migrate(migrated_db)
     assert summary.plan.rollback_path == "reverse"
     assert [s.to_dict() for s in summary.plan.segments] == [
         {"steps": ["ma_nonatomic.0001_initial"], "atomic": False, "rollback": "reverse"}
@@ -205,7 +162,7 @@ def test_non_atomic_failure_is_reversed_not_restored(migrated_db, settings):
 
 def test_conflicting_leaves_are_refused(migrated_db, settings):
     with_apps(settings, "ma_conflict")
-    summary = run(migrated_db)
+    summary = run_safe_migrate(migrated_db)
     assert summary.exit_code == ExitCode.BAD_INPUT
     assert "0002_left" in summary.error and "0002_right" in summary.error
     assert "makemigrations --merge" in summary.error
@@ -222,18 +179,18 @@ def test_backwards_target_guards_rows_unless_allowed(baseline_db):
     assert baseline_db.scalar("SELECT COUNT(*) FROM loyalty_accounts") == 3
     before = fingerprint(baseline_db)
 
-    refused = run(baseline_db, app_label="loyalty", migration_name="0002")
+    refused = run_safe_migrate(baseline_db, app_label="loyalty", migration_name="0002")
     assert refused.exit_code == ExitCode.FAILED
     assert "row_count_guard" in refused.error and "loyalty_accounts: 3 -> 0" in refused.error
     assert fingerprint(baseline_db) == before
 
-    only_one = run(
+    only_one = run_safe_migrate(
         baseline_db, app_label="loyalty", migration_name="0002", allow_row_loss=frozenset({"loyalty_accounts"})
     )
     assert only_one.exit_code == ExitCode.FAILED and "pricing_configs" in only_one.error
     assert fingerprint(baseline_db) == before
 
-    allowed = run(
+    allowed = run_safe_migrate(
         baseline_db,
         app_label="loyalty",
         migration_name="0002",
@@ -252,14 +209,14 @@ def test_backwards_target_guards_rows_unless_allowed(baseline_db):
 def test_plan_and_dry_run_leave_the_database_unchanged(baseline_db):
     seed_baseline(baseline_db)
     before = fingerprint(baseline_db)
-    planned = run(baseline_db, plan_only=True)
+    planned = run_safe_migrate(baseline_db, plan_only=True)
     assert planned.status == "planned"
     assert planned.backup is None
     assert planned.plan.rollback_path == "transaction"
     assert "subscriptions" in planned.plan.tables
     assert fingerprint(baseline_db) == before
 
-    dry = run(baseline_db, dry_run=True)
+    dry = run_safe_migrate(baseline_db, dry_run=True)
     assert dry.status == "dry_run"
     assert backups.get_backup(dry.backup).reason == "pre-migrate"
     assert fingerprint(baseline_db) == before
@@ -268,7 +225,7 @@ def test_plan_and_dry_run_leave_the_database_unchanged(baseline_db):
 def test_rehearse_runs_on_a_copy_and_proves_the_reverse(baseline_db):
     seed_baseline(baseline_db)
     before = fingerprint(baseline_db)
-    summary = run(baseline_db, rehearse=True)
+    summary = run_safe_migrate(baseline_db, rehearse=True)
     assert summary.status == "rehearsed", summary.error
     assert fingerprint(baseline_db) == before
     assert summary.irreversible == []
@@ -292,7 +249,7 @@ def test_rehearsal_cannot_reach_the_live_database(migrated_db, settings):
     migrated_db.migrate("ma_default_manager:0001_initial")
     migrated_db.query("INSERT INTO ma_notes (text) VALUES ('kept'), ('also kept')")
     before = fingerprint(migrated_db)
-    summary = run(migrated_db, rehearse=True)
+    summary = run_safe_migrate(migrated_db, rehearse=True)
     assert summary.status == "rehearsed", summary.error
     assert fingerprint(migrated_db) == before  # the live notes were never rewritten
     assert migrated_db.query("SELECT text FROM ma_notes ORDER BY id") == [("kept",), ("also kept",)]
@@ -324,7 +281,7 @@ def test_second_run_exits_3_while_the_first_holds_the_lock(migrated_db, tmp_path
             assert first.poll() is None, first.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        second = manage(migrated_db, "safe_migrate", "--noinput", env=env)
+        second = manage_with_test_settings(migrated_db, "safe_migrate", "--noinput", env=env)
         assert second.returncode == ExitCode.LOCKED, second.stderr
         assert "pid" in second.stderr and str(first.pid) in second.stderr
         assert second.stderr.count("\n") == 1
@@ -367,10 +324,10 @@ def test_cli_rehearsal_leaves_the_live_default_database_alone(migrated_db, tmp_p
         "BACKUP_DIR": str(tmp_path / "b"),
         "MIGRATION_LOG": str(tmp_path / "log"),
     }
-    first = manage(migrated_db, "migrate", "ma_default_manager", "0001", "--noinput", env=env)
+    first = manage_with_test_settings(migrated_db, "migrate", "ma_default_manager", "0001", "--noinput", env=env)
     assert first.returncode == 0, first.stderr
     migrated_db.query("INSERT INTO ma_notes (text) VALUES ('kept')")
-    result = manage(migrated_db, "safe_migrate", "--rehearse", "--noinput", "--json", env=env)
+    result = manage_with_test_settings(migrated_db, "safe_migrate", "--rehearse", "--noinput", "--json", env=env)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["status"] == "rehearsed"
@@ -382,13 +339,13 @@ def test_cli_rehearsal_leaves_the_live_default_database_alone(migrated_db, tmp_p
 def test_json_summary_shape(baseline_db, tmp_path):
     seed_baseline(baseline_db)
     env = {"BACKUP_DIR": str(tmp_path / "b"), "MIGRATION_LOG": str(tmp_path / "log")}
-    result = manage(baseline_db, "safe_migrate", "--noinput", "--json", env=env)
+    result = manage_with_test_settings(baseline_db, "safe_migrate", "--noinput", "--json", env=env)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert set(document) >= {"status", "applied", "backup", "rollback", "validation", "durations", "error"}
     assert document["status"] == "applied"
     assert set(document["durations"]) >= {"backup_s", "migrate_s", "validate_s", "total_s"}
-    again = manage(baseline_db, "safe_migrate", "--noinput", "--json", env=env)
+    again = manage_with_test_settings(baseline_db, "safe_migrate", "--noinput", "--json", env=env)
     assert json.loads(again.stdout)["status"] == "nothing_to_do"
     assert again.returncode == 0
 
@@ -405,7 +362,7 @@ def test_lock_timeout_is_retried_then_rolled_back(baseline_db, settings):
     try:
         with blocker.cursor() as cursor:
             cursor.execute("BEGIN; SELECT * FROM subscriptions LIMIT 1")  # ACCESS SHARE until commit
-        summary = run(baseline_db)
+        summary = run_safe_migrate(baseline_db)
     finally:
         blocker.rollback()
         blocker.close()
@@ -429,7 +386,7 @@ def test_fake_records_without_running_under_the_same_safety(migrated_db, setting
     with_apps(settings, "ma_slow")
     pk = "bigserial PRIMARY KEY" if migrated_db.vendor == "postgresql" else "integer NOT NULL PRIMARY KEY AUTOINCREMENT"
     migrated_db.query(f"CREATE TABLE ma_ticks (id {pk}, n integer NOT NULL)")
-    summary = run(migrated_db, fake=True)
+    summary = run_safe_migrate(migrated_db, fake=True)
     assert summary.status == "applied", summary.error
     assert summary.applied == ["ma_slow.0001_initial"]
     assert summary.backup is not None
@@ -442,13 +399,13 @@ def test_existing_problems_stop_the_run_unless_accepted(migrated_db, settings):
     add_customer(migrated_db)
     migrated_db.query("UPDATE subscriptions SET total_cost = total_cost + 1")  # breaks the cost invariant
     before = fingerprint(migrated_db)
-    refused = run(migrated_db)
+    refused = run_safe_migrate(migrated_db)
     assert refused.exit_code == ExitCode.BAD_INPUT
     assert "billing.subscription_total_cost" in refused.error
     assert refused.backup is None
     assert fingerprint(migrated_db) == before
 
-    accepted = run(migrated_db, accept_existing_issues=True)
+    accepted = run_safe_migrate(migrated_db, accept_existing_issues=True)
     assert accepted.status == "applied", accepted.error
     assert accepted.applied == ["ma_slow.0001_initial"]
 
@@ -459,10 +416,10 @@ def test_accepted_issues_stay_accepted_when_the_plan_adds_models(migrated_db, se
     path = analytics_migrations_copy
     path.write_text(path.read_text().replace("class Migration", "# edited\nclass Migration", 1))
     with_apps(settings, "ma_slow")
-    refused = run(migrated_db)
+    refused = run_safe_migrate(migrated_db)
     assert refused.exit_code == ExitCode.BAD_INPUT and "migration_checksums" in refused.error
 
-    accepted = run(migrated_db, accept_existing_issues=True)
+    accepted = run_safe_migrate(migrated_db, accept_existing_issues=True)
     assert accepted.status == "applied", accepted.error
     (checksum_check,) = [c for c in accepted.validation.checks if c.name == "migration_checksums"]
     assert not checksum_check.ok  # still failing after the run: the same problem, accepted
@@ -528,24 +485,22 @@ def test_unusable_database_is_one_line_and_exit_2(tmp_path, url):
 
 
 def test_rehearsing_from_a_damaged_backup_is_refused_before_any_copy(baseline_db):
-    from tests.test_backups import corrupt
-
     manifest = backups.create_backup(using=baseline_db.alias, name="damaged")
     corrupt(manifest.path, "truncate")
-    summary = run(baseline_db, rehearse=True, from_backup="damaged")
+    summary = run_safe_migrate(baseline_db, rehearse=True, from_backup="damaged")
     assert summary.exit_code == ExitCode.BAD_INPUT, summary.error
     assert "truncated or altered" in summary.error and "the live database is only read" in summary.error
 
 
 @pytest.mark.parametrize("engine", ["sqlite"])
 def test_plan_says_the_rollback_path_once_in_words_and_bad_input_is_not_a_failure(baseline_db):
-    planned = manage(baseline_db, "safe_migrate", "--plan")
+    planned = manage_with_test_settings(baseline_db, "safe_migrate", "--plan")
     assert planned.returncode == 0, planned.stderr
     assert planned.stdout.lower().count("rollback path") == 1, planned.stdout
     assert "any failure rolls back, no restore needed" in planned.stdout
     assert "; ~ " not in planned.stdout and "altered columns loyalty_account_id" in planned.stdout
 
-    refused = manage(baseline_db, "safe_migrate", "billing", "9999")
+    refused = manage_with_test_settings(baseline_db, "safe_migrate", "billing", "9999")
     assert refused.returncode == ExitCode.BAD_INPUT
     assert "Status: failed" not in refused.stdout and "Status: refused, nothing was changed" in refused.stdout
     assert refused.stderr == "error: no migration of 'billing' matches '9999'\n"

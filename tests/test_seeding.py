@@ -15,9 +15,9 @@ from django.core.management.base import CommandError
 
 from accounts.models import User
 from billing.models import Subscription
-from billing.seeding import SeedRefused, seed
 from loyalty.models import PointsTransaction
-from tests.conftest import _scratch
+from seeding import SeedRefused, seed
+from tests.dbs import scratch as _scratch
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS, SUBSCRIPTIONS, INTENTS, DAYS = 120, 200, 150, 14
@@ -315,7 +315,7 @@ def test_constraints_and_indexes_are_back_after_seeding(migrated_db):
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 def test_a_failure_midway_leaves_no_rows_and_every_constraint(migrated_db, monkeypatch):
-    from billing import seeding
+    import seeding
 
     db = migrated_db
     before = schema_objects(db)
@@ -343,7 +343,7 @@ def test_a_failure_midway_leaves_no_rows_and_every_constraint(migrated_db, monke
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 def test_rows_breaking_a_dropped_foreign_key_roll_the_whole_seed_back(migrated_db, monkeypatch):
-    from billing import seeding
+    import seeding
 
     db = migrated_db
     before = schema_objects(db)
@@ -407,7 +407,7 @@ def test_seeded_costs_points_and_tiers_are_the_domain_rules(migrated_db):
 
 
 def test_seeded_columns_are_the_models_limited_to_what_the_state_created():
-    from billing import seeding
+    import seeding
 
     baseline = seeding.seeded_columns(Subscription, "baseline")
     head = seeding.seeded_columns(Subscription, "head")

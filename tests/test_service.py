@@ -6,8 +6,7 @@ import asyncio
 
 from migrations_ops.service import MigrationService
 from tests.dbs import latest_migration
-from tests.test_migration_history import seed_baseline
-from tests.test_safe_migrate import fingerprint
+from tests.helpers import fingerprint, seed_baseline
 
 
 def test_async_status_is_usable_as_documented(baseline_db):

@@ -8,7 +8,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from migrations_ops import status
 from tests.dbs import manage_env, run_manage
-from tests.test_validation import manage
+from tests.helpers import manage_with_project_settings
 
 MERGE_FIX = "fix with 'python manage.py makemigrations --merge'"
 
@@ -57,12 +57,12 @@ def test_empty_database_has_everything_pending_and_is_not_touched(empty_db):
 
 def test_migration_status_check_exit_codes_before_and_after_migrating(baseline_db):
     db = baseline_db
-    before = manage(db, "migration_status", "--check")
+    before = manage_with_project_settings(db, "migration_status", "--check")
     assert before.returncode == 1
     assert "billing.0002_enhanced_subscription_payment_models: Enhanced subscription payment models" in before.stdout
     assert before.stderr.startswith("error: ") and "pending: " in before.stderr
 
-    as_json = manage(db, "migration_status", "--check", "--json")
+    as_json = manage_with_project_settings(db, "migration_status", "--check", "--json")
     assert as_json.returncode == 1
     document = json.loads(as_json.stdout)
     assert set(document) == {"current", "pending", "applied_count", "pending_count", "conflicts"}
@@ -71,11 +71,11 @@ def test_migration_status_check_exit_codes_before_and_after_migrating(baseline_d
 
     db.migrate()
     db.connection.close()
-    after = manage(db, "migration_status", "--check", "--history")
+    after = manage_with_project_settings(db, "migration_status", "--check", "--history")
     assert after.returncode == 0, after.stderr
     assert "No pending migrations" in after.stdout
     assert "billing.0002_enhanced_subscription_payment_models" in after.stdout  # in the history
-    assert json.loads(manage(db, "migration_status", "--json").stdout)["pending_count"] == 0
+    assert json.loads(manage_with_project_settings(db, "migration_status", "--json").stdout)["pending_count"] == 0
 
 
 def with_conflict_app(settings) -> None:

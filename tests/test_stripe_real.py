@@ -19,9 +19,9 @@ from django.test import Client, override_settings
 from accounts.models import User
 from analytics.models import PaymentAnalytics, PaymentCurrencyAnalytics
 from analytics.rollup import rollup
-from billing import currency
 from billing.models import PaymentIntent, PricingConfig, StripeEvent, Subscription
 from billing.webhooks import process_event
+from common import currency
 from loyalty.models import LoyaltyAccount, PointsTransaction
 from migrations_ops.validation import run_validation
 from tests import stripe_fixtures as sf

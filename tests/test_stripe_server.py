@@ -24,14 +24,9 @@ from billing.models import PaymentIntent, StripeEvent, Subscription
 from loyalty.models import LoyaltyAccount
 from migrations_ops.validation import run_validation
 from tests import stripe_fixtures as sf
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _deliver(base: str, payload: dict) -> tuple[int, str, str | None]:
@@ -52,7 +47,7 @@ def _deliver(base: str, payload: dict) -> tuple[int, str, str | None]:
 @pytest.fixture
 def sqlite_server(migrated_db):
     """`manage.py runserver` (threaded, like the tester's) on the scratch SQLite file."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings_subprocess",

@@ -43,7 +43,7 @@ from django.db.migrations.loader import MigrationLoader
 from migrations_ops.status import current_migrations
 from migrations_ops.validation import run_validation
 from tests import dbs
-from tests.test_safe_migrate import fingerprint, run
+from tests.helpers import fingerprint, run_safe_migrate
 
 # App label -> the distribution (pip package) that ships it.
 APPS = {
@@ -72,7 +72,7 @@ ROWS: dict[str, tuple[str, dict]] = {
 def twins(request, engine, settings, tmp_path) -> Iterator[tuple[dbs.ScratchDatabase, dbs.ScratchDatabase]]:
     """Two identical migrated databases: one for safe_migrate, one for plain `migrate`."""
     db = request.getfixturevalue("migrated_db")
-    plain = dbs.new_database(engine, tmp_path, template=request.getfixturevalue("_templates")(engine, "head"))
+    plain = dbs.new_database(engine, tmp_path, template=request.getfixturevalue("database_templates")(engine, "head"))
     settings.BACKUP_DIR = tmp_path / "backups"
     settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
     yield db, plain
@@ -161,7 +161,7 @@ def test_third_party_app_fails_rehearses_forwards_and_reverses_like_plain_migrat
     installed = list(settings.INSTALLED_APPS)
     failing = failing_after(app)
     before = fingerprint(db)
-    failed = run(db)
+    failed = run_safe_migrate(db)
     assert failed.status == "rolled_back", failed.error
     assert f"{failing}.0001_fails" in failed.error
     steps = [step.revision for step in failed.plan.steps]
@@ -172,7 +172,7 @@ def test_third_party_app_fails_rehearses_forwards_and_reverses_like_plain_migrat
     # A rehearsal: success, nothing lost by the reverse, and the live database exactly as before
     # (every table's schema and content; its record is in the audit log, not a MigrationRun row).
     runs = db.query("SELECT status FROM migrations_ops_migrationrun ORDER BY id")
-    rehearsal = run(db, rehearse=True)
+    rehearsal = run_safe_migrate(db, rehearse=True)
     assert rehearsal.status == "rehearsed", rehearsal.error
     assert rehearsal.irreversible == []
     assert rehearsal.inner.status == "applied" and set(pending) <= set(rehearsal.inner.applied)
@@ -182,7 +182,7 @@ def test_third_party_app_fails_rehearses_forwards_and_reverses_like_plain_migrat
 
     # Forwards: what plain `migrate` gives on an identical database, and validate_db passes.
     plain.migrate()
-    forward = run(db)
+    forward = run_safe_migrate(db)
     assert forward.status == "applied", forward.error
     assert sorted(r for r in forward.applied if r.startswith(f"{app}.")) == pending
     assert_same_as_plain(db, plain)
@@ -199,7 +199,7 @@ def test_third_party_app_fails_rehearses_forwards_and_reverses_like_plain_migrat
     add_row(db, app)
     add_row(plain, app)
     plain.migrate(f"{app}:zero")
-    backwards = run(db, app_label=app, migration_name="zero")
+    backwards = run_safe_migrate(db, app_label=app, migration_name="zero")
     assert backwards.status == "applied", backwards.error
     assert sorted(backwards.applied) == pending
     assert app not in current_migrations(db.alias)

@@ -5,102 +5,30 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.db import connections, transaction
 
-from accounts.models import User
-from analytics.models import PaymentAnalytics, SubscriptionAnalytics
-from billing.models import PaymentIntent, PricingConfig, Subscription
-from loyalty.models import LoyaltyAccount, PointsTransaction
+from billing.models import PricingConfig
 from migrations_ops import checks, checksums
 from migrations_ops.validation import run_validation
-from tests.dbs import manage_env, run_manage
+from tests.helpers import check_result, failing_checks, manage_with_project_settings, seed_consistent_data
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.UTC
 
 
-def seed(db) -> dict:
-    """A small, consistent data set touching every invariant (on a database migrated to the head)."""
-    a = db.alias
-    users = [
-        User.objects.db_manager(a).create_user(f"user{i}@example.com", password=None, role=role)
-        for i, role in enumerate(["admin", "staff", "user"])
-    ]
-    accounts = [LoyaltyAccount.objects.using(a).create(user=user) for user in users]
-    subscriptions = [
-        Subscription.objects.using(a).create(
-            user=users[i],
-            plan="basic",
-            price=Decimal("12.00"),
-            base_cost=Decimal("10.00"),
-            delivery_cost=Decimal("2.00"),
-            tax_amount=Decimal("1.10"),
-            discount_amount=Decimal("0.70"),
-            loyalty_discount=Decimal("0.40"),
-            total_cost=Decimal("12.00"),
-            loyalty_account=accounts[i],
-        )
-        for i in range(3)
-    ]
-    intent = PaymentIntent.objects.using(a).create(
-        stripe_payment_intent_id="pi_1", subscription=subscriptions[0], user=users[0], amount=1200, status="succeeded"
-    )
-    # Two consecutive windows of one variant: half-open, so touching is not overlapping.
-    for start, end in [(dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 6, 1, tzinfo=UTC))]:
-        PricingConfig.objects.using(a).create(
-            name="large H1", plan="basic", variant_id="large", base_price=20, effective_from=start, effective_until=end
-        )
-    PricingConfig.objects.using(a).create(
-        name="large H2",
-        plan="basic",
-        variant_id="large",
-        base_price=22,
-        effective_from=dt.datetime(2024, 6, 1, tzinfo=UTC),
-    )
-    ledger = {accounts[0]: [100, -30, 5], accounts[1]: [50]}
-    transactions = []
-    for account, entries in ledger.items():
-        balance = 0
-        for points in entries:
-            balance += points
-            kind = "earn" if points > 0 else "redeem"
-            transactions.append(
-                PointsTransaction.objects.using(a).create(
-                    account=account, points=points, kind=kind, balance_after=balance, payment_intent=intent
-                )
-            )
-        account.points_balance = account.lifetime_points = balance
-        account.save(using=a)
-    for day in (dt.date(2024, 1, 1), dt.date(2024, 1, 2)):
-        SubscriptionAnalytics.objects.using(a).create(date=day, active_subscriptions=3)
-        PaymentAnalytics.objects.using(a).create(date=day, total_payments=1)
-    return {"users": users, "accounts": accounts, "subscriptions": subscriptions, "transactions": transactions}
-
-
 @pytest.fixture
 def seeded_db(migrated_db):
-    return migrated_db, seed(migrated_db)
-
-
-def failing(report) -> set[str]:
-    return {result.name for result in report.failures()}
-
-
-def result(report, name: str):
-    (found,) = [r for r in report.checks if r.name == name]
-    return found
+    return migrated_db, seed_consistent_data(migrated_db)
 
 
 def only_failure(alias: str, check: str, **options) -> dict:
     """Validate `alias`; exactly `check` must fail. Its details, for the test to look into."""
     report = run_validation(alias, **options)
-    assert failing(report) == {check}, report.render()
-    return result(report, check).details
+    assert failing_checks(report) == {check}, report.render()
+    return check_result(report, check).details
 
 
 def insert_orphan_transaction(db) -> int:
@@ -152,7 +80,7 @@ def test_clean_seeded_database_passes_every_check(seeded_db):
     )
     assert report.tables["subscriptions"] == 3
     assert report.tables["points_transactions"] == 4
-    assert result(report, "migration_checksums").details["checked"] >= 15  # recorded by the template's migrate
+    assert check_result(report, "migration_checksums").details["checked"] >= 15  # recorded by the template's migrate
     document = report.to_dict()
     assert set(document) >= {"ok", "checks", "tables"}
     assert all({"name", "ok", "details"} <= set(check) for check in document["checks"])
@@ -167,12 +95,12 @@ def test_quick_run_leaves_out_deep_checks(migrated_db):
 def test_domain_checks_skip_before_their_tables_exist(baseline_db):
     report = run_validation(baseline_db.alias)
     assert report.ok, report.render()
-    loyalty = result(report, "loyalty.balance_matches_transactions")
+    loyalty = check_result(report, "loyalty.balance_matches_transactions")
     assert loyalty.skipped and "loyalty_accounts" in loyalty.reason
-    cost = result(report, "billing.subscription_total_cost")
+    cost = check_result(report, "billing.subscription_total_cost")
     assert cost.skipped and "subscriptions.total_cost" in cost.reason
     # the schema is compared with the *migrated* models: pending columns are not "missing"
-    assert not result(report, "schema_matches_models").skipped
+    assert not check_result(report, "schema_matches_models").skipped
 
 
 # --- crafted breakage, both engines ----------------------------------------------------------------
@@ -255,7 +183,7 @@ def test_two_analytics_rows_for_one_day(seeded_db):
         " VALUES (99, '2024-01-02', 1, 0, 0, 0, 0, 0, '2024-01-03')"
     )
     report = run_validation(db.alias, only=["analytics.subscription_analytics_unique_per_day"])
-    details = result(report, "analytics.subscription_analytics_unique_per_day").details
+    details = check_result(report, "analytics.subscription_analytics_unique_per_day").details
     assert not report.ok and details["count"] == 1 and details["first"] == [["2024-01-02", 2]]
 
 
@@ -269,12 +197,12 @@ def test_column_dropped_behind_djangos_back(seeded_db):
 def test_table_dropped_behind_djangos_back(migrated_db):
     migrated_db.query("DROP TABLE payment_analytics")
     report = run_validation(migrated_db.alias)
-    assert failing(report) == {"schema_matches_models"}
+    assert failing_checks(report) == {"schema_matches_models"}
     assert (
         "table payment_analytics (analytics.PaymentAnalytics) is missing"
-        in (result(report, "schema_matches_models").details["first"])
+        in (check_result(report, "schema_matches_models").details["first"])
     )
-    assert result(report, "analytics.payment_analytics_unique_per_day").skipped
+    assert check_result(report, "analytics.payment_analytics_unique_per_day").skipped
 
 
 def test_inconsistent_migration_history(migrated_db):
@@ -308,15 +236,15 @@ def test_reviewed_edit_of_an_applied_migration_passes_with_a_note(migrated_db, a
     stored = checksums.file_checksum(path)
     edited = text.replace("class Migration", "# reviewed edit\nclass Migration", 1)
     path.write_text(edited)
-    (changed,) = result(run_validation(migrated_db.alias), "migration_checksums").details["changed"]
+    (changed,) = check_result(run_validation(migrated_db.alias), "migration_checksums").details["changed"]
     assert changed["stored"] == stored  # the whole checksum, ready to paste into REVIEWED_CHECKSUMS
 
     # A review without a reason does not count.
     path.write_text(edited + f'\nREVIEWED_CHECKSUMS = {{"{stored}": "  "}}\n')
-    assert failing(run_validation(migrated_db.alias)) == {"migration_checksums"}
+    assert failing_checks(run_validation(migrated_db.alias)) == {"migration_checksums"}
 
     path.write_text(edited + f'\nREVIEWED_CHECKSUMS = {{"{stored}": "adds db_default only"}}\n')
-    check = result(run_validation(migrated_db.alias), "migration_checksums")
+    check = check_result(run_validation(migrated_db.alias), "migration_checksums")
     assert check.ok
     assert "analytics.0001_initial: adds db_default only" in check.details["note"]
 
@@ -325,7 +253,7 @@ def test_reviewed_edit_of_an_applied_migration_passes_with_a_note(migrated_db, a
         "UPDATE migrations_ops_applied_checksum SET sha256 = %s WHERE app = 'analytics' AND name = '0001_initial'",
         ["0" * 64],
     )
-    assert failing(run_validation(migrated_db.alias)) == {"migration_checksums"}
+    assert failing_checks(run_validation(migrated_db.alias)) == {"migration_checksums"}
 
 
 def test_model_change_without_a_migration(migrated_db, analytics_migrations_copy):
@@ -336,8 +264,8 @@ def test_model_change_without_a_migration(migrated_db, analytics_migrations_copy
     path.write_text(text[:start] + text[end:])
     report = run_validation(migrated_db.alias)
     # the model has a field no migration adds (and the migration file itself was edited)
-    assert failing(report) == {"migrations_complete", "migration_checksums"}
-    first = result(report, "migrations_complete").details["first"]
+    assert failing_checks(report) == {"migrations_complete", "migration_checksums"}
+    first = check_result(report, "migrations_complete").details["first"]
     assert any(line.startswith("analytics: Add field churn_rate") for line in first), first
 
 
@@ -368,7 +296,7 @@ def test_checksums_of_migrations_applied_earlier_are_baselined(baseline_db):
 
 
 def test_checksums_skipped_before_the_table_exists(baseline_db):
-    check = result(run_validation(baseline_db.alias, only=["migration_checksums"]), "migration_checksums")
+    check = check_result(run_validation(baseline_db.alias, only=["migration_checksums"]), "migration_checksums")
     assert check.skipped and "migrations_ops_applied_checksum" in check.reason
 
 
@@ -388,8 +316,8 @@ def test_runs_inside_the_callers_transaction_without_committing(seeded_db):
             db.query("UPDATE loyalty_accounts SET points_balance = 1 WHERE id = %s", [data["accounts"][0].pk])
             report = run_validation(db.alias)
             # the failing statement was confined to its savepoint: later checks still ran and passed
-            assert failing(report) == {"test.broken_sql", "loyalty.balance_matches_transactions"}
-            assert "no_such_table" in result(report, "test.broken_sql").details["error"]
+            assert failing_checks(report) == {"test.broken_sql", "loyalty.balance_matches_transactions"}
+            assert "no_such_table" in check_result(report, "test.broken_sql").details["error"]
             assert connections[db.alias].in_atomic_block
             transaction.set_rollback(True, using=db.alias)
     finally:
@@ -432,13 +360,9 @@ def test_sqlite_deep_integrity_check_finds_index_not_matching_table(seeded_db):
 # --- the command -------------------------------------------------------------------------------------
 
 
-def manage(db, *args: str) -> subprocess.CompletedProcess:
-    return run_manage(db.url, *args, env=manage_env("config.settings"))
-
-
 def test_validate_db_command_json_and_exit_codes(seeded_db):
     db, _ = seeded_db
-    done = manage(db, "validate_db", "--json")
+    done = manage_with_project_settings(db, "validate_db", "--json")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert document["ok"] is True and document["tables"]["subscriptions"] == 3
@@ -446,7 +370,7 @@ def test_validate_db_command_json_and_exit_codes(seeded_db):
 
     insert_orphan_transaction(db)
     db.connection.close()
-    done = manage(db, "validate_db")
+    done = manage_with_project_settings(db, "validate_db")
     assert done.returncode == 1
     lines = done.stdout.splitlines()
     assert any(line.startswith("✗ foreign_keys (") and line.endswith(" ms)") for line in lines), done.stdout
@@ -459,7 +383,7 @@ def test_validate_db_unreachable_database_is_exit_2(tmp_path):
     class Missing:
         url = "postgres://postgres@127.0.0.1:5432/no_such_database_for_validate_db"
 
-    done = manage(Missing, "validate_db")
+    done = manage_with_project_settings(Missing, "validate_db")
     assert done.returncode == 2
     assert done.stderr.startswith("error: database unreachable") and len(done.stderr.strip().splitlines()) == 1
 
@@ -501,7 +425,7 @@ def test_problems_are_compared_by_identity_not_by_the_text_around_them():
 def test_virtual_tables_views_unmanaged_and_proxy_models_are_left_out_with_the_reason(migrated_db, settings):
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "tests.migration_apps.ma_virtual.apps.Config"]
     migrated_db.migrate("ma_virtual:0001_initial")
-    check = result(run_validation(migrated_db.alias, only=["schema_matches_models"]), "schema_matches_models")
+    check = check_result(run_validation(migrated_db.alias, only=["schema_matches_models"]), "schema_matches_models")
     # No "column ma_entries_search.rowid is missing", no "title is NULL, the models say NOT NULL".
     assert check.ok, check.details
     kind = {"sqlite": "SQLite virtual table", "postgresql": "PostgreSQL view"}[migrated_db.vendor]
@@ -513,5 +437,5 @@ def test_virtual_tables_views_unmanaged_and_proxy_models_are_left_out_with_the_r
     # Existence is still checked.
     drop = {"sqlite": "DROP TABLE ma_entries_search", "postgresql": "DROP VIEW ma_entries_search"}
     migrated_db.query(drop[migrated_db.vendor])
-    check = result(run_validation(migrated_db.alias, only=["schema_matches_models"]), "schema_matches_models")
+    check = check_result(run_validation(migrated_db.alias, only=["schema_matches_models"]), "schema_matches_models")
     assert check.details["first"] == ["table ma_entries_search (ma_virtual.Entry) is missing"]

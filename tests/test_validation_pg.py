@@ -7,12 +7,12 @@ import pytest
 from django.db import IntegrityError
 
 from migrations_ops.validation import run_validation
-from tests.test_validation import failing, result, seed
+from tests.helpers import check_result, failing_checks, seed_consistent_data
 
 
 @pytest.fixture
 def pg_seeded(pg_migrated_db):
-    return pg_migrated_db, seed(pg_migrated_db)
+    return pg_migrated_db, seed_consistent_data(pg_migrated_db)
 
 
 def test_not_valid_check_constraint_with_violating_rows(pg_seeded):
@@ -21,8 +21,8 @@ def test_not_valid_check_constraint_with_violating_rows(pg_seeded):
     db.query("UPDATE subscriptions SET price = 5000 WHERE id = %s", [pricey])
     db.query("ALTER TABLE subscriptions ADD CONSTRAINT crafted_price_cap CHECK (price < 1000) NOT VALID")
     report = run_validation(db.alias)
-    assert failing(report) == {"not_valid_constraints"}
-    details = result(report, "not_valid_constraints").details
+    assert failing_checks(report) == {"not_valid_constraints"}
+    details = check_result(report, "not_valid_constraints").details
     (entry,) = details["not_valid"]
     assert entry["constraint"] == "crafted_price_cap" and entry["violating_rows"] == 1 and entry["first"] == [pricey]
 
@@ -30,7 +30,7 @@ def test_not_valid_check_constraint_with_violating_rows(pg_seeded):
 def test_not_valid_constraint_without_violations_is_a_note(pg_seeded):
     db, _ = pg_seeded
     db.query("ALTER TABLE subscriptions ADD CONSTRAINT crafted_price_cap CHECK (price < 1000) NOT VALID")
-    check = result(run_validation(db.alias, only=["not_valid_constraints"]), "not_valid_constraints")
+    check = check_result(run_validation(db.alias, only=["not_valid_constraints"]), "not_valid_constraints")
     assert check.ok and "crafted_price_cap" in check.details["note"]
 
 
@@ -43,12 +43,12 @@ def test_foreign_key_django_does_not_know_not_valid_with_orphans(pg_seeded):
         "FOREIGN KEY (subscription_id) REFERENCES subscriptions (id) NOT VALID"
     )
     report = run_validation(db.alias)
-    assert failing(report) == {"foreign_keys"}
-    (orphan,) = result(report, "foreign_keys").details["orphans"]
+    assert failing_checks(report) == {"foreign_keys"}
+    (orphan,) = check_result(report, "foreign_keys").details["orphans"]
     assert orphan["constraint"] == "crafted_notes_subscription_fk" and orphan["validated"] is False
     assert orphan["count"] == 1 and orphan["first"] == ["id=2 -> subscription_id=424242"]
     # the NOT VALID foreign key is listed (its orphans are foreign_keys' business)
-    notes = result(report, "not_valid_constraints").details["not_valid"]
+    notes = check_result(report, "not_valid_constraints").details["not_valid"]
     assert [n["constraint"] for n in notes] == ["crafted_notes_subscription_fk"]
 
 
@@ -59,14 +59,14 @@ def test_invalid_unique_index_from_a_failed_concurrent_build(pg_seeded):
     with pytest.raises(IntegrityError):
         db.query("CREATE UNIQUE INDEX CONCURRENTLY crafted_variant_uniq ON subscriptions (variant_name)")
     report = run_validation(db.alias)
-    assert failing(report) == {"indexes"}
-    (entry,) = result(report, "indexes").details["indexes"]
+    assert failing_checks(report) == {"indexes"}
+    (entry,) = check_result(report, "indexes").details["indexes"]
     assert entry["index"] == "crafted_variant_uniq" and entry["valid"] is False and entry["unique"] is True
     assert entry["duplicate_keys"] == 1 and entry["first"] == ["same (x2)"]
 
 
 def test_amcheck_skipped_when_not_installed(pg_migrated_db):
-    check = result(run_validation(pg_migrated_db.alias, deep=True), "amcheck")
+    check = check_result(run_validation(pg_migrated_db.alias, deep=True), "amcheck")
     assert check.skipped and check.reason == "amcheck not installed (CREATE EXTENSION amcheck)"
     # validate_db never installs it itself
     assert pg_migrated_db.query("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'") == []
@@ -75,7 +75,7 @@ def test_amcheck_skipped_when_not_installed(pg_migrated_db):
 def test_amcheck_passes_on_clean_indexes_and_finds_a_corrupt_one(pg_seeded):
     db, _ = pg_seeded
     db.query("CREATE EXTENSION amcheck")
-    clean = result(run_validation(db.alias, deep=True, only=["amcheck"]), "amcheck")
+    clean = check_result(run_validation(db.alias, deep=True, only=["amcheck"]), "amcheck")
     assert clean.ok and not clean.skipped and clean.details["indexes_checked"] >= 20
 
     # A btree whose operator class changes its order after the index was built: items out of order.
@@ -98,8 +98,8 @@ def test_amcheck_passes_on_clean_indexes_and_finds_a_corrupt_one(pg_seeded):
         + "$f$"
     )
     report = run_validation(db.alias, deep=True)
-    assert failing(report) == {"amcheck"}
-    (corrupt,) = result(report, "amcheck").details["corrupt"]
+    assert failing_checks(report) == {"amcheck"}
+    (corrupt,) = check_result(report, "amcheck").details["corrupt"]
     assert corrupt["index"] == "crafted_ints_x" and "invariant violated" in corrupt["error"]
     assert run_validation(db.alias).ok  # without --deep amcheck does not run
 
@@ -110,8 +110,8 @@ def test_nullability_drift(pg_seeded):
     db.query("UPDATE subscriptions SET variant_id = 'x'")
     db.query("ALTER TABLE subscriptions ALTER COLUMN variant_id SET NOT NULL")
     report = run_validation(db.alias)
-    assert failing(report) == {"schema_matches_models"}
-    assert result(report, "schema_matches_models").details["first"] == [
+    assert failing_checks(report) == {"schema_matches_models"}
+    assert check_result(report, "schema_matches_models").details["first"] == [
         "column pricing_configs.variant_name is NULL, the models say NOT NULL",
         "column subscriptions.variant_id is NOT NULL, the models say NULL",
     ]

@@ -24,10 +24,9 @@ from migrations_ops import audit, backups
 from migrations_ops.errors import ExitCode
 from migrations_ops.status import pending_migrations
 from tests.dbs import manage_env, start_manage
-from tests.test_safe_migrate import fingerprint
+from tests.helpers import fingerprint
 
 __all__ = [
-    "fingerprint",
     "lock_is_free",
     "Run",
     "as_default",

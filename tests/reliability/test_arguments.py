@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 from migrations_ops import backups
 from migrations_ops.errors import ExitCode
 from migrations_ops.fingerprint import table_checksums
+from tests import dbs
 from tests.dbs import manage_env, run_manage
-from tests.reliability.harness import as_default, fingerprint, invoke
+from tests.helpers import fingerprint
+from tests.reliability.harness import as_default, invoke
 
 EXAMPLES = settings(
     max_examples=25,
@@ -42,11 +44,9 @@ def assert_refused(code: int, err: str, expected: int = ExitCode.BAD_INPUT) -> N
 @pytest.fixture
 def live(request, tmp_path, settings):
     """A migrated SQLite file as the ``default`` database, with one manual backup in BACKUP_DIR."""
-    from tests.conftest import _scratch
-
     settings.BACKUP_DIR = tmp_path / "backups"
     settings.MIGRATION_LOG = tmp_path / "log" / "migration.log"
-    db = _scratch(request, "sqlite", "head")
+    db = dbs.scratch(request, "sqlite", "head")
     with as_default(db):
         backups.create_backup(using=db.alias, name="kept")
         before = fingerprint(db)

@@ -17,9 +17,8 @@ import pytest
 from migrations_ops import backups
 from migrations_ops.errors import ExitCode
 from tests import dbs
-from tests.reliability.harness import as_default, fingerprint, invoke
-from tests.test_backups import corrupt
-from tests.test_safe_migrate import with_apps
+from tests.helpers import corrupt, fingerprint, with_apps
+from tests.reliability.harness import as_default, invoke
 
 DAMAGES = [
     "truncated",  # the data file cut in half, the manifest as written

@@ -26,9 +26,10 @@ import pytest
 from migrations_ops import backups
 from migrations_ops.engines import get_engine
 from migrations_ops.errors import ExitCode
+from tests import dbs
 from tests.dbs import manage_env, run_manage
-from tests.reliability.harness import Run, audit_events, fingerprint, lock_is_free
-from tests.test_migration_history import seed_baseline
+from tests.helpers import fingerprint, seed_baseline
+from tests.reliability.harness import Run, audit_events, lock_is_free
 
 LEFT_FREE = 16 * 1024  # what the filler leaves: far less than the dump
 
@@ -96,9 +97,7 @@ def add_ballast(db, megabytes: int) -> None:
 @pytest.fixture(params=["postgresql", "sqlite"])
 def seeded(request):
     """A seeded baseline of each engine (the upgrade is the plan) with BALLAST_MB of ballast."""
-    from tests.conftest import _scratch
-
-    db = _scratch(request, request.param, "baseline")
+    db = dbs.scratch(request, request.param, "baseline")
     seed_baseline(db)
     add_ballast(db, BALLAST_MB)
     return db

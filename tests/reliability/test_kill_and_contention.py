@@ -10,9 +10,8 @@ import pytest
 
 from migrations_ops import audit, backups
 from migrations_ops.errors import ExitCode
-from tests.reliability.harness import Run, backups_all_verify, fingerprint, fully_migrated, lock_is_free, pg
-from tests.test_migration_history import seed_baseline
-from tests.test_safe_migrate import run
+from tests.helpers import fingerprint, run_safe_migrate, seed_baseline
+from tests.reliability.harness import Run, backups_all_verify, fully_migrated, lock_is_free, pg
 
 SEED = 20240611
 KILLS = 5
@@ -64,7 +63,7 @@ def test_lock_contention_fails_within_the_timeout_and_its_retries(baseline_db, s
         with app.cursor() as cursor:
             cursor.execute(application)
         started = time.monotonic()
-        summary = run(baseline_db)
+        summary = run_safe_migrate(baseline_db)
         took = time.monotonic() - started
     finally:
         app.rollback()

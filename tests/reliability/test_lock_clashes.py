@@ -11,8 +11,8 @@ import pytest
 
 from migrations_ops import backups
 from migrations_ops.errors import ExitCode
-from tests.reliability.harness import Run, backups_all_verify, fingerprint, fully_migrated, lock_is_free
-from tests.test_safe_migrate import add_customer, with_apps
+from tests.helpers import add_customer, fingerprint, with_apps
+from tests.reliability.harness import Run, backups_all_verify, fully_migrated, lock_is_free
 
 # ma_slow.0001 is pending: it creates ma_ticks, writes one row, then sleeps (holding the lock).
 SLOW = {"TEST_MIGRATION_APPS": "ma_slow", "MA_SLOW_SECONDS": "2"}

@@ -9,8 +9,8 @@ import pytest
 
 from migrations_ops import audit, backups
 from migrations_ops.errors import ExitCode
+from tests.helpers import add_customer, fingerprint, run_safe_migrate, with_apps
 from tests.reliability.harness import pg
-from tests.test_safe_migrate import add_customer, fingerprint, run, with_apps
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def _isolated(settings, tmp_path):
 
 def test_plan_shows_segments_and_their_rollback(migrated_db, settings):
     with_apps(settings, "ma_segments", "ma_irreversible")
-    planned = run(migrated_db, plan_only=True)
+    planned = run_safe_migrate(migrated_db, plan_only=True)
     assert planned.plan.rollback_path == "restore"  # ma_irreversible 0001 can only be undone by the backup
     segments = planned.to_dict()["plan"]["segments"]
     assert {"steps": ["ma_segments.0002_weight"], "atomic": False, "rollback": "reverse"} in segments
@@ -60,7 +60,7 @@ def test_failed_non_atomic_step_keeps_the_applications_writes(migrated_db, setti
     writer = threading.Thread(target=application)
     writer.start()
     try:
-        summary = run(migrated_db)
+        summary = run_safe_migrate(migrated_db)
     finally:
         stop.set()
         writer.join()
@@ -81,7 +81,7 @@ def test_irreversible_step_needs_allow_data_loss_to_restore(migrated_db, setting
     with_apps(settings, "ma_irreversible")
     add_customer(migrated_db)
     before = fingerprint(migrated_db)
-    refused = run(migrated_db)
+    refused = run_safe_migrate(migrated_db)
     assert refused.exit_code == ExitCode.RECOVERY_FAILED, refused.error
     assert "--allow-data-loss" in refused.error and refused.backup in refused.error
     assert "ma_bins" in fingerprint(migrated_db)["schema"]  # left as it is for the operator
@@ -90,7 +90,7 @@ def test_irreversible_step_needs_allow_data_loss_to_restore(migrated_db, setting
     migrated_db.query("DROP TABLE ma_bins")  # the operator undoes it by hand ...
     migrated_db.query("DELETE FROM django_migrations WHERE app = 'ma_irreversible'")
     assert fingerprint(migrated_db)["schema"] == before["schema"]
-    restored = run(migrated_db, allow_data_loss=True)  # ... and next time allows the restore
+    restored = run_safe_migrate(migrated_db, allow_data_loss=True)  # ... and next time allows the restore
     assert restored.exit_code == ExitCode.FAILED, restored.error
     assert restored.status == "restored" and restored.rollback == "restore"
     assert fingerprint(migrated_db)["schema"] == before["schema"]
@@ -117,7 +117,7 @@ def test_rows_other_clients_write_do_not_fail_the_recovery_check(migrated_db, se
 
     inserter = threading.Thread(target=insert_when_running)
     inserter.start()
-    summary = run(migrated_db)
+    summary = run_safe_migrate(migrated_db)
     inserter.join()
     assert summary.exit_code == ExitCode.FAILED, summary.error
     assert summary.rollback == "reverse"
@@ -144,7 +144,7 @@ def test_row_count_guard_counts_only_the_plans_own_deletes(migrated_db, settings
 
     deleter = threading.Thread(target=delete_when_running)
     deleter.start()
-    summary = run(migrated_db)
+    summary = run_safe_migrate(migrated_db)
     deleter.join()
     assert summary.status == "applied", summary.error
     assert migrated_db.scalar("SELECT COUNT(*) FROM subscriptions") == 1
