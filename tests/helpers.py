@@ -369,3 +369,15 @@ def serving_env(tmp_path: Path, settings_module: str = "tests.settings_subproces
         STATIC_ROOT=str(tmp_path / "static"),
         **variables,
     )
+
+
+def write_app(root: Path, label: str, migrations: dict[str, str]) -> Path:
+    """A throwaway app package ``label`` under ``root`` (put ``root`` on sys.path): its migrations
+    package holds ``migrations`` ({file name: source}); returns the package's folder."""
+    package = root / label
+    (package / "migrations").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "migrations" / "__init__.py").write_text("")
+    for name, source in migrations.items():
+        (package / "migrations" / name).write_text(source)
+    return package

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from migrations_ops.planning import build_plan
+from tests.helpers import write_app
 
 MIGRATIONS = {
     "0001_initial.py": """
@@ -50,12 +51,7 @@ class Migration(migrations.Migration):
 
 @pytest.fixture
 def render_app(tmp_path, monkeypatch, settings):
-    package = tmp_path / "ma_render"
-    (package / "migrations").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "migrations" / "__init__.py").write_text("")
-    for name, text in MIGRATIONS.items():
-        (package / "migrations" / name).write_text(text)
+    write_app(tmp_path, "ma_render", MIGRATIONS)
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "ma_render"]

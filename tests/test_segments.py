@@ -20,6 +20,7 @@ from migrations_ops.api import safe_migrate
 from migrations_ops.errors import ExitCode
 from migrations_ops.options import SafeMigrateOptions
 from migrations_ops.status import applied_migrations
+from tests.helpers import write_app
 
 
 @pytest.fixture(autouse=True)
@@ -91,17 +92,14 @@ def test_recovery_that_reverses_everything_is_a_rollback_even_when_a_post_migrat
 def test_a_failure_ending_in_a_full_stop_reads_as_one_sentence(migrated_db, settings, tmp_path, monkeypatch):
     """Drivers end their messages with a full stop; the run's lines go on after the failure with
     "; rolled back" or ". Rolled back", so the failure must not leave a ".." or ".;" behind."""
-    package = tmp_path / "ma_fullstop"
-    (package / "migrations").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "migrations" / "__init__.py").write_text("")
-    (package / "migrations" / "0001_fails.py").write_text(
+    source = (
         "from django.db import migrations\n\n\n"
         "def fail(apps, schema_editor):\n"
         "    raise RuntimeError('the table is not what it should be.')\n\n\n"
         "class Migration(migrations.Migration):\n"
         "    operations = [migrations.RunPython(fail, migrations.RunPython.noop)]\n"
     )
+    write_app(tmp_path, "ma_fullstop", {"0001_fails.py": source})
     monkeypatch.syspath_prepend(str(tmp_path))
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "ma_fullstop"]
     said: list[str] = []

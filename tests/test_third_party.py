@@ -43,7 +43,7 @@ from django.db.migrations.loader import MigrationLoader
 from migrations_ops.status import current_migrations
 from migrations_ops.validation import run_validation
 from tests import dbs
-from tests.helpers import fingerprint, run_safe_migrate
+from tests.helpers import fingerprint, run_safe_migrate, write_app
 
 # App label -> the distribution (pip package) that ships it.
 APPS = {
@@ -87,11 +87,7 @@ def failing_after(settings, tmp_path, monkeypatch) -> Iterator[Callable[[str], s
 
     def install(app: str) -> str:
         label = f"fails_after_{uuid.uuid4().hex[:8]}"
-        package = tmp_path / label
-        (package / "migrations").mkdir(parents=True)
-        (package / "__init__.py").write_text("")
-        (package / "migrations" / "__init__.py").write_text("")
-        (package / "migrations" / "0001_fails.py").write_text(
+        source = (
             "from django.db import migrations\n\n\n"
             "def fail(apps, schema_editor):\n"
             f"    raise RuntimeError('{label} fails on purpose after {app}')\n\n\n"
@@ -99,6 +95,7 @@ def failing_after(settings, tmp_path, monkeypatch) -> Iterator[Callable[[str], s
             f"    dependencies = [({app!r}, {dbs.latest_migration(app)!r})]\n"
             "    operations = [migrations.RunPython(fail, migrations.RunPython.noop)]\n"
         )
+        write_app(tmp_path, label, {"0001_fails.py": source})
         monkeypatch.syspath_prepend(str(tmp_path))
         importlib.invalidate_caches()
         settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, label]

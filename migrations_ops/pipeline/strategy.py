@@ -23,6 +23,27 @@ class Strategy:
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline  # pipeline.core.Pipeline (not imported: it imports this interface)
 
+    # The run's context, as the pipeline holds it.
+    @property
+    def using(self) -> str:
+        return self.pipeline.using
+
+    @property
+    def options(self):
+        return self.pipeline.options
+
+    @property
+    def engine(self):
+        return self.pipeline.engine
+
+    @property
+    def connection(self):
+        return self.pipeline.connection
+
+    @property
+    def summary(self) -> MigrationSummary:
+        return self.pipeline.summary
+
     def new_summary(self) -> MigrationSummary:
         """The summary this strategy's runs fill (a subclass of MigrationSummary may add fields)."""
         return MigrationSummary()

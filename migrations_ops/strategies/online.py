@@ -122,26 +122,9 @@ class OnlineStrategy(Strategy):
         self._loader: MigrationLoader | None = None
         self._current: str | None = None
 
-    # The run's context, as the pipeline holds it.
-    @property
-    def using(self) -> str:
-        return self.pipeline.using
-
-    @property
-    def options(self):
-        return self.pipeline.options
-
-    @property
-    def engine(self):
-        return self.pipeline.engine
-
-    @property
-    def connection(self):
-        return self.pipeline.connection
-
     @property
     def summary(self) -> OnlineSummary:
-        return self.pipeline.summary
+        return self.pipeline.summary  # what new_summary() made
 
     def new_summary(self) -> OnlineSummary:
         return OnlineSummary()

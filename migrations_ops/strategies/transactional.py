@@ -112,27 +112,6 @@ class TransactionalStrategy(Strategy):
         self._own_changes: dict[str, int] | None = None  # None: the guard compares row counts
         self._counts_at_step: dict[str, int] = {}
 
-    # The run's context, as the pipeline holds it.
-    @property
-    def using(self) -> str:
-        return self.pipeline.using
-
-    @property
-    def options(self):
-        return self.pipeline.options
-
-    @property
-    def engine(self):
-        return self.pipeline.engine
-
-    @property
-    def connection(self):
-        return self.pipeline.connection
-
-    @property
-    def summary(self):
-        return self.pipeline.summary
-
     # ------------------------------------------------------------------ apply
     def apply(self, plan: MigrationPlan, before: StateSnapshot, backup: backups.BackupManifest | None) -> None:
         self._transactional = plan.rollback_path == TRANSACTION
