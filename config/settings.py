@@ -116,6 +116,7 @@ MIGRATION_LOCK_TIMEOUT = env.str("MIGRATION_LOCK_TIMEOUT", default="5s")
 # jitter within the budget; batches aim at the target duration; the backfill pauses while a
 # standby's replay lag is above the bound (0: do not watch standbys), for at most the replica wait.
 MIGRATION_ONLINE_LOCK_TIMEOUT = env.str("MIGRATION_ONLINE_LOCK_TIMEOUT", default="200ms")
+MIGRATION_ONLINE_STATEMENT_TIMEOUT = env.str("MIGRATION_ONLINE_STATEMENT_TIMEOUT", default="1s")
 MIGRATION_ONLINE_RETRY_BUDGET = env.str("MIGRATION_ONLINE_RETRY_BUDGET", default="2min")
 MIGRATION_ONLINE_BATCH_SIZE = env.int("MIGRATION_ONLINE_BATCH_SIZE", default=5000)
 MIGRATION_ONLINE_BATCH_TARGET = env.str("MIGRATION_ONLINE_BATCH_TARGET", default="100ms")

@@ -18,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "BACKUP_KEEP": 10,  # pre-migrate/pre-restore backups kept after a successful run
     "MIGRATION_LOCK_TIMEOUT": "5s",
     "MIGRATION_ONLINE_LOCK_TIMEOUT": "200ms",
+    # the guard: a write-blocking online step running longer is cancelled and undone
+    "MIGRATION_ONLINE_STATEMENT_TIMEOUT": "1s",
     "MIGRATION_ONLINE_RETRY_BUDGET": "2min",
     "MIGRATION_ONLINE_BATCH_SIZE": 5000,
     "MIGRATION_ONLINE_BATCH_TARGET": "100ms",

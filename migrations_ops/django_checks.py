@@ -36,7 +36,8 @@ def schema_matches_models(connection):
     """
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     state_apps = _applied_state_apps(loader)
-    special = get_engine(connection.alias).special_relations()
+    engine = get_engine(connection.alias)
+    special = engine.special_relations()
     not_checked: dict[str, list[str]] = {}
     with connection.cursor() as cursor:
         tables = set(connection.introspection.table_names(cursor, include_views=True))
@@ -59,13 +60,16 @@ def schema_matches_models(connection):
                 not_checked.setdefault(f"{kind}: only its existence is checked", []).append(meta.db_table)
                 continue
             columns = {col.name: col for col in connection.introspection.get_table_description(cursor, meta.db_table)}
+            checked_not_null = engine.not_null_by_check(meta.db_table)
             for model_field in meta.local_fields:
                 column = model_field.column
                 if column is None or model_field.db_parameters(connection)["type"] is None:
                     continue
                 if column not in columns:
                     problems.append(f"column {meta.db_table}.{column} ({meta.label}.{model_field.name}) is missing")
-                elif bool(columns[column].null_ok) != bool(model_field.null):
+                elif bool(columns[column].null_ok) != bool(model_field.null) and not (
+                    column in checked_not_null and not model_field.null
+                ):
                     want = "NULL" if model_field.null else "NOT NULL"
                     have = "NULL" if columns[column].null_ok else "NOT NULL"
                     problems.append(f"column {meta.db_table}.{column} is {have}, the models say {want}")

@@ -30,7 +30,8 @@ class SafeMigrateOptions:
     accept_existing_issues: bool = False
     online: bool = False  # expand, backfill in batches, validate: the application keeps running
     resume: bool = False  # with online: continue a killed online run from its checkpoint
-    abort: bool = False  # with online: undo an unfinished online run
+    abort: bool = False  # with online: undo an unfinished online run, or close an open window backwards
+    complete: bool = False  # with online: the contract half of an open expand/contract window
     lint: bool = False  # with plan_only: exit 1 when the plan cannot run online
     allow_data_loss: bool = False  # may restore the backup (losing writes since) when reversing fails
 
@@ -54,12 +55,12 @@ class SafeMigrateOptions:
         self._check_types()
         if sum((self.plan_only, self.dry_run, self.rehearse)) > 1:
             raise BadInput("--plan, --dry-run and --rehearse exclude one another")
-        if self.resume and self.abort:
-            raise BadInput("--resume and --abort exclude one another")
+        if sum((self.resume, self.abort, self.complete)) > 1:
+            raise BadInput("--resume, --abort and --complete exclude one another")
         if self.from_backup and not self.rehearse:
             raise BadInput("--from-backup goes with --rehearse (to restore a backup, use restore_db)")
-        if (self.resume or self.abort) and not self.online:
-            raise BadInput("--resume and --abort go with --online")
+        if (self.resume or self.abort or self.complete) and not self.online:
+            raise BadInput("--resume, --abort and --complete go with --online")
         if self.lint and not self.plan_only:
             raise BadInput("--lint goes with --plan (it only reads the plan)")
         if self.online and (self.rehearse or self.fake or self.fake_initial):
@@ -68,6 +69,8 @@ class SafeMigrateOptions:
             raise BadInput("--rehearse does not combine with --fake or --fake-initial (a rehearsal runs the plan)")
         if (self.resume or self.abort) and (self.app_label or self.migration_name or self.plan_only or self.dry_run):
             raise BadInput("--resume and --abort take no target, --plan or --dry-run: they continue or undo the run")
+        if self.complete and (self.app_label or self.migration_name or self.plan_only or self.dry_run):
+            raise BadInput("--complete takes no target, --plan or --dry-run: it contracts the open window")
         if self.migration_name and not self.app_label:
             # The command cannot say this (positional arguments); Python can, and `migrate` would take
             # the name for an app label while the plan ignored it.

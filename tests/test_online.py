@@ -188,8 +188,8 @@ def test_what_would_block_is_refused_before_anything_runs(pg_seeded_db, settings
     assert [r.split(" (")[0] for r in refusals] == [f"ma_online_unsafe.0002_unsafe operation {i}" for i in range(3)]
     summary = run_online(pg_seeded_db)
     assert summary.exit_code == ExitCode.BAD_INPUT and summary.backup is None
-    assert "without a database default" in summary.error and "RunPython" in summary.error
-    assert "column type" in summary.error
+    assert "without any default" in summary.error and "RunPython" in summary.error
+    assert "a shorter length (50 -> 20)" in summary.error
     assert pg_schema(pg_seeded_db) == before and applied_migrations(pg_seeded_db) == migrations_before
 
 

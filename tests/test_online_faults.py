@@ -29,6 +29,7 @@ from tests.dbs import manage_env, run_manage
 from tests.helpers import (
     applied_migrations,
     backfill_reached,
+    column_names,
     fingerprint,
     pg_schema,
     run_online,
@@ -352,16 +353,18 @@ def test_plan_lint_json_is_a_ci_gate_from_the_command_line(pg_seeded_db, setting
     assert pre_state(pg_seeded_db) == before
 
 
-def test_a_rename_is_refused_from_the_command_line_naming_migration_and_operation(pg_seeded_db, settings, tmp_path):
+def test_a_rename_opens_a_window_from_the_command_line_and_complete_closes_it(pg_seeded_db, settings, tmp_path):
+    """A rename used to be refused; now it is split: expand opens a window (exit 0, the next step named),
+    --complete closes it (exit 0), each as one line the operator acts on."""
     with_apps(settings, "ma_online_rename")
     pg_seeded_db.migrate("ma_online_rename:0001_initial")
-    before = pre_state(pg_seeded_db)
-    refused = run_manage(
-        pg_seeded_db.url, "safe_migrate", "--online", "--noinput", env=_env(tmp_path, "ma_online_rename")
-    )
-    assert refused.returncode == ExitCode.BAD_INPUT, refused.stderr
-    (line,) = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
-    assert "ma_online_rename.0002_rename_label operation 0 (Rename field label on gizmo to title)" in line
-    assert "renames" in line and "ma_gizmos" in line
-    assert pre_state(pg_seeded_db) == before
-    assert not (tmp_path / "backups").exists() or not list((tmp_path / "backups").iterdir())
+    env = _env(tmp_path, "ma_online_rename")
+    expanded = run_manage(pg_seeded_db.url, "safe_migrate", "--online", "--noinput", env=env)
+    assert expanded.returncode == 0, expanded.stderr
+    (line,) = [line for line in expanded.stdout.splitlines() if line.startswith("Expanded: window")]
+    assert "deploy the new release, then run safe_migrate --online --complete" in line
+    assert {"label", "title"} <= set(column_names(pg_seeded_db, "ma_gizmos"))
+    completed = run_manage(pg_seeded_db.url, "safe_migrate", "--online", "--complete", "--noinput", env=env)
+    assert completed.returncode == 0, completed.stderr
+    assert "Completed: window" in completed.stdout
+    assert "label" not in column_names(pg_seeded_db, "ma_gizmos")

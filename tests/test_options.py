@@ -17,12 +17,13 @@ from tests.helpers import fingerprint
 
 REHEARSE_FAKE = "--rehearse does not combine with --fake or --fake-initial (a rehearsal runs the plan)"
 LINT = "--lint goes with --plan (it only reads the plan)"
-NEEDS_ONLINE = "--resume and --abort go with --online"
+NEEDS_ONLINE = "--resume, --abort and --complete go with --online"
 NOT_ONLINE = "--online does not combine with --rehearse, --fake or --fake-initial"
 NO_TARGET = "--resume and --abort take no target, --plan or --dry-run: they continue or undo the run"
 FROM_BACKUP = "--from-backup goes with --rehearse (to restore a backup, use restore_db)"
 MODES = "--plan, --dry-run and --rehearse exclude one another"
-RESUME_OR_ABORT = "--resume and --abort exclude one another"
+RESUME_OR_ABORT = "--resume, --abort and --complete exclude one another"
+NO_COMPLETE_TARGET = "--complete takes no target, --plan or --dry-run: it contracts the open window"
 
 # Every combination the command refuses, as SafeMigrateOptions fields; the first three are the issue's.
 INVALID = [
@@ -43,6 +44,9 @@ INVALID = [
     pytest.param({"plan_only": True, "rehearse": True}, MODES, id="plan-rehearse"),
     pytest.param({"dry_run": True, "rehearse": True}, MODES, id="dry-run-rehearse"),
     pytest.param({"online": True, "resume": True, "abort": True}, RESUME_OR_ABORT, id="resume-abort"),
+    pytest.param({"online": True, "complete": True, "abort": True}, RESUME_OR_ABORT, id="complete-abort"),
+    pytest.param({"complete": True}, NEEDS_ONLINE, id="complete-without-online"),
+    pytest.param({"online": True, "complete": True, "app_label": "billing"}, NO_COMPLETE_TARGET, id="complete-target"),
 ]
 
 
@@ -206,6 +210,7 @@ def test_the_service_refuses_before_touching_the_database(untouched, fields, mes
             {"app_label": "billing", "online": True, "abort": True},
             id="abort-target",
         ),
+        pytest.param(["--complete"], {"complete": True}, id="complete-without-online"),
     ],
 )
 def test_the_command_gives_the_options_object_s_refusal(baseline_db, tmp_path, argv, fields):

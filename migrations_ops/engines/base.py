@@ -179,6 +179,11 @@ class DatabaseEngine:
         (views, virtual or foreign tables), by name, with their kind in words."""
         raise NotImplementedError
 
+    def not_null_by_check(self, table: str) -> set[str]:
+        """Columns of ``table`` that a validated CHECK (column IS NOT NULL) keeps non-NULL although the
+        column itself allows NULL (an online window on its way to SET NOT NULL). None here."""
+        return set()
+
     def row_counts(self) -> dict[str, int]:
         """Exact row count of every table, in one round trip."""
         names = self.table_names()

@@ -18,6 +18,7 @@ from django.db.migrations.migration import Migration
 from django.db.models import NOT_PROVIDED
 
 from migrations_ops.errors import first_line
+from migrations_ops.online.expand_contract import BACKFILL, Context, Unsupported, WindowPlan, window_plan
 from migrations_ops.online.statements import CONCURRENT, SKIP, VALIDATE, Refused, Statement, plan_statements
 from migrations_ops.operations import BoundedRunPython, RunSQLBatched
 from migrations_ops.planning import MigrationPlan
@@ -25,6 +26,7 @@ from migrations_ops.planning import MigrationPlan
 SCHEMA = "schema"
 BATCHED = "batched"
 BOUNDED = "bounded"
+WINDOW = "window"  # expand now, contract at --complete (expand_contract/)
 
 
 @dataclass
@@ -36,6 +38,7 @@ class OnlineOperation:
     statements: list[Statement] = field(default_factory=list)
     refusal: str | None = None
     batch_table: str | None = None
+    window: WindowPlan | None = None
 
     def to_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {"operation": self.index, "description": self.description, "kind": self.kind}
@@ -43,6 +46,8 @@ class OnlineOperation:
             document["statements"] = [statement.to_dict() for statement in self.statements]
         if self.batch_table:
             document["batched_over"] = self.batch_table
+        if self.window:
+            document["contract"] = self.window.to_dict()
         if self.refusal:
             document["refused"] = self.refusal
         return document
@@ -60,12 +65,19 @@ class OnlineOperation:
         for statement in self.statements:
             if statement.mode == SKIP:
                 continue
+            if statement.mode == BACKFILL:
+                shown.append(f"        backfill in batches over {statement.table}: {statement.note} (row locks)")
+                continue
             scan = " scans without blocking writes;" if statement.mode in (CONCURRENT, VALIDATE) else ""
             note = f" ({statement.note})" if statement.note else ""
             line = f"        {statement.lock}:{scan} {statement.table or ''}{note}"
             if line not in shown:
                 shown.append(line)
-        return lines + (shown or ["        no SQL (the models' state only)"])
+        lines += shown or ["        no SQL (the models' state only)"]
+        if self.window:
+            lines += [f"        window: {note}" for note in self.window.notes]
+            lines += [f"        at --complete, {s.lock}: {s.table} ({s.note})" for s in self.window.complete]
+        return lines
 
 
 @dataclass
@@ -162,6 +174,10 @@ def _operation_plan(using, revision, index, operation, app_label, state, new_sta
             "or BoundedRunPython when it touches a small fixed number of rows"
         )
         return described
+    context = Context(using, revision, index, operation, app_label, state, new_state, existing)
+    window = _window_operation(described, context)
+    if window is not None:  # a change both releases survive only in two halves: expand now, contract later
+        return window
     if isinstance(operation, migrations.AddField) and _breaks_old_inserts(operation, app_label, new_state, existing):
         # Django adds such a column with a temporary default and then drops it: old code's INSERTs
         # that do not name the column would fail from then on.
@@ -177,6 +193,22 @@ def _operation_plan(using, revision, index, operation, app_label, state, new_sta
         described.refusal = str(exc)
     except Exception as exc:  # Django could not write the SQL (e.g. it introspects a table not made yet)
         described.refusal = f"cannot tell what it does ({first_line(exc)})"
+    return described
+
+
+def _window_operation(described: OnlineOperation, ctx: Context) -> OnlineOperation | None:
+    """The operation as an expand/contract pair, a refusal when it cannot be split, or None."""
+    try:
+        planned = window_plan(ctx)
+    except Unsupported as exc:
+        described.refusal = str(exc)
+        return described
+    except Refused as exc:
+        described.refusal = str(exc)
+        return described
+    if planned is None:
+        return None
+    described.kind, described.statements, described.window = WINDOW, planned.expand, planned
     return described
 
 

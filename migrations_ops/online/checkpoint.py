@@ -17,11 +17,16 @@ from typing import Any
 
 from django.db import connections
 
+from migrations_ops.errors import BadInput
+
 TABLE = "migrations_ops_online_run"
 RUNNING = "running"
 DONE = "done"
 ABORTED = "aborted"
 FAILED = "failed"  # failed and undone: kept for the record
+EXPANDED = "expanded"  # the window is open: both releases work; --complete contracts, --abort goes back
+COMPLETING = "completing"  # --complete has begun (drops are not undone): only --complete finishes it
+WINDOW = (EXPANDED, COMPLETING)
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -48,6 +53,11 @@ class OnlineRunState:
     done: list[str] = field(default_factory=list)  # recorded in django_migrations
     started_ops: dict[str, int] = field(default_factory=dict)  # revision -> operations begun (a prefix)
     current: dict[str, Any] = field(default_factory=dict)  # position inside the current operation
+    # expand/contract operations whose expand began, plan order: revision, operation, description,
+    # kind, and the complete and rollback statements (expand_contract/base.py WindowPlan.stored)
+    window: list[dict[str, Any]] = field(default_factory=list)
+    contracted: list[int] = field(default_factory=list)  # --complete: positions in ``window`` done
+    completed_at: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, default=str)
@@ -101,13 +111,56 @@ def save(using: str, run: OnlineRun) -> None:
 
 def unfinished(using: str) -> OnlineRun | None:
     """The newest run that neither finished nor was undone (killed, or failed to undo), if any."""
+    return _newest(using, (RUNNING,))
+
+
+def open_window(using: str) -> OnlineRun | None:
+    """The run whose expand/contract window is open (expanded, or its --complete begun), if any."""
+    return _newest(using, WINDOW)
+
+
+def window_summary(run: OnlineRun) -> dict[str, Any]:
+    """What an open window holds, for the summary, migration_status and refusals."""
+    return {
+        "run_id": run.id,
+        "status": run.status,
+        "since": run.started_at or None,
+        "migrations": list(run.state.done),
+        "operations": [
+            {
+                "revision": entry["revision"],
+                "operation": entry["operation"],
+                "description": entry["description"],
+                "kind": entry["kind"],
+                "complete": [statement.get("note") or statement["sql"][:80] for statement in entry["complete"]],
+                "contracted": position in run.state.contracted,
+            }
+            for position, entry in enumerate(run.state.window)
+        ],
+    }
+
+
+def window_lines(run: OnlineRun) -> list[str]:
+    summary = window_summary(run)
+    lines = [
+        f"Expand/contract window {run.id} open since {summary['since']} ({run.status}): "
+        f"{', '.join(summary['migrations'])}",
+    ]
+    for operation in summary["operations"]:
+        done = " (done)" if operation["contracted"] else ""
+        lines.append(f"  {operation['revision']} [{operation['operation']}] {operation['description']}{done}")
+        lines += [f"    --complete: {what}" for what in operation["complete"]]
+    return lines
+
+
+def _newest(using: str, statuses: tuple[str, ...]) -> OnlineRun | None:
     if not table_exists(using):
         return None
     with connections[using].cursor() as cursor:
         cursor.execute(
             f"SELECT id, status, backup, state, started_at, pid, host FROM {TABLE} "
-            "WHERE status = %s ORDER BY id DESC LIMIT 1",
-            [RUNNING],
+            "WHERE status = ANY(%s) ORDER BY id DESC LIMIT 1",
+            [list(statuses)],
         )
         row = cursor.fetchone()
     if row is None:
@@ -115,3 +168,14 @@ def unfinished(using: str) -> OnlineRun | None:
     run_id, status, backup, state, started_at, pid, host = row
     data = state if isinstance(state, dict) else json.loads(state)
     return OnlineRun(run_id, status, backup, OnlineRunState.from_json(data), started_at.isoformat(), pid, host)
+
+
+def refuse_during_window(using: str, what: str) -> None:
+    """BadInput when a window is open: its triggers and views serve both releases until --complete."""
+    run = open_window(using)
+    if run is not None:
+        raise BadInput(
+            f"{what} is refused: expand/contract window {run.id} is open since {run.started_at} "
+            f"({', '.join(run.state.done)}): deploy the new release, then run safe_migrate --online --complete, "
+            "or go back with safe_migrate --online --abort (nothing was changed)"
+        )

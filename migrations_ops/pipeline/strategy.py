@@ -66,5 +66,9 @@ class Strategy:
         """Undo an unfinished run from its checkpoint."""
         raise BadInput(f"the {self.name or 'chosen'} strategy has nothing to abort")
 
+    def complete(self) -> None:
+        """Run the contract half of an open expand/contract window."""
+        raise BadInput(f"the {self.name or 'chosen'} strategy has nothing to complete")
+
 
 __all__ = ["Strategy"]

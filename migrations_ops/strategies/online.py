@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,9 +36,10 @@ from django.db.migrations.recorder import MigrationRecorder
 from migrations_ops.errors import BadInput, OperationFailed, RecoveryFailed, first_line
 from migrations_ops.interrupts import Interrupted
 from migrations_ops.online import checkpoint
-from migrations_ops.online.analysis import BATCHED, BOUNDED, OnlinePlan, analyse, operation_plans
-from migrations_ops.online.checkpoint import OnlineRun, OnlineRunState
-from migrations_ops.online.statements import CONCURRENT, SKIP, Statement, inverse, validation_statement
+from migrations_ops.online.analysis import BATCHED, BOUNDED, WINDOW, OnlinePlan, analyse, operation_plans
+from migrations_ops.online.checkpoint import OnlineRun, OnlineRunState, refuse_during_window, window_summary
+from migrations_ops.online.expand_contract import BACKFILL
+from migrations_ops.online.statements import CONCURRENT, SKIP, VALIDATE, Statement, inverse, validation_statement
 from migrations_ops.operations import BatchKey, RunSQLBatched
 from migrations_ops.pipeline.core import interrupt_guard, reset_connection
 from migrations_ops.pipeline.snapshot import StateSnapshot
@@ -70,10 +72,12 @@ class OnlineSummary(MigrationSummary):
     retries: int = 0
     replica_pauses_s: float = 0.0
     undone: bool = False
+    window: dict[str, Any] | None = None  # an expand/contract window this run opened or closed
 
     def to_dict(self) -> dict[str, Any]:
         document = super().to_dict()
         online: dict[str, Any] = {
+            "window": self.window,
             "run_id": self.run_id,
             "statements": self.statements,
             "batches": self.batches,
@@ -113,6 +117,8 @@ class OnlineStrategy(Strategy):
     def __init__(self, pipeline) -> None:
         super().__init__(pipeline)
         self.lock_timeout_s = setting_seconds("MIGRATION_ONLINE_LOCK_TIMEOUT")
+        # The guard under every verdict: a write-blocking step that runs longer is cancelled and undone.
+        self.statement_timeout_s = setting_seconds("MIGRATION_ONLINE_STATEMENT_TIMEOUT")
         self.retry_budget_s = setting_seconds("MIGRATION_ONLINE_RETRY_BUDGET")
         self.batch_target_s = setting_seconds("MIGRATION_ONLINE_BATCH_TARGET")
         self.batch_pause_s = setting_seconds("MIGRATION_ONLINE_BATCH_PAUSE")
@@ -155,6 +161,7 @@ class OnlineStrategy(Strategy):
                 "an earlier online run on this database is unfinished: continue it with "
                 "safe_migrate --online --resume, or undo it with --online --abort (nothing was changed)"
             )
+        refuse_during_window(self.using, "a new --online run")
         online = analyse(self.using, plan)
         self.summary.online_plan = online
         if online.refusals:
@@ -209,9 +216,15 @@ class OnlineStrategy(Strategy):
         self.pipeline.prune()
 
     def abort(self) -> None:
-        run = self._unfinished()
+        self.engine.check_online_ready()
+        run = self._unfinished() or checkpoint.open_window(self.using)
         if run is None:
-            raise BadInput("no unfinished online run to abort on this database (nothing was changed)")
+            raise BadInput("no unfinished online run or open window to abort on this database (nothing was changed)")
+        if run.status == checkpoint.COMPLETING:
+            raise BadInput(
+                f"window {run.id} is being completed (its contract half has begun, and what it dropped cannot come "
+                "back): finish it with safe_migrate --online --complete (nothing was changed)"
+            )
         self.summary.run_id, self.summary.backup = run.id, run.backup
         self.pipeline.emit(
             "online_abort",
@@ -224,6 +237,76 @@ class OnlineStrategy(Strategy):
             self._undo(run, checkpoint.ABORTED)
         self.summary.status = "aborted"
         self.pipeline.say("Aborted: the database is back at the migrations it had before the run.")
+
+    def complete(self) -> None:
+        """``--online --complete``: the contract half of an open window, once the old release is gone.
+
+        Each operation's contract is one short transaction under the lock timeout and the guard,
+        recorded in the checkpoint in the same transaction (a killed --complete continues where it
+        stopped). A verified backup first: what it drops cannot be undone step by step.
+        """
+        self.engine.check_online_ready()
+        if self._unfinished() is not None:
+            raise BadInput(
+                "an earlier online run on this database is unfinished: continue it with safe_migrate --online "
+                "--resume, or undo it with --online --abort (nothing was changed)"
+            )
+        run = checkpoint.open_window(self.using)
+        if run is None:
+            raise BadInput("no open expand/contract window to complete on this database (nothing was changed)")
+        self.summary.run_id = run.id
+        self.summary.window = window_summary(run)
+        self.pipeline.preflight()
+        if self.pipeline.take_backup and run.status == checkpoint.EXPANDED:
+            self.summary.backup = self.pipeline.safety_point().name
+        run.status = checkpoint.COMPLETING
+        with transaction.atomic(using=self.using):
+            checkpoint.save(self.using, run)
+        self.pipeline.emit(
+            "window_complete_start",
+            f"Completing window {run.id}: the contract half of {len(run.state.window)} operation(s)",
+            run_id=run.id,
+        )
+        with interrupt_guard(self.engine.cancel_running_statement), self.pipeline.phase("complete"):
+            for position, entry in enumerate(run.state.window):
+                if position not in run.state.contracted:
+                    self._contract(run, position, entry)
+        self.pipeline.clear_caches()
+        with self.pipeline.phase("validate"):
+            self.pipeline.validate_schema("after --complete (the window stays open: run --online --complete again)")
+        run.status = checkpoint.DONE
+        run.state.completed_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        with transaction.atomic(using=self.using):
+            checkpoint.save(self.using, run)
+        self.summary.window = window_summary(run)
+        self.summary.status = "completed"
+        self.pipeline.emit(
+            "window_closed", f"Completed: window {run.id} is closed.", run_id=run.id, longest_lock=self._longest()
+        )
+
+    def _contract(self, run: OnlineRun, position: int, entry: dict[str, Any]) -> None:
+        """One operation's contract statements, each its own transaction; the last one records it."""
+        statements = [Statement(**data) for data in entry["complete"]]
+        for number, statement in enumerate(statements):
+
+            def attempt(statement: Statement = statement, last: bool = number == len(statements) - 1) -> float:
+                with transaction.atomic(using=self.using):
+                    self._set_local_lock_timeout()
+                    started = time.monotonic()
+                    with self._guarded(statement.sql, True), self.connection.cursor() as cursor:
+                        cursor.execute(statement.sql)
+                    if last:
+                        run.state.contracted.append(position)
+                        checkpoint.save(self.using, run)
+                return time.monotonic() - started
+
+            held = self._retrying(statement.sql, attempt)
+            self._note_lock(statement.table or "", held, statement.sql)
+            self.summary.statements += 1
+        self.pipeline.say(f"  completed {entry['revision']} [{entry['operation']}] {entry['description']}")
+
+    def _window_entry(self, run: OnlineRun, revision: str, index: int) -> dict[str, Any] | None:
+        return next((e for e in run.state.window if e["revision"] == revision and e["operation"] == index), None)
 
     def _unfinished(self) -> OnlineRun | None:
         return checkpoint.unfinished(self.using)
@@ -264,10 +347,21 @@ class OnlineStrategy(Strategy):
                 f"{message}; undone online: the database is as it was before (no restore: no write of the "
                 "application was lost)"
             ) from None
-        run.status = checkpoint.DONE
+        run.status = checkpoint.EXPANDED if run.state.window else checkpoint.DONE
         with transaction.atomic(using=self.using):
             checkpoint.save(self.using, run)
         self.summary.status = "resumed" if resumed else "online_applied"
+        if run.state.window:
+            self.summary.status = "expanded"
+            self.summary.window = window_summary(run)
+            self.pipeline.emit(
+                "window_open",
+                f"Expanded: window {run.id} is open ({len(run.state.window)} operation(s) wait for their contract "
+                "half). Both releases work now: deploy the new release, then run safe_migrate --online --complete "
+                "(or --online --abort to go back).",
+                run_id=run.id,
+                window=self.summary.window,
+            )
         self.pipeline.emit("online_end", run_id=run.id, longest_lock=self._longest())
 
     def _migration(self, revision: str) -> Migration:
@@ -291,6 +385,16 @@ class OnlineStrategy(Strategy):
                 current["statements"] = [statement.__dict__ for statement in op_plan.statements]
                 run.state.current = current
             operation = migration.operations[index]
+            if op_plan.kind == WINDOW and not self._window_entry(run, revision, index):
+                # Stored before its first statement: --abort and a failure undo it from here.
+                run.state.window.append(
+                    {
+                        "revision": revision,
+                        "operation": index,
+                        "description": op_plan.description,
+                        **op_plan.window.stored(),
+                    }
+                )
             if op_plan.kind == BATCHED:
                 self._backfill(run, revision, index, operation)
             elif op_plan.kind == BOUNDED:
@@ -330,6 +434,14 @@ class OnlineStrategy(Strategy):
             if statement.mode == SKIP:
                 advance()
                 continue
+            if statement.mode == BACKFILL:
+                batched = RunSQLBatched([statement.sql], key=BatchKey(statement.table))
+                self._backfill(run, revision, index, batched)
+                current.pop("block", None), current.pop("span", None)
+                advance()
+                with transaction.atomic(using=self.using):
+                    checkpoint.save(self.using, run)
+                continue
             self._run(run, statement, revision, index, advance)
 
     def _run(
@@ -348,18 +460,18 @@ class OnlineStrategy(Strategy):
             with transaction.atomic(using=self.using):
                 record()
         else:
+            blocks_writes = statement.lock.startswith(("ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE"))
 
             def attempt() -> float:
                 with transaction.atomic(using=self.using):
                     self._set_local_lock_timeout()
                     started = time.monotonic()
-                    with self.connection.cursor() as cursor:
+                    with self._guarded(statement.sql, blocks_writes), self.connection.cursor() as cursor:
                         cursor.execute(statement.sql)
                     record()
                 return time.monotonic() - started  # ACCESS EXCLUSIVE is held until this commit
 
             held = self._retrying(statement.sql, attempt)
-            blocks_writes = statement.lock.startswith(("ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE"))
             if statement.table and blocks_writes and statement.table in run.state.existing_tables:
                 self._note_lock(statement.table, held, statement.sql)
         self.summary.statements += 1
@@ -529,7 +641,8 @@ class OnlineStrategy(Strategy):
         before_state, after_state = self._states(migration, index)
 
         def attempt() -> None:
-            with self.connection.schema_editor(atomic=True) as editor:
+            # Bounded by declaration only: the guard holds if the declaration is wrong.
+            with self.connection.schema_editor(atomic=True) as editor, self._guarded(operation.describe(), True):
                 self._set_local_lock_timeout()
                 if backwards:
                     operation.database_backwards(migration.app_label, editor, after_state, before_state)
@@ -567,7 +680,11 @@ class OnlineStrategy(Strategy):
                 migration = self._migration(revision)
                 partial = run.state.current if run.state.current.get("revision") == revision else {}
                 for index in reversed(range(started)):
-                    if partial and index == partial.get("operation") and self._is_partial(partial):
+                    entry = self._window_entry(run, revision, index)
+                    if entry is not None:  # expand/contract: its rollback holds any part of its expand
+                        run.state.current = {"revision": revision, "operation": index, "undo": True}
+                        self._rollback_window(run, revision, entry)
+                    elif partial and index == partial.get("operation") and self._is_partial(partial):
                         self._undo_partial(partial)
                     else:
                         self._reverse(run, migration, index)
@@ -599,6 +716,15 @@ class OnlineStrategy(Strategy):
         self.pipeline.clear_caches()
         self.pipeline.emit("online_undone", run_id=run.id, status=final_status)
 
+    def _rollback_window(self, run: OnlineRun, revision: str, entry: dict[str, Any]) -> None:
+        for data in entry["rollback"]:
+            statement = Statement(**data)
+            if statement.mode == VALIDATE:  # a scan that lets the application write: no guard
+                self._retrying(statement.sql, lambda s=statement: self._in_transaction(s.sql, blocks_writes=False))
+            else:
+                self._retrying(statement.sql, lambda s=statement: self._in_transaction(s.sql))
+        run.state.window.remove(entry)
+
     def _reset(self) -> None:
         """A failed statement may have left the connection mid-transaction or gone: start clean."""
         reset_connection(self.connection)
@@ -625,11 +751,32 @@ class OnlineStrategy(Strategy):
             if name and self.engine.index_state(name) == "invalid":
                 self._retrying(name, lambda n=name: self._autocommit(f'DROP INDEX CONCURRENTLY IF EXISTS "{n}"'))
 
-    def _in_transaction(self, sql: str) -> None:
+    def _in_transaction(self, sql: str, blocks_writes: bool = True) -> None:
         with transaction.atomic(using=self.using):
             self._set_local_lock_timeout()
-            with self.connection.cursor() as cursor:
+            with self._guarded(sql, blocks_writes), self.connection.cursor() as cursor:
                 cursor.execute(sql)
+
+    @contextmanager
+    def _guarded(self, sql: str, blocks_writes: bool) -> Iterator[None]:
+        """The guard under the verdict: in a transaction, a step that holds a write-blocking lock runs
+        under statement_timeout, so a step misjudged as a catalog change (it rewrites or scans) is
+        cancelled and rolled back, and the application waits at most that long for it."""
+        timeout = self.statement_timeout_s
+        if not blocks_writes or timeout <= 0:
+            yield
+            return
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{max(1, int(timeout * 1000))}ms"])
+        try:
+            yield
+        except DatabaseError as exc:
+            if self.engine.is_cancelled(exc) and not self.pipeline.interrupts.received:
+                raise OperationFailed(
+                    f"the guard cancelled a step that held a write-blocking lock for more than {timeout:g}s "
+                    f"(MIGRATION_ONLINE_STATEMENT_TIMEOUT; it was judged a catalog change): {first_line(sql)[:160]}"
+                ) from exc
+            raise
 
     def _reverse(self, run: OnlineRun, migration: Migration, index: int) -> None:
         operation = migration.operations[index]

@@ -36,6 +36,7 @@ from django.db.utils import DatabaseError
 from migrations_ops import backups, footprint
 from migrations_ops.errors import OperationFailed, RecoveryFailed, first_line
 from migrations_ops.interrupts import Interrupted
+from migrations_ops.online.checkpoint import refuse_during_window
 from migrations_ops.pipeline.core import progress_of, reset_connection
 from migrations_ops.pipeline.snapshot import StateSnapshot
 from migrations_ops.pipeline.strategy import Strategy
@@ -113,6 +114,12 @@ class TransactionalStrategy(Strategy):
         self._counts_at_step: dict[str, int] = {}
 
     # ------------------------------------------------------------------ apply
+    def check(self, plan: MigrationPlan) -> None:
+        """An open expand/contract window serves two releases with its triggers and views: migrating
+        past it would leave them, or drop what they rely on."""
+        if plan.steps:
+            refuse_during_window(self.using, "migrating")
+
     def apply(self, plan: MigrationPlan, before: StateSnapshot, backup: backups.BackupManifest | None) -> None:
         self._transactional = plan.rollback_path == TRANSACTION
         self._segment_of = {step.revision: segment for segment in plan.segments for step in segment.steps}

@@ -73,6 +73,22 @@ class Introspection(Connections):
             )
             return {name: kinds[kind] for name, kind in cursor.fetchall()}
 
+    def not_null_by_check(self, table: str) -> set[str]:
+        # The server's own deparse of a one-column CHECK, compared with the same deparse of
+        # "column IS NOT NULL" for that column: no reading of what someone wrote.
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT a.attname FROM pg_constraint c
+                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                WHERE c.conrelid = to_regclass(%s) AND c.contype = 'c' AND c.convalidated
+                  AND cardinality(c.conkey) = 1
+                  AND pg_get_constraintdef(c.oid) = format('CHECK ((%%s IS NOT NULL))', quote_ident(a.attname))
+                """,
+                [self.connection.ops.quote_name(table)],
+            )
+            return {row[0] for row in cursor.fetchall()}
+
     # --- writes and locks of this session, and of all ---
     def own_row_changes(self) -> dict[str, int] | None:
         with self.connection.cursor() as cursor:

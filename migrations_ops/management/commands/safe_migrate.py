@@ -47,7 +47,17 @@ class Command(OpsCommand):
         )
         online = parser.add_mutually_exclusive_group()
         online.add_argument("--resume", action="store_true", help="with --online: continue a killed online run")
-        online.add_argument("--abort", action="store_true", help="with --online: undo an unfinished online run")
+        online.add_argument(
+            "--abort",
+            action="store_true",
+            help="with --online: undo an unfinished online run, or go back from an open expand/contract window",
+        )
+        online.add_argument(
+            "--complete",
+            action="store_true",
+            help="with --online: the contract half of the open expand/contract window (after the new release "
+            "is deployed)",
+        )
         parser.add_argument(
             "--lint", action="store_true", help="with --plan: exit 1 when the plan would block the application"
         )
@@ -69,6 +79,7 @@ class Command(OpsCommand):
             online=options["online"],
             resume=options["resume"],
             abort=options["abort"],
+            complete=options["complete"],
             lint=options["lint"],
             allow_data_loss=options["allow_data_loss"],
         )

@@ -2,8 +2,8 @@ from django.db import models
 
 
 class Gadget(models.Model):
-    name = models.CharField(max_length=80)
-    size = models.IntegerField(default=0)
+    name = models.CharField(max_length=20)
+    size = models.IntegerField()
 
     class Meta:
         db_table = "ma_gadgets"

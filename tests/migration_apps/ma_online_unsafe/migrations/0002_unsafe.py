@@ -6,12 +6,13 @@ def touch_gadgets(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    """Three things the online path must refuse on a table in use: a NOT NULL column without a
-    database default, an unbatched RunPython, and a column type change."""
+    """Three things the online path must refuse on a table in use: a NOT NULL column without any
+    default (rows the old release inserts could not have it), an unbatched RunPython, and a column
+    type change that narrows (a value the old release writes might not fit)."""
 
     dependencies = [("ma_online_unsafe", "0001_initial")]
     operations = [
-        migrations.AddField(model_name="gadget", name="size", field=models.IntegerField(default=0)),
+        migrations.AddField(model_name="gadget", name="size", field=models.IntegerField()),
         migrations.RunPython(touch_gadgets, migrations.RunPython.noop),
-        migrations.AlterField(model_name="gadget", name="name", field=models.CharField(max_length=80)),
+        migrations.AlterField(model_name="gadget", name="name", field=models.CharField(max_length=20)),
     ]
