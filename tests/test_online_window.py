@@ -411,3 +411,75 @@ def run_reaches(db, process: subprocess.Popen, condition: str) -> None:
         wait_for(reached, 90, condition)
     finally:
         watcher.close()
+
+
+# ---------------------------------------------------------------- tables: RenameModel and DeleteModel
+
+
+@pytest.fixture
+def widgets_db(request, settings):
+    """ma_expand_model at the old release: 200 widgets, each with a part."""
+    db = dbs.scratch(request, "postgresql", "head")
+    with_apps(settings, "ma_expand_model")
+    db.migrate("ma_expand_model:0001_initial")
+    db.query("INSERT INTO ma_expand_model_widget (name, size) SELECT 'w' || i, i FROM generate_series(1, 200) i")
+    db.query("INSERT INTO ma_expand_model_part (widget_id) SELECT id FROM ma_expand_model_widget")
+    return db
+
+
+def old_widget_release(db) -> tuple[int, int]:
+    """What the old code does: insert a widget (through the old name) with RETURNING id, and a part of it."""
+    with pg(db) as connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO ma_expand_model_widget (name, size) VALUES ('old', 2) RETURNING id")
+        widget = cursor.fetchone()[0]
+        cursor.execute("INSERT INTO ma_expand_model_part (widget_id) VALUES (%s) RETURNING id", [widget])
+        part = cursor.fetchone()[0]
+        cursor.execute("UPDATE ma_expand_model_widget SET size = 3 WHERE id = 1")
+    return widget, part
+
+
+def new_widget_release(db) -> int:
+    """What the new code does: a gizmo in the renamed table; it deletes a widget whose part it does not know."""
+    with pg(db) as connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO ma_expand_model_gizmo (name, size) VALUES ('new', 5) RETURNING id")
+        gizmo = cursor.fetchone()[0]
+        cursor.execute("DELETE FROM ma_expand_model_gizmo WHERE id = 2")
+    return gizmo
+
+
+def test_a_renamed_and_a_deleted_model_serve_both_releases_until_complete(widgets_db):
+    expanded = run_online(widgets_db, app_label="ma_expand_model")
+    assert expanded.status == "expanded", expanded.error
+    widget, part = old_widget_release(widgets_db)
+    gizmo = new_widget_release(widgets_db)
+    assert widgets_db.scalar("SELECT size FROM ma_expand_model_gizmo WHERE id = 1") == 3
+    assert widgets_db.scalar("SELECT count(*) FROM ma_expand_model_gizmo WHERE id = ANY(%s)", [[widget, gizmo]]) == 2
+    assert widgets_db.scalar("SELECT count(*) FROM ma_expand_model_part WHERE id = %s", [part]) == 1
+    assert run_validation(using=widgets_db.alias).ok
+    assert run_online(widgets_db, complete=True).exit_code == 0
+    tables = {row[0] for row in widgets_db.query("SELECT relname FROM pg_class WHERE relname LIKE 'ma_expand_model%%'")}
+    assert "ma_expand_model_widget" not in tables and "ma_expand_model_part" not in tables
+    assert widgets_db.scalar("SELECT count(*) FROM ma_expand_model_gizmo") == 201  # 200 + old + new - deleted
+    assert run_validation(using=widgets_db.alias).ok
+
+
+def test_abort_renames_the_table_back_with_both_releases_rows(widgets_db):
+    before = pg_schema(widgets_db)
+    assert run_online(widgets_db, app_label="ma_expand_model").status == "expanded"
+    widget, _part = old_widget_release(widgets_db)
+    gizmo = new_widget_release(widgets_db)
+    aborted = run_online(widgets_db, abort=True)
+    assert aborted.exit_code == 0, aborted.error
+    (warning,) = aborted.warnings
+    assert "left unenforced" in warning and "ma_expand_model_part" in warning
+    rows = widgets_db.scalar("SELECT count(*) FROM ma_expand_model_widget WHERE id = ANY(%s)", [[widget, gizmo]])
+    assert rows == 2
+    # The part of the widget the new release deleted points at nothing: the restored foreign key is
+    # left NOT VALID and validation names that row; nothing was dropped to make it hold.
+    report = run_validation(using=widgets_db.alias)
+    assert "foreign_keys" in [result.name for result in report.failures()]
+    assert widgets_db.scalar("SELECT count(*) FROM ma_expand_model_part") == 201
+    after = pg_schema(widgets_db)
+    (changed,) = [key for key in before if after.get(key) != before[key]]
+    assert changed[0] == "ma_expand_model_part" and after[changed].endswith("NOT VALID valid=false")
+    assert set(after) == set(before)

@@ -289,6 +289,10 @@ class DatabaseEngine:
         """Whether ``exc`` is a statement cancelled by us (an interrupt) or by a statement timeout."""
         return False
 
+    def is_integrity_error(self, exc: BaseException) -> bool:
+        """Whether the data refused ``exc``'s statement (a constraint the rows do not satisfy)."""
+        return False
+
     def cannot_continue(self, exc: BaseException) -> bool:
         """An error that says nothing about the data: the work was blocked, cancelled or cut off.
         Validation must not report it as a failed check (and carry on into the next wait)."""

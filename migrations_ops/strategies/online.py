@@ -717,12 +717,25 @@ class OnlineStrategy(Strategy):
         self.pipeline.emit("online_undone", run_id=run.id, status=final_status)
 
     def _rollback_window(self, run: OnlineRun, revision: str, entry: dict[str, Any]) -> None:
+        """An operation's rollback statements, in order (each holds whatever part of the expand ran).
+
+        A statement that the data refuses (an integrity violation: the new release deleted a row an
+        old foreign key points at, or inserted a NULL the old NOT NULL forbids) is not forced: the
+        rows of both releases stay, the constraint stays unenforced (NOT VALID, or the column
+        nullable), and a warning names it for validate_db to list the rows.
+        """
         for data in entry["rollback"]:
             statement = Statement(**data)
-            if statement.mode == VALIDATE:  # a scan that lets the application write: no guard
-                self._retrying(statement.sql, lambda s=statement: self._in_transaction(s.sql, blocks_writes=False))
-            else:
-                self._retrying(statement.sql, lambda s=statement: self._in_transaction(s.sql))
+            blocks_writes = statement.mode != VALIDATE  # a VALIDATE scan lets the application write
+            try:
+                self._retrying(statement.sql, lambda s=statement, b=blocks_writes: self._in_transaction(s.sql, b))
+            except DatabaseError as exc:
+                if not self.engine.is_integrity_error(exc):
+                    raise
+                self.pipeline.warn(
+                    f"{revision} [{entry['operation']}]: the old schema's constraint cannot hold the rows written "
+                    f"meanwhile, so it is left unenforced ({first_line(exc)}): run validate_db to list the rows"
+                )
         run.state.window.remove(entry)
 
     def _reset(self) -> None:

@@ -137,6 +137,10 @@ class Sessions(Connections):
     def is_cancelled(self, exc: BaseException) -> bool:
         return any(getattr(e, "pgcode", None) == "57014" for e in causes(exc))
 
+    def is_integrity_error(self, exc: BaseException) -> bool:
+        # SQLSTATE class 23: integrity constraint violation (not null, foreign key, check, unique)
+        return any(str(getattr(e, "pgcode", "") or "").startswith("23") for e in causes(exc))
+
     def is_transient(self, exc: BaseException) -> bool:
         # 55P03 lock_not_available, 40P01 deadlock_detected, 40001 serialization_failure
         return any(getattr(e, "pgcode", None) in ("55P03", "40P01", "40001") for e in causes(exc))
