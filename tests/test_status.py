@@ -65,8 +65,8 @@ def test_migration_status_check_exit_codes_before_and_after_migrating(baseline_d
     as_json = manage_with_project_settings(db, "migration_status", "--check", "--json")
     assert as_json.returncode == 1
     document = json.loads(as_json.stdout)
-    assert set(document) == {"current", "pending", "applied_count", "pending_count", "conflicts"}
-    assert document["conflicts"] == {}
+    assert set(document) == {"current", "pending", "applied_count", "pending_count", "conflicts", "window"}
+    assert document["conflicts"] == {} and document["window"] is None  # no expand/contract window open
     assert set(document["pending"][0]) == {"app", "name", "revision", "description"}
 
     db.migrate()

@@ -3,8 +3,9 @@
 Pure reading, like planning.py: the SQL of every schema operation is collected from Django's
 schema editor (``collect_sql``) and classified statement by statement (statements.py); data
 operations must be declared batchable (:class:`~migrations_ops.operations.RunSQLBatched`) or
-bounded (:class:`~migrations_ops.operations.BoundedRunPython`). A plan with any refusal is
-refused as a whole, before anything runs (exit 2).
+bounded (:class:`~migrations_ops.operations.BoundedRunPython`), or, in a migration the project
+cannot rewrite, reviewed in ``MIGRATION_ONLINE_DECLARATIONS`` (declarations.py). A plan with any
+refusal is refused as a whole, before anything runs (exit 2).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from django.db.migrations.migration import Migration
 from django.db.models import NOT_PROVIDED
 
 from migrations_ops.errors import first_line
+from migrations_ops.online import declarations, facts
+from migrations_ops.online.declarations import Declaration
 from migrations_ops.online.expand_contract import BACKFILL, Context, Unsupported, WindowPlan, window_plan
 from migrations_ops.online.statements import CONCURRENT, SKIP, VALIDATE, Refused, Statement, plan_statements
 from migrations_ops.operations import BoundedRunPython, RunSQLBatched
@@ -39,6 +42,8 @@ class OnlineOperation:
     refusal: str | None = None
     batch_table: str | None = None
     window: WindowPlan | None = None
+    declared: Declaration | None = None  # the reviewed declaration it runs under (declarations.py)
+    declared_as: str | None = None  # declarations.BOUNDED or BRIEF
 
     def to_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {"operation": self.index, "description": self.description, "kind": self.kind}
@@ -48,6 +53,8 @@ class OnlineOperation:
             document["batched_over"] = self.batch_table
         if self.window:
             document["contract"] = self.window.to_dict()
+        if self.declared:
+            document["declared"] = self.declared.as_used(self.declared_as)
         if self.refusal:
             document["refused"] = self.refusal
         return document
@@ -59,6 +66,13 @@ class OnlineOperation:
         if self.kind == BATCHED:
             batches = f"        backfill in key-range batches over {self.batch_table} (row locks, one batch at a time)"
             return [*lines, batches]
+        if self.kind == BOUNDED and self.declared:
+            declared = self.declared
+            return [
+                *lines,
+                f"        one transaction under the lock timeout: declared {self.declared_as} by "
+                f"{declared.reviewed_by} ({declared.reason})",
+            ]
         if self.kind == BOUNDED:
             return [*lines, "        one short transaction (declared bounded)"]
         shown = []
@@ -95,6 +109,18 @@ class OnlinePlan:
             if op.refusal
         ]
 
+    @property
+    def declarations(self) -> list[dict[str, Any]]:
+        """Every reviewed declaration the plan runs under, with the operations it covers (audited)."""
+        used = []
+        for revision, ops in self.operations.items():
+            declared = [op for op in ops if op.declared]
+            if declared:
+                keys = (declarations.BOUNDED, declarations.BRIEF)
+                covered = {key: [op.index for op in declared if op.declared_as == key] for key in keys}
+                used.append(declarations.record(revision, declared[0].declared, covered))
+        return used
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "migrations": [
@@ -102,6 +128,7 @@ class OnlinePlan:
                 for revision, ops in self.operations.items()
             ],
             "refusals": self.refusals,
+            "declarations": self.declarations,
         }
 
     def render(self) -> str:
@@ -123,6 +150,7 @@ def analyse(using: str, plan: MigrationPlan, existing_tables: set[str] | None = 
         with connection.cursor() as cursor:
             existing_tables = set(connection.introspection.table_names(cursor))
     loader = MigrationLoader(connection, ignore_no_migrations=True)
+    declarations.read(loader)  # a malformed declaration is bad input before anything is analysed
     operations: dict[str, list[OnlineOperation]] = {}
     for step in plan.steps:
         if step.backwards:
@@ -131,7 +159,23 @@ def analyse(using: str, plan: MigrationPlan, existing_tables: set[str] | None = 
             ]
             continue
         operations[step.revision] = operation_plans(using, loader, step.migration, existing_tables)
+    _refuse_renames_beside_other_windows([op for ops in operations.values() for op in ops])
     return OnlinePlan(plan=plan, operations=operations, existing_tables=existing_tables)
+
+
+def _refuse_renames_beside_other_windows(operations: list[OnlineOperation]) -> None:
+    """A window's statements name their tables: a table renamed in the same window would make the
+    other operations' complete and rollback statements name a view. One deploy each."""
+    windows = [op for op in operations if op.window and not op.refusal]
+    for rename in [op for op in windows if op.window.kind == "rename_model"]:
+        names = {s.table for s in [*rename.window.expand, *rename.window.complete]}
+        for other in windows:
+            touched = {s.table for s in [*other.window.expand, *other.window.complete]}
+            if other is not rename and touched & names:
+                other.refusal = (
+                    f"changes {', '.join(sorted(touched & names))}, which {rename.revision} operation {rename.index} "
+                    "renames in the same window: complete one window before the other (two deploys)"
+                )
 
 
 _BACKWARDS = "the online path runs forward plans only: go back with --online --abort or without --online"
@@ -143,15 +187,60 @@ def operation_plans(
     """Each operation of ``migration`` as the online path runs it (statements generated now)."""
     revision = f"{migration.app_label}.{migration.name}"
     state = loader.project_state((migration.app_label, migration.name), at_end=False)
-    plans = []
+    plans, declarable = [], {}
     for index, operation in enumerate(migration.operations):
         new_state = state.clone()
         operation.state_forwards(migration.app_label, new_state)
-        plans.append(
-            _operation_plan(using, revision, index, operation, migration.app_label, state, new_state, existing)
-        )
+        planned = _operation_plan(using, revision, index, operation, migration.app_label, state, new_state, existing)
+        if planned.refusal:
+            obstacle = declarations.obstacle(operation, migration.app_label, state, existing)
+            key = declarations.key_for(operation)
+            declaration = declarations.declared(revision, index, key)
+            if declaration is None:
+                declarable[index] = (key, obstacle)
+            elif obstacle is None:  # the RunPython branch took its own already; a reviewed brief operation
+                _as_declared(planned, declaration, key)
+                planned.refusal = None
+            elif key == declarations.BRIEF:
+                by = declaration.reviewed_by
+                planned.refusal += f"; declared brief by {by}, but no declaration can cover it: {obstacle}"
+        plans.append(planned)
         state = new_state
+    if declarable:
+        _advise(revision, plans, declarable)
     return plans
+
+
+def _as_declared(planned: OnlineOperation, declaration: Declaration, key: str) -> OnlineOperation:
+    """``planned`` as one transaction under the lock timeout, as reviewed (the online strategy's _bounded)."""
+    planned.kind, planned.declared, planned.declared_as = BOUNDED, declaration, key
+    planned.statements, planned.window, planned.batch_table = [], None, None
+    return planned
+
+
+def _advise(revision: str, plans: list[OnlineOperation], declarable: dict[int, tuple[str, str | None]]) -> None:
+    """Each undeclared refusal names the declaration that would accept it (one for the whole migration,
+    to copy once reviewed), or, where none could, says so; a package's migration is named as such."""
+    wanted: dict[str, list[int]] = {}
+    for index, (key, obstacle) in declarable.items():
+        if obstacle is None:
+            wanted.setdefault(key, []).append(index)
+    owner = declarations.owner(revision)
+    suggestion = declarations.suggestion(revision, wanted) if wanted else ""
+    for index, (_key, obstacle) in declarable.items():
+        planned = plans[index]
+        if obstacle is None and owner.project:
+            planned.refusal += f"; or declare it reviewed: {suggestion}"
+        elif obstacle is None:
+            planned.refusal += (
+                f"; {revision} comes from {owner.label}, so it cannot be rewritten here: declare it reviewed "
+                f"({declarations.SETTING} in the settings): {suggestion}, or run this migration without --online"
+            )
+        elif not owner.project:
+            planned.refusal += (
+                f"; {revision} comes from {owner.label} and no declaration can cover it ({obstacle}): run this "
+                "migration without --online"
+            )
 
 
 def _operation_plan(using, revision, index, operation, app_label, state, new_state, existing) -> OnlineOperation:
@@ -169,10 +258,20 @@ def _operation_plan(using, revision, index, operation, app_label, state, new_sta
         described.kind = BOUNDED
         return described
     if isinstance(operation, migrations.RunPython):
-        described.refusal = (
-            "a RunPython the online path cannot batch: write it as migrations_ops.operations.RunSQLBatched, "
-            "or BoundedRunPython when it touches a small fixed number of rows"
-        )
+        # Reviewed by the operator (declarations.py): one transaction under the lock timeout.
+        declaration = declarations.declared(revision, index, declarations.BOUNDED)
+        obstacle = declarations.obstacle(operation, app_label, state, existing)
+        if declaration is not None and obstacle is None:
+            return _as_declared(described, declaration, declarations.BOUNDED)
+        if declarations.owner(revision).project:
+            described.refusal = (
+                "a RunPython the online path cannot batch: write it as migrations_ops.operations.RunSQLBatched, "
+                "or BoundedRunPython when it touches a small fixed number of rows"
+            )
+        else:
+            described.refusal = "a RunPython the online path cannot batch"
+        if declaration is not None:
+            described.refusal += f"; declared bounded by {declaration.reviewed_by}, but {obstacle}"
         return described
     context = Context(using, revision, index, operation, app_label, state, new_state, existing)
     window = _window_operation(described, context)
@@ -188,7 +287,7 @@ def _operation_plan(using, revision, index, operation, app_label, state, new_sta
         return described
     try:
         raw = collect_sql(using, operation, app_label, state, new_state)
-        described.statements = [s for sql in raw for s in plan_statements(sql, existing)]
+        described.statements = [s for sql in raw for s in plan_statements(sql, existing, facts.probe(using))]
     except Refused as exc:
         described.refusal = str(exc)
     except Exception as exc:  # Django could not write the SQL (e.g. it introspects a table not made yet)

@@ -13,6 +13,9 @@ reads each statement and decides, for PostgreSQL, how ``safe_migrate --online`` 
 * anything that would rewrite or scan an existing table under ACCESS EXCLUSIVE, or remove
   something the running application may still use, is refused before anything runs.
 
+Whether a column's default or new type rewrites the table is not read from the SQL text: the
+server is asked (``probe``, facts.py), and a type change it makes in the catalog runs as one.
+
 Tables created by the same online run are empty and unknown to the application: every statement
 on them runs as it is.
 """
@@ -20,6 +23,7 @@ on them runs as it is.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sqlparse
@@ -55,6 +59,10 @@ _INLINE_FK = re.compile(
 )
 
 
+# The server's answer to "does ALTER TABLE <table> <action> rewrite the table?": (rewrites, why) (facts.py).
+Probe = Callable[[str, str], tuple[bool, str]]
+
+
 class Refused(Exception):
     """This statement cannot run online; the message says why (and what to do instead)."""
 
@@ -83,16 +91,18 @@ def _clean(sql: str) -> str:
     return "\n".join(lines).strip().rstrip(";").strip()
 
 
-def plan_statements(raw: str, existing: set[str]) -> list[Statement]:
+def plan_statements(raw: str, existing: set[str], probe: Probe | None = None) -> list[Statement]:
     """The statements that run ``raw`` online, given the tables that existed before the run.
 
     ``raw`` may hold several statements (Django writes "SET CONSTRAINTS ...; ALTER TABLE ...").
-    Raises :class:`Refused` when one would block the application beyond a catalog change.
+    Raises :class:`Refused` when one would block the application beyond a catalog change. Whether a
+    column's default or new type rewrites the table is the server's answer (``probe``, facts.py);
+    without one, a default that calls a function and every type change are refused.
     """
-    return [planned for part in sqlparse.split(raw) for planned in _plan_one(part, existing)]
+    return [planned for part in sqlparse.split(raw) for planned in _plan_one(part, existing, probe)]
 
 
-def _plan_one(raw: str, existing: set[str]) -> list[Statement]:
+def _plan_one(raw: str, existing: set[str], probe: Probe | None) -> list[Statement]:
     sql = _clean(raw)
     if not sql:
         return []
@@ -133,7 +143,7 @@ def _plan_one(raw: str, existing: set[str]) -> list[Statement]:
         table, action = match.group(1), match.group(2).strip()
         if table not in existing:
             return [Statement(sql, CATALOG, table=table, lock="a new table")]
-        return _alter_existing(table, action)
+        return _alter_existing(table, action, probe)
     if upper.startswith(("DROP TABLE", "TRUNCATE", "ALTER TABLE", "DROP ")):
         raise Refused(f"removes or rewrites something the running application may still use: {sql[:80]}")
     raise Refused(f"a statement the online path does not know to be safe: {sql[:80]}")
@@ -143,14 +153,20 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-def _alter_existing(table: str, action: str) -> list[Statement]:
+def _rewrites(probe: Probe | None, table: str, action: str) -> tuple[bool, str]:
+    if probe is None:
+        return True, " (not asked of the server)"
+    return probe(table, action)
+
+
+def _alter_existing(table: str, action: str, probe: Probe | None = None) -> list[Statement]:
     head = action.upper()
     exclusive = "ACCESS EXCLUSIVE (catalog only)"
     if match := _INLINE_FK.match(action):
         column, definition, constraint, reference = match.groups()
         reference = reference.strip()
         return [
-            *_alter_existing(table, f"ADD COLUMN {_q(column)}{definition}"),
+            *_alter_existing(table, f"ADD COLUMN {_q(column)}{definition}", probe),
             *_alter_existing(
                 table, f"ADD CONSTRAINT {_q(constraint)} FOREIGN KEY ({_q(column)}) REFERENCES {reference}"
             ),
@@ -163,9 +179,15 @@ def _alter_existing(table: str, action: str) -> list[Statement]:
             )
         if re.search(r"\b(PRIMARY\s+KEY|GENERATED)\b", head):
             raise Refused(f"adds a key or generated column to {table}, which rewrites the table")
-        if re.search(r"\bDEFAULT\s+(now|clock_timestamp|random|gen_random_uuid|uuid_generate)", action, re.I):
-            raise Refused(f"adds a column to {table} with a volatile default, which rewrites the table")
         unique = re.search(r"\s+UNIQUE\b", action, re.I)
+        added = action[: unique.start()] + action[unique.end() :] if unique else action
+        if re.search(r"\bDEFAULT\b.*\(", action, re.I | re.S):  # a constant needs no question
+            rewrite, why = _rewrites(probe, table, added)
+            if rewrite:
+                raise Refused(
+                    f"adds a column to {table} whose default rewrites the table under ACCESS EXCLUSIVE{why}: "
+                    "add it nullable without the default, fill it with RunSQLBatched, then set the default"
+                )
         if not unique:
             return [Statement(f"ALTER TABLE {_q(table)} {action}", CATALOG, table=table, lock=exclusive)]
         column = re.match(r"ADD\s+COLUMN\s+" + _IDENT, action, re.I).group(1)
@@ -190,7 +212,18 @@ def _alter_existing(table: str, action: str) -> list[Statement]:
             "first (it is validated online), then set NOT NULL in a later release"
         )
     if re.match(r"ALTER\s+COLUMN\s+\S+\s+(SET\s+DATA\s+)?TYPE\b", head):
-        raise Refused(f"changes a column type of {table}, which rewrites the table under ACCESS EXCLUSIVE")
+        rewrite, why = _rewrites(probe, table, action)
+        if rewrite:
+            raise Refused(f"changes a column type of {table}, which rewrites the table under ACCESS EXCLUSIVE{why}")
+        return [
+            Statement(
+                f"ALTER TABLE {_q(table)} {action}",
+                CATALOG,
+                table=table,
+                lock=exclusive,
+                note="type changed in the catalog: the server rewrites nothing (asked on an empty copy)",
+            )
+        ]
     if match := re.match(r"ADD\s+CONSTRAINT\s+" + _IDENT + r"\s+(FOREIGN\s+KEY|CHECK)\b(.*)$", action, re.I | re.S):
         name, kind = match.group(1), match.group(2).upper()
         body = re.sub(r"\s+NOT\s+VALID\s*$", "", action, flags=re.I)

@@ -169,6 +169,13 @@ class OnlineStrategy(Strategy):
                 f"cannot run online, nothing was changed: {len(online.refusals)} operation(s) would block the "
                 "application: " + "; ".join(online.refusals)
             )
+        for used in online.declarations:  # reviewed by a person, so audited: who, why, which operations
+            self.pipeline.emit(
+                "online_declaration",
+                f"  {used['revision']}: runs under the declaration reviewed by {used['reviewed_by']} "
+                f"({used['reason']})",
+                declarations=[used],
+            )
 
     def apply(self, plan: MigrationPlan, before: StateSnapshot, backup) -> None:
         online = self.summary.online_plan
@@ -202,6 +209,7 @@ class OnlineStrategy(Strategy):
                 f"the migrations on disk no longer match online run {run.id} (it still has {', '.join(remaining)}): "
                 "undo it with safe_migrate --online --abort (nothing was changed)"
             )
+        self._refuse_what_is_now_refused(run, plan)
         self.summary.plan = self.pipeline.plan = plan
         before = StateSnapshot(migrations=run.state.before["migrations"], row_counts=run.state.before["row_counts"])
         self.pipeline.emit(
@@ -214,6 +222,25 @@ class OnlineStrategy(Strategy):
         )
         self._drive(run, plan, before, resumed=True)
         self.pipeline.prune()
+
+    def _refuse_what_is_now_refused(self, run: OnlineRun, plan: MigrationPlan) -> None:
+        """A resumed run does not skip what the online path would refuse today (a declaration removed,
+        a migration edited): nothing more runs; the operator restores it or aborts."""
+        online = analyse(self.using, plan, set(run.state.existing_tables))
+        current = run.state.current
+        refused = [
+            f"{op.revision} operation {op.index} ({op.description}): {op.refusal}"
+            for ops in online.operations.values()
+            for op in ops
+            if op.refusal and not (op.revision == current.get("revision") and op.index < current.get("operation", 0))
+        ]
+        if refused:
+            raise BadInput(
+                f"online run {run.id} cannot go on: {len(refused)} operation(s) it has yet to run are refused now: "
+                + "; ".join(refused)
+                + ". Restore what changed (a declaration in the settings?), or undo the run with safe_migrate "
+                "--online --abort (nothing was changed)"
+            )
 
     def abort(self) -> None:
         self.engine.check_online_ready()
@@ -380,6 +407,8 @@ class OnlineStrategy(Strategy):
         for index, op_plan in enumerate(plans):
             if index < first:
                 continue
+            if op_plan.refusal:  # resume() refuses this first; never skip an operation silently
+                raise OperationFailed(f"{revision} operation {index} cannot run online: {op_plan.refusal}")
             if index > first or not current:
                 current = {"revision": revision, "operation": index, "statement": 0, "validate": validations}
                 current["statements"] = [statement.__dict__ for statement in op_plan.statements]
@@ -652,6 +681,8 @@ class OnlineStrategy(Strategy):
                     run.state.started_ops[revision] = max(run.state.started_ops.get(revision, 0), index + 1)
                     checkpoint.save(self.using, run)
 
+        # Not reported as a lock hold: what it locks is its own business (often rows it inserts); the
+        # guard bounds it whatever it takes.
         self._retrying(operation.describe(), attempt)
 
     def _states(self, migration: Migration, index: int):
@@ -801,7 +832,7 @@ class OnlineStrategy(Strategy):
         before_state, after_state = self._states(migration, index)
 
         def attempt() -> None:
-            with self.connection.schema_editor(atomic=True) as editor:
+            with self.connection.schema_editor(atomic=True) as editor, self._guarded(operation.describe(), True):
                 self._set_local_lock_timeout()
                 operation.database_backwards(migration.app_label, editor, after_state, before_state)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import migrations
 from django.db.models import NOT_PROVIDED, Value
 
+from migrations_ops.online import facts
 from migrations_ops.online.expand_contract.base import Context, Unsupported, WindowPlan, catalog
 from migrations_ops.online.statements import plan_statements
 
@@ -41,7 +42,7 @@ def plan(ctx: Context) -> WindowPlan | None:
     expand_op.state_forwards(ctx.app_label, after)
     with ctx.connection.schema_editor(collect_sql=True, atomic=False) as editor:
         expand_op.database_forwards(ctx.app_label, editor, ctx.state, after)
-    expand = [s for sql in editor.collected_sql for s in plan_statements(sql, ctx.existing)]
+    expand = [s for sql in editor.collected_sql for s in plan_statements(sql, ctx.existing, facts.probe(ctx.using))]
     column = ctx.q(model_field.column)
     return WindowPlan(
         "add_not_null",

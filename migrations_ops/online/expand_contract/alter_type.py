@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from django.db import migrations
 
+from migrations_ops.online import facts
 from migrations_ops.online.expand_contract.base import (
     Context,
     Unsupported,
@@ -38,7 +39,7 @@ def plan(ctx: Context) -> WindowPlan | None:
     new_type = new.db_parameters(ctx.connection)["type"]
     if table not in ctx.existing or old_type == new_type or old.column != new.column or not new_type:
         return None
-    if catalog_only(ctx, table, old.column, new_type):
+    if not facts.rewrites(ctx.using, table, f"ALTER COLUMN {ctx.q(old.column)} TYPE {new_type}").rewrites:
         return None  # the server changes it in the catalog: one statement (analysis runs it as such)
     if new.primary_key or ctx.referencing_constraints(table, old.column):
         raise Unsupported(
@@ -103,30 +104,6 @@ def _has_db_default(field) -> bool:
     from django.db.models import NOT_PROVIDED
 
     return field.db_default is not NOT_PROVIDED
-
-
-def catalog_only(ctx: Context, table: str, column: str, new_type: str) -> bool:
-    """Does the server change this column's type without rewriting the table or an index?
-
-    Asked of the server itself, on an empty copy of the table in a transaction that is rolled back.
-    """
-    probe = f"pg_temp.{ctx.q(ident(table, 'probe'))}"
-    same = False
-    with rolled_back(ctx) as cursor:
-        cursor.execute(f"CREATE TEMP TABLE {probe} (LIKE {ctx.q(table)} INCLUDING ALL)")
-        files = _files(cursor, probe)
-        cursor.execute(f"ALTER TABLE {probe} ALTER COLUMN {ctx.q(column)} TYPE {new_type}")
-        same = _files(cursor, probe) == files
-    return same
-
-
-def _files(cursor, table: str) -> list[tuple[str, int]]:
-    cursor.execute(
-        "SELECT c.relname, c.relfilenode FROM pg_class c WHERE c.oid = %s::regclass "
-        "OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %s::regclass) ORDER BY 1",
-        [table, table],
-    )
-    return cursor.fetchall()
 
 
 def _narrowing(ctx: Context, old, new, old_type: str, new_type: str) -> str:

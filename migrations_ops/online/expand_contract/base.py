@@ -18,14 +18,13 @@ Every statement is a :class:`~migrations_ops.online.statements.Statement`; a ``B
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import NOT_PROVIDED
 
+from migrations_ops.online import facts
 from migrations_ops.online.statements import CATALOG, VALIDATE, Statement
 
 BACKFILL = "backfill"  # a set-based UPDATE with {batch}, walked in page ranges over ``table``
@@ -144,21 +143,9 @@ class Context:
         ]
 
 
-class _RollBack(Exception):
-    pass
-
-
-@contextmanager
-def rolled_back(ctx: Context) -> Iterator[Any]:
-    """A cursor in a transaction (or savepoint) that is always rolled back, with short timeouts:
-    for asking the server a question on a scratch object without leaving anything behind."""
-    try:
-        with transaction.atomic(using=ctx.using), ctx.connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '100ms'; SET LOCAL statement_timeout = '30s'")
-            yield cursor
-            raise _RollBack
-    except _RollBack:
-        pass  # the point: nothing of the question stays
+def rolled_back(ctx: Context):
+    """A cursor in a transaction that is always rolled back (facts.rolled_back), on ``ctx``'s database."""
+    return facts.rolled_back(ctx.using)
 
 
 def ident(*parts: str) -> str:
