@@ -137,14 +137,26 @@ class Migration(migrations.Migration):
 """
 
 
-def test_django_fields_are_judged_by_what_their_sql_does(request, tmp_path, monkeypatch, settings):
-    db = dbs.scratch(request, "postgresql", "head")
-    write_app(tmp_path / "apps", LABEL, {"0001_initial.py": INITIAL, "0002_release.py": RELEASE})
-    monkeypatch.syspath_prepend(str(tmp_path / "apps"))
-    importlib.invalidate_caches()
-    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, LABEL]
-    request.addfinalizer(lambda: [sys.modules.pop(m) for m in list(sys.modules) if m.split(".")[0] == LABEL])
-    request.addfinalizer(lambda: django_apps.all_models.pop(LABEL, None))
+@pytest.fixture
+def facts_app(request, tmp_path, monkeypatch, settings):
+    """Install the throwaway app ma_facts with ``migrations`` on a database at the head; return it."""
+
+    def install(migrations: dict[str, str]):
+        db = dbs.scratch(request, "postgresql", "head")
+        write_app(tmp_path / "apps", LABEL, migrations)
+        monkeypatch.syspath_prepend(str(tmp_path / "apps"))
+        importlib.invalidate_caches()
+        settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, LABEL]
+        return db
+
+    yield install
+    django_apps.all_models.pop(LABEL, None)
+    for name in [m for m in sys.modules if m.split(".")[0] == LABEL]:
+        del sys.modules[name]
+
+
+def test_django_fields_are_judged_by_what_their_sql_does(facts_app):
+    db = facts_app({"0001_initial.py": INITIAL, "0002_release.py": RELEASE})
     db.migrate(f"{LABEL}:0001_initial")
     db.query(f"INSERT INTO {LABEL}_things (name) SELECT 'n' || i FROM generate_series(1, 100) i")
 
@@ -160,3 +172,51 @@ def test_django_fields_are_judged_by_what_their_sql_does(request, tmp_path, monk
     for catalog_change in operations[2:]:  # Now(), varchar widening, varchar -> text
         assert "refused" not in catalog_change and "contract" not in catalog_change, catalog_change
         assert [s["mode"] for s in catalog_change["statements"] if s["mode"] != "skip"] == ["catalog"]
+
+
+UNIQUE_DROPPED = """
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("ma_facts", "0001_initial")]
+    operations = [migrations.AlterUniqueTogether("thing", {("id", "name")})]
+"""
+UNIQUE_AGAIN = """
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("ma_facts", "0002_unique")]
+    operations = [migrations.AlterUniqueTogether("thing", set())]
+"""
+DELETED = """
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("ma_facts", "0003_not_unique")]
+    operations = [migrations.DeleteModel("thing")]
+"""
+
+
+def test_operations_on_a_table_the_run_creates_are_written_when_they_run(facts_app):
+    # 0003's SQL cannot be written before 0002 made the constraint (Django looks it up by introspection),
+    # and 0004 drops it: both are on a table no running code uses, so both run as they are.
+    db = facts_app(
+        {
+            "0001_initial.py": INITIAL,
+            "0002_unique.py": UNIQUE_DROPPED,
+            "0003_not_unique.py": UNIQUE_AGAIN,
+            "0004_deleted.py": DELETED,
+        }
+    )
+    linted = run_safe_migrate(db, plan_only=True, lint=True, online=True, app_label=LABEL)
+    assert linted.exit_code == 0, linted.error
+    operations = {m["revision"]: m["operations"][0] for m in linted.to_dict()["online"]["plan"]["migrations"]}
+    assert operations[f"{LABEL}.0003_not_unique"].get("planned_when_it_runs") is True, operations
+    assert "a table this run creates" in linted.render_plan()
+    applied = run_safe_migrate(db, online=True, app_label=LABEL)
+    assert applied.exit_code == 0 and applied.status == "online_applied", applied.error
+    assert f"{LABEL}_things" not in db.connection.introspection.table_names()
+    assert len([r for r in db.query("SELECT name FROM django_migrations WHERE app = %s", [LABEL])]) == 4

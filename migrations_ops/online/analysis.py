@@ -44,6 +44,7 @@ class OnlineOperation:
     window: WindowPlan | None = None
     declared: Declaration | None = None  # the reviewed declaration it runs under (declarations.py)
     declared_as: str | None = None  # declarations.BOUNDED or BRIEF
+    later: bool = False  # on a table this run creates: its SQL is written when it runs
 
     def to_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {"operation": self.index, "description": self.description, "kind": self.kind}
@@ -55,6 +56,8 @@ class OnlineOperation:
             document["contract"] = self.window.to_dict()
         if self.declared:
             document["declared"] = self.declared.as_used(self.declared_as)
+        if self.later:
+            document["planned_when_it_runs"] = True
         if self.refusal:
             document["refused"] = self.refusal
         return document
@@ -75,6 +78,8 @@ class OnlineOperation:
             ]
         if self.kind == BOUNDED:
             return [*lines, "        one short transaction (declared bounded)"]
+        if self.later:
+            return [*lines, "        a table this run creates: catalog changes, written when it runs"]
         shown = []
         for statement in self.statements:
             if statement.mode == SKIP:
@@ -291,7 +296,13 @@ def _operation_plan(using, revision, index, operation, app_label, state, new_sta
     except Refused as exc:
         described.refusal = str(exc)
     except Exception as exc:  # Django could not write the SQL (e.g. it introspects a table not made yet)
-        described.refusal = f"cannot tell what it does ({first_line(exc)})"
+        table = _model_table(operation, app_label, state, new_state)
+        if table is not None and table not in existing:
+            # Made by an earlier operation of this run: empty and unused, every statement on it runs as
+            # it is, and its SQL is written when it runs (the strategy plans each migration at its turn).
+            described.later = True
+        else:
+            described.refusal = f"cannot tell what it does ({first_line(exc)})"
     return described
 
 
@@ -309,6 +320,15 @@ def _window_operation(described: OnlineOperation, ctx: Context) -> OnlineOperati
         return None
     described.kind, described.statements, described.window = WINDOW, planned.expand, planned
     return described
+
+
+def _model_table(operation, app_label: str, state, new_state) -> str | None:
+    """The table of the model ``operation`` changes, or None when it names no model."""
+    key = getattr(operation, "model_name_lower", None) or getattr(operation, "name_lower", None)
+    model = new_state.models.get((app_label, key)) or state.models.get((app_label, key))
+    if model is None:
+        return None
+    return model.options.get("db_table") or f"{app_label}_{model.name_lower}"
 
 
 def _breaks_old_inserts(operation, app_label: str, state, existing: set[str]) -> bool:

@@ -46,6 +46,7 @@ _CREATE_INDEX = re.compile(
     re.I | re.S,
 )
 _DROP_INDEX = re.compile(r"^DROP\s+INDEX\s+(CONCURRENTLY\s+)?(IF\s+EXISTS\s+)?" + _IDENT, re.I)
+_DROP_TABLE = re.compile(r"^DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?" + _IDENT + r"(\s+CASCADE)?\s*$", re.I)
 _DATA = re.compile(
     r"^(?:UPDATE\s+" + _IDENT + r"|INSERT\s+INTO\s+" + _IDENT + r"|DELETE\s+FROM\s+" + _IDENT + ")", re.I
 )
@@ -144,6 +145,8 @@ def _plan_one(raw: str, existing: set[str], probe: Probe | None) -> list[Stateme
         if table not in existing:
             return [Statement(sql, CATALOG, table=table, lock="a new table")]
         return _alter_existing(table, action, probe)
+    if (match := _DROP_TABLE.match(sql)) and match.group(1) not in existing:
+        return [Statement(sql, CATALOG, table=match.group(1), lock="a new table")]  # made by this run: unused
     if upper.startswith(("DROP TABLE", "TRUNCATE", "ALTER TABLE", "DROP ")):
         raise Refused(f"removes or rewrites something the running application may still use: {sql[:80]}")
     raise Refused(f"a statement the online path does not know to be safe: {sql[:80]}")
