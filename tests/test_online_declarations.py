@@ -5,6 +5,8 @@ who reviewed it and why; a malformed declaration is bad input that changes nothi
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from django.apps import apps as django_apps
 from migrations_ops.audit import read_events
 from migrations_ops.checksums import file_checksum
 from migrations_ops.errors import ExitCode
+from tests.dbs import ROOT, manage_env, start_manage
 from tests.helpers import applied_migrations, pg_schema, run_online, run_safe_migrate, with_apps, write_app
+from tests.reliability.harness import wait_for
 
 pytestmark = pytest.mark.usefixtures("online_settings")
 
@@ -285,3 +289,72 @@ def test_a_malformed_declaration_is_bad_input_that_changes_nothing(vendor, setti
         assert summary.error.endswith("(nothing was changed)") and "\n" not in summary.error
         assert summary.backup is None
     assert state(db) == before
+
+
+# ---------------------------------------------------------------- a resumed run under a changed declaration
+
+# [0] a RunPython that stalls in the killed process (declared bounded), [1] an unbatched UPDATE (declared brief).
+STALLING = f"""
+import os
+
+from django.db import migrations
+
+
+def stall(apps, schema_editor):
+    if os.environ.get("MA_VENDOR_STALL"):
+        schema_editor.execute("SELECT pg_sleep(60)")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("{VENDOR}", "0001_initial")]
+    operations = [
+        migrations.RunPython(stall, migrations.RunPython.noop),
+        migrations.RunSQL(
+            "UPDATE {VENDOR}_widgets SET name = name || '!'", "UPDATE {VENDOR}_widgets SET name = rtrim(name, '!')"
+        ),
+    ]
+"""
+DECLARED = {REVISION: {"bounded": [0], "brief": [1], "reason": "3 widgets", "reviewed_by": "alice"}}
+
+
+def test_a_resumed_run_refuses_what_its_declaration_no_longer_covers(vendor, settings, tmp_path):
+    db = vendor(STALLING)
+    (tmp_path / "vendor_settings.py").write_text(
+        "from tests.settings_subprocess import *  # noqa: F403\n"
+        "from tests.settings_subprocess import INSTALLED_APPS\n\n"
+        f"INSTALLED_APPS = [*INSTALLED_APPS, {VENDOR!r}]\n"
+        f"MIGRATION_ONLINE_DECLARATIONS = {DECLARED!r}\n"
+    )
+    env = manage_env(
+        "vendor_settings",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(tmp_path / "apps"), str(ROOT)]),
+        BACKUP_DIR=str(tmp_path / "backups"),
+        MIGRATION_LOG=str(tmp_path / "migration.log"),
+        MIGRATION_ONLINE_STATEMENT_TIMEOUT="0",  # the stall is the test's, not a misjudged step
+        MA_VENDOR_STALL="1",
+    )
+    # (The subprocess's project lacks the test settings' own apps: their applied migrations are not its.)
+    killed = start_manage(db.url, "safe_migrate", "--online", "--noinput", "--accept-existing-issues", env=env)
+
+    def stalled() -> bool:
+        assert killed.poll() is None, killed.communicate()
+        return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%%'") == 1
+
+    wait_for(stalled)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=30)
+    db.connection.close()
+    stopped = state(db)
+
+    without_brief = {key: value for key, value in DECLARED[REVISION].items() if key != "brief"}
+    settings.MIGRATION_ONLINE_DECLARATIONS = {REVISION: without_brief}
+    refused = run_online(db, resume=True)
+    assert refused.exit_code == ExitCode.BAD_INPUT
+    assert f"{REVISION} operation 1" in refused.error and "--online --abort" in refused.error, refused.error
+    assert state(db) == stopped  # nothing ran, nothing was skipped
+
+    settings.MIGRATION_ONLINE_DECLARATIONS = DECLARED
+    resumed = run_online(db, resume=True)
+    assert resumed.exit_code == 0 and resumed.status == "resumed", resumed.error
+    assert [name for (name,) in db.query(f"SELECT name FROM {VENDOR}_widgets ORDER BY id")] == ["a!", "b!", "c!"]
+    assert (VENDOR, "0002_data") in applied_migrations(db)
