@@ -50,6 +50,36 @@ from migrations_ops.timeouts import setting_seconds
 
 T = TypeVar("T")
 MIN_SPAN, MAX_SPAN = 1, 20_000  # pages per batch
+class BatchCost:
+    """How many pages a batch may walk and stay within the target, from the batches walked so far.
+
+    Time alone misled: pages with nothing to change (rows a rename's backfill had moved to the end of
+    the table) went by in milliseconds, the span grew 1.5x per batch to thousands of pages, and the
+    first batch over rows to change then held their row locks for 4.4 s (1M rows, bench_expand_contract).
+    So the span may not pass what a page costs when every row on it is changed. Every batch bounds
+    both costs from above (it walked ``pages`` and changed ``changed`` rows in ``seconds``: a page
+    costs at most seconds/pages, a changed row at most seconds/changed), and their sum per full page
+    bounds the worst page. Until a batch has changed a row, and never below it, the bound is the
+    first span: the pages of MIGRATION_ONLINE_BATCH_SIZE rows, the operator's batch.
+    """
+
+    def __init__(self, first_span: int, rows_per_page: float) -> None:
+        self.first_span = first_span
+        self.rows_per_page = rows_per_page
+        self.per_page = float("inf")
+        self.per_row = float("inf")
+
+    def measured(self, pages: int, changed: int, seconds: float) -> None:
+        if pages > 0:
+            self.per_page = min(self.per_page, seconds / pages)
+        if changed > 0:
+            self.per_row = min(self.per_row, seconds / changed)
+
+    def pages_within(self, seconds: float) -> int:
+        if self.per_row == float("inf"):
+            return self.first_span
+        worst_page = self.per_page + self.per_row * self.rows_per_page
+        return max(self.first_span, int(seconds / max(worst_page, 1e-9)))
 
 
 @dataclass
@@ -572,26 +602,33 @@ class OnlineStrategy(Strategy):
             self._retrying(statements[0], lambda: self._batch(run, revision, index, statements, "TRUE"))
             return
         block = int(current.get("block", 0))
-        span = int(current.get("span") or self._initial_span(key))
+        first_span, per_page = self._initial_span(key)
+        span = int(current.get("span") or first_span)
+        cost = BatchCost(first_span, per_page)
         while block < (end := self._pages(key)):
             self._wait_for_replicas()
             upto = min(block + span, end)
             predicate = f"({key.ctid} >= '({block},0)'::tid AND {key.ctid} < '({upto},0)'::tid)"
             current["block"], current["span"] = upto, span
-            elapsed = self._retrying(
+            elapsed, changed = self._retrying(
                 statements[0], lambda p=predicate: self._batch(run, revision, index, statements, p)
             )
             self.summary.batches += 1
             self.summary.pages_walked += upto - block
-            span = self._next_size(span, elapsed)
+            cost.measured(upto - block, changed, elapsed)
+            span = self._next_size(span, elapsed, cost.pages_within(self.batch_target_s))
             block = upto
             if self.batch_pause_s:
                 time.sleep(self.batch_pause_s)
         # Rows the application updated during the walk may have moved to pages already walked.
         self._retrying(statements[0], lambda: self._batch(run, revision, index, statements, "TRUE"))
 
-    def _batch(self, run: OnlineRun, revision: str, index: int | None, statements: list[str], predicate: str) -> float:
+    def _batch(
+        self, run: OnlineRun, revision: str, index: int | None, statements: list[str], predicate: str
+    ) -> tuple[float, int]:
+        """One batch in its own transaction: (seconds, rows its statements changed)."""
         started = time.monotonic()
+        changed = 0
         with transaction.atomic(using=self.using):
             self._set_local_lock_timeout()
             if predicate != "TRUE":  # a page range: few rows (the final catch-up reads the whole table)
@@ -599,10 +636,11 @@ class OnlineStrategy(Strategy):
             with self.connection.cursor() as cursor:
                 for sql in statements:
                     cursor.execute(sql.replace("{batch}", predicate), ())
+                    changed += max(cursor.rowcount, 0)
             if index is not None:
                 run.state.started_ops[revision] = max(run.state.started_ops.get(revision, 0), index + 1)
             checkpoint.save(self.using, run)
-        return time.monotonic() - started
+        return time.monotonic() - started, changed
 
     def _pages(self, key: BatchKey) -> int:
         """The table's size in pages now (rows appended during the walk land on new pages)."""
@@ -613,8 +651,8 @@ class OnlineStrategy(Strategy):
             )
             return int(cursor.fetchone()[0])
 
-    def _initial_span(self, key: BatchKey) -> int:
-        """Pages holding about MIGRATION_ONLINE_BATCH_SIZE rows (from the planner's estimate)."""
+    def _initial_span(self, key: BatchKey) -> tuple[int, float]:
+        """Pages holding about MIGRATION_ONLINE_BATCH_SIZE rows, and rows per page (the planner's estimate)."""
         with self.connection.cursor() as cursor:
             cursor.execute(
                 "SELECT reltuples, relpages FROM pg_class WHERE oid = %s::regclass",
@@ -622,9 +660,9 @@ class OnlineStrategy(Strategy):
             )
             tuples, pages = cursor.fetchone()
         per_page = tuples / pages if pages and tuples > 0 else 50.0
-        return max(MIN_SPAN, int(self.batch_size / per_page))
+        return max(MIN_SPAN, int(self.batch_size / per_page)), per_page
 
-    def _next_size(self, span: int, elapsed: float) -> int:
+    def _next_size(self, span: int, elapsed: float, ceiling: int = MAX_SPAN) -> int:
         """Keep each batch near the target duration: the application waits at most one batch for a row.
 
         Proportional, but never more than 1.5x larger or 2x smaller at once: a page range of the
@@ -635,7 +673,7 @@ class OnlineStrategy(Strategy):
         """
         wanted = span * self.batch_target_s / max(elapsed, 1e-3)
         grown = max(span * 1.5, span + 1)
-        return max(MIN_SPAN, min(MAX_SPAN, int(min(grown, max(span / 2, wanted)))))
+        return max(MIN_SPAN, min(MAX_SPAN, ceiling, int(min(grown, max(span / 2, wanted)))))
 
     def _wait_for_replicas(self) -> None:
         if self.max_replica_lag_s <= 0:

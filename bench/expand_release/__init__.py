@@ -1,0 +1,1 @@
+"""A bench-only app for bench_expand_contract.py: one release of a subscriptions-like table."""
