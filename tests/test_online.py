@@ -19,6 +19,7 @@ from migrations_ops.errors import ExitCode
 from migrations_ops.fingerprint import table_checksums
 from migrations_ops.online.statements import CATALOG, CONCURRENT, Refused, inverse, plan_statements
 from migrations_ops.options import SafeMigrateOptions
+from migrations_ops.strategies.online import BatchCost
 from migrations_ops.validation import run_validation
 from tests import dbs
 from tests.dbs import ROOT
@@ -151,6 +152,21 @@ def test_batches_grow_back_from_a_single_page(pg_seeded_db, settings):
     assert pages >= 50  # users and subscriptions span enough pages for the growth to show
     assert batches * 3 < pages, f"{batches} batches for {pages} pages: the span did not grow from one page"
     assert run_validation(using=pg_seeded_db.alias).ok
+
+
+def test_pages_with_nothing_to_change_do_not_grow_the_batch_that_meets_rows_to_change():
+    """At 1M rows a run of pages a rename had emptied went by in milliseconds, the span grew to 9,324
+    pages on time alone, and the first batch over live rows held their locks 4-5 s (bench/README.md)."""
+    cost = BatchCost(first_span=100, rows_per_page=50)
+    for _ in range(30):
+        cost.measured(pages=4000, changed=0, seconds=0.005)
+    assert cost.pages_within(0.1) == 100  # nothing changed yet: the operator's batch, however fast the walk
+    cost.measured(pages=100, changed=5000, seconds=0.05)  # 10 us per changed row at most
+    worst_page = 0.005 / 4000 + 50 * 0.05 / 5000
+    assert cost.pages_within(0.1) == int(0.1 / worst_page) == 199
+    cost.measured(pages=100, changed=5000, seconds=0.5)  # a slower batch does not raise the bounds
+    assert cost.pages_within(0.1) == 199
+    assert BatchCost(first_span=1, rows_per_page=50).pages_within(0.1) == 1
 
 
 def test_the_application_keeps_reading_and_writing_and_loses_nothing(pg_seeded_db):
