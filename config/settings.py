@@ -128,6 +128,19 @@ MIGRATION_ONLINE_REPLICA_WAIT = env.str("MIGRATION_ONLINE_REPLICA_WAIT", default
 # "brief": [...], "reason": ..., "reviewed_by": ...}} (docs/online.md). Code, reviewed like code:
 # not read from the environment.
 MIGRATION_ONLINE_DECLARATIONS: dict[str, dict] = {}
+# The safety point before a migration (docs/backups.md): "dump" (a logical backup: small databases,
+# SQLite) or "pgbackrest" (a restore point on a recent pgBackRest backup, PostgreSQL; seconds at any size).
+MIGRATION_SAFETY_POINT = env.str("MIGRATION_SAFETY_POINT", default="dump")
+PGBACKREST_STANZA = env.str("PGBACKREST_STANZA", default="")
+PGBACKREST_CONFIG = env.str("PGBACKREST_CONFIG", default="")
+PGBACKREST_COMMAND = env.str("PGBACKREST_COMMAND", default="pgbackrest")
+PGBACKREST_BACKUP_TYPE = env.str("PGBACKREST_BACKUP_TYPE", default="incr")
+PGBACKREST_MAX_AGE = env.str("PGBACKREST_MAX_AGE", default="24h")
+PGBACKREST_ARCHIVE_TIMEOUT = env.str("PGBACKREST_ARCHIVE_TIMEOUT", default="60s")
+PGBACKREST_STOP_COMMAND = env.str("PGBACKREST_STOP_COMMAND", default="")
+PGBACKREST_START_COMMAND = env.str("PGBACKREST_START_COMMAND", default="")
+PGBACKREST_RESTORE_TIMEOUT = env.str("PGBACKREST_RESTORE_TIMEOUT", default="30min")
+PGBACKREST_PG_BIN = env.str("PGBACKREST_PG_BIN", default="")
 
 # Loyalty tiers: the lowest lifetime-points threshold of each tier.
 LOYALTY_TIER_THRESHOLDS = {"bronze": 0, "silver": 1_000, "gold": 5_000, "platinum": 20_000}

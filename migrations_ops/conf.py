@@ -28,6 +28,18 @@ DEFAULTS: dict[str, Any] = {
     "MIGRATION_ONLINE_REPLICA_WAIT": "10min",
     # reviewed operations of migrations the project cannot rewrite (online/declarations.py): none
     "MIGRATION_ONLINE_DECLARATIONS": {},
+    # the safety point before a migration: "dump" (a logical backup) or "pgbackrest" (backups/pitr.py)
+    "MIGRATION_SAFETY_POINT": "dump",
+    "PGBACKREST_STANZA": "",
+    "PGBACKREST_CONFIG": "",  # empty: pgBackRest's own default configuration file
+    "PGBACKREST_COMMAND": "pgbackrest",  # run as the repository's owner, e.g. "runuser -u postgres -- pgbackrest"
+    "PGBACKREST_BACKUP_TYPE": "incr",  # taken before a point when the newest backup is older than the max age
+    "PGBACKREST_MAX_AGE": "24h",
+    "PGBACKREST_ARCHIVE_TIMEOUT": "60s",  # the restore point's WAL segment must be archived within it
+    "PGBACKREST_STOP_COMMAND": "",  # restore_db stops and starts the server with these (empty: it refuses)
+    "PGBACKREST_START_COMMAND": "",
+    "PGBACKREST_RESTORE_TIMEOUT": "30min",  # the server must be out of recovery within it
+    "PGBACKREST_PG_BIN": "",  # the server's bin directory (pg_ctl) for verify_backup --restore-test
 }
 
 

@@ -24,6 +24,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 REASONS = ("manual", "pre-migrate", "pre-restore", "rehearsal")
 IMPORTED = "imported"  # the reason of a dump made without us and adopted (backup_db --adopt)
 MANIFEST_SUFFIX = ".json"
+POINT_FORMAT = "pgbackrest"  # a pgBackRest safety point (backups/pitr.py): no dump, pgBackRest restores it
 
 
 @dataclass
@@ -229,4 +230,5 @@ def check_restorable(manifest: BackupManifest, engine: DatabaseEngine, wrong_eng
     """BadInput (``wrong_engine``) for a backup of another engine, or when the tools cannot read it."""
     if manifest.engine != engine.vendor:
         raise BadInput(wrong_engine)
-    engine.check_restore_tools(manifest.format, manifest.tool_version)
+    if manifest.format != POINT_FORMAT:  # pgBackRest restores a point; pitr.problems checks it can
+        engine.check_restore_tools(manifest.format, manifest.tool_version)

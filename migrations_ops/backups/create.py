@@ -18,6 +18,7 @@ from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS
 
+from migrations_ops.backups import pitr
 from migrations_ops.backups.auditing import audited
 from migrations_ops.backups.catalog import (
     MANIFEST_SUFFIX,
@@ -28,8 +29,9 @@ from migrations_ops.backups.catalog import (
     validate_name,
 )
 from migrations_ops.engines import get_engine
-from migrations_ops.engines.base import Progress, fsync_path, is_disk_full
+from migrations_ops.engines.base import Progress, fsync_path, is_disk_full, sha256_of
 from migrations_ops.errors import BadInput, OperationFailed
+from migrations_ops.status import applied_migrations
 from migrations_ops.timeouts import lock_timeout
 
 
@@ -102,7 +104,9 @@ def create_backup(
     reason: str = "manual",
     progress: Progress | None = None,
 ) -> BackupManifest:
-    """Back up database ``using`` into BACKUP_DIR and return its manifest.
+    """Back up database ``using`` into BACKUP_DIR and return its manifest: a dump, or with
+    MIGRATION_SAFETY_POINT = "pgbackrest" a pgBackRest point (``create_point``) for a manual or
+    pre-migrate backup.
 
     BadInput (exit 2) for an invalid or existing name, an unknown reason or missing/too old tools
     (nothing written); OperationFailed (exit 1) when the dump fails (nothing left that is listed).
@@ -113,6 +117,12 @@ def create_backup(
     name = validate_name(name) if name is not None else default_name(engine, reason)
     directory = backup_dir()
     manifest_path = directory / f"{name}{MANIFEST_SUFFIX}"
+    # A point cannot be restored into a scratch copy (a rehearsal) nor put back by the dump restore
+    # that took a pre-restore backup: those are dumps whatever the setting.
+    if pitr.kind() == pitr.PGBACKREST and reason not in ("rehearsal", "pre-restore"):
+        if manifest_path.exists():
+            raise BadInput(f"a backup named {name!r} already exists in {directory}")
+        return create_point(engine, name, reason)
     backup_format = engine.preferred_format()
     final = directory / f"{name}{engine.file_suffix(backup_format)}"
     if manifest_path.exists() or final.exists():
@@ -144,4 +154,54 @@ def create_backup(
             )
             publish_backup(temporary, final, manifest)
         run.ended(size_bytes=manifest.size_bytes, duration_s=manifest.duration_s, file=manifest.file)
+    return manifest
+
+
+def create_point(engine, name: str, reason: str) -> BackupManifest:
+    """The pgBackRest safety point (backups/pitr.py): a restore point on a recent backup, recorded in
+    ``<name>.pitr.json`` and a manifest like any backup's (no data file to dump: seconds at any size)."""
+    directory = backup_dir()
+    final = directory / f"{name}{pitr.SUFFIX}"
+    if final.exists():
+        raise BadInput(f"a backup named {name!r} already exists in {directory}")
+    database = engine.database_info()
+    temporary = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    with audited("backup", name, reason=reason, engine=engine.vendor, database=database, kind=pitr.PGBACKREST) as run:
+        created_at = now()
+        counters = engine.write_counters()
+        point = pitr.create_point(engine, name)
+        with removed_on_failure(name, temporary):
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(point.to_dict(), handle, indent=2)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            manifest = BackupManifest(
+                name=name,
+                created_at=created_at,
+                engine=engine.vendor,
+                database=database,
+                server_version=engine.server_version(),
+                tool_version=point.tool_version,
+                format=pitr.FORMAT,
+                file=final.name,
+                size_bytes=temporary.stat().st_size,
+                sha256=sha256_of(temporary),
+                duration_s=run.elapsed(),
+                reason=reason,
+                migrations=applied_migrations(engine.connection.alias),
+                tables={},  # counting every row is what a point exists to avoid
+                write_counters=counters,
+                directory=directory,
+            )
+            publish_backup(temporary, final, manifest)
+        run.ended(
+            size_bytes=manifest.size_bytes,
+            duration_s=manifest.duration_s,
+            file=manifest.file,
+            restore_point=point.restore_point,
+            backup_label=point.backup_label,
+            lsn=point.lsn,
+        )
     return manifest

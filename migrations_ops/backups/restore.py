@@ -13,6 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from migrations_ops import interrupts, records
 from migrations_ops.aliases import temporary_alias
+from migrations_ops.backups import pitr
 from migrations_ops.backups.auditing import audited
 from migrations_ops.backups.catalog import BackupManifest, check_restorable, get_backup, require_intact
 from migrations_ops.backups.create import create_backup
@@ -131,6 +132,13 @@ class RestorePreview:
             current = "?" if now is None else now.get(app, "none")
             then = backup_heads.get(app, "none")
             lines.append(f"  {app}: {current} -> {then}" + ("" if current == then else "   CHANGES"))
+        if self.manifest.format == pitr.FORMAT:
+            return [
+                *lines,
+                f"A point-in-time restore (pgBackRest): the server stops, and the whole server, every database in "
+                f"it, goes back to {self.manifest.created_at}.",
+                *self.writes.render(),
+            ]
         lines.append("Rows per table (now -> in the backup):")
         rows = self.rows_now
         for table in sorted(set(self.manifest.tables) | set(rows or {})):
@@ -187,13 +195,27 @@ def restore_backup(
             f"{engine.vendor}: refusing to restore across engines; nothing was changed",
         )
         require_intact(manifest)
+        point = None
+        if manifest.format == pitr.FORMAT:
+            if target_url is not None:
+                raise BadInput(
+                    f"backup {manifest.name!r} is a pgBackRest point: it restores the server it was taken on, "
+                    "in place, not into another database; nothing was changed"
+                )
+            point = pitr.Point.read(manifest.path)
+            found = pitr.problems(point)
+            if found:
+                raise BadInput(f"cannot restore to {point.restore_point}: {found[0]}; nothing was changed")
         if confirm is not None and not confirm(manifest, engine.display_name(), alias):
             raise BadInput("restore aborted: the confirmation did not match; nothing was changed")
         database = engine.database_info()
         with audited("restore", manifest.name, engine=engine.vendor, database=database) as run:
-            result = _restore_locked(
-                manifest, engine, alias, safety_backup, terminate_connections, progress, take_lock, validate
-            )
+            if point is not None:
+                result = _restore_point(manifest, point, engine, alias, take_lock, validate)
+            else:
+                result = _restore_locked(
+                    manifest, engine, alias, safety_backup, terminate_connections, progress, take_lock, validate
+                )
             result.duration_s = run.elapsed()
             if take_lock:  # safe_migrate's own recovery restore is recorded by its run's row ("restored")
                 records.record_restore(alias, manifest.name, result.duration_s, result.kept_runs)
@@ -247,6 +269,31 @@ def _restore_locked(
         duration_s=0.0,
         migrations=migrations,
         validation=validation,
+        kept_runs=kept,
+    )
+
+
+def _restore_point(
+    manifest: BackupManifest, point: pitr.Point, engine: DatabaseEngine, alias: str, take_lock: bool, validate: bool
+) -> RestoreResult:
+    """The server back to a pgBackRest point (backups/pitr.py). No pre-restore safety backup: the point
+    is on the server's previous timeline, and going forward again is pgBackRest's to do by hand."""
+    if take_lock:  # no other safe_migrate or restore_db may run on a server about to be stopped
+        with engine.migration_lock(current_owner("restore_db")):
+            pass
+    runs = records.runs_before_restore(alias)
+    pitr.restore_in_place(point, engine)
+    interrupts.current().decide()
+    kept = records.write_back_runs(alias, runs)
+    return RestoreResult(
+        backup=manifest.name,
+        database=engine.database_info(),
+        created_database=False,
+        safety_backup=None,
+        terminated_sessions=[],
+        duration_s=0.0,
+        migrations=current_migrations(alias),
+        validation=_validate(alias) if validate else {},
         kept_runs=kept,
     )
 

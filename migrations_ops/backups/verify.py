@@ -11,6 +11,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from migrations_ops.aliases import temporary_alias
+from migrations_ops.backups import pitr
 from migrations_ops.backups.auditing import audited
 from migrations_ops.backups.catalog import BackupManifest, check_restorable, get_backup, integrity_problems
 from migrations_ops.engines import engine_class, get_engine
@@ -52,7 +53,19 @@ def verify_backup(
         report = VerificationReport(name=manifest.name, ok=False, checks=checks)
         problems = integrity_problems(manifest)
         checks.append({"name": "checksum", "ok": not problems, "details": problems or [manifest.sha256]})
-        if not problems:
+        if not problems and manifest.format == pitr.FORMAT:
+            # The point's backup still in the repository, and every WAL segment from it to the point.
+            point = pitr.Point.read(manifest.path)
+            problems = pitr.problems(point)
+            details = problems or [f"backup {point.backup_label}, restore point {point.restore_point} at {point.lsn}"]
+            checks.append({"name": "reachable", "ok": not problems, "details": details})
+            if not problems and restore_test:
+                report.restore_test = pitr.restore_test(point, get_engine(using), manifest.migrations)
+                checks.append(
+                    {"name": "restore_test", "ok": report.restore_test["ok"], "details": report.restore_test["details"]}
+                )
+            restore_test = False  # done: the dump's restore test below is not a point's
+        elif not problems:
             reader = engine_class(manifest.engine)(connections[using])
             problems = reader.verify_file(manifest.path, manifest.format)
             checks.append({"name": "readable", "ok": not problems, "details": problems})

@@ -332,9 +332,11 @@ class DatabaseEngine:
         """Bytes the database occupies (for the free-space preflight)."""
         raise NotImplementedError
 
-    def check_ready_for_migration(self, backup_dir: Path) -> None:
-        """BadInput unless a backup and a migration can run: tools, privileges, free space."""
-        check_free_space(Path(backup_dir), 2 * self.database_size())
+    def check_ready_for_migration(self, backup_dir: Path, dump: bool = True) -> None:
+        """BadInput unless a backup and a migration can run: tools, privileges, free space (the dump's
+        tools and space only when the safety point is a dump)."""
+        if dump:
+            check_free_space(Path(backup_dir), 2 * self.database_size())
 
     def rewrite_facts(self, table: str) -> RewriteFacts | None:
         """The sizes of ``table`` and its indexes beside the server settings that bound rewriting it

@@ -27,6 +27,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import DatabaseError
 
 from migrations_ops import audit, backups, footprint, interrupts
+from migrations_ops.backups import pitr
 from migrations_ops.capacity import rewrite_warnings
 from migrations_ops.checks import CheckResult, Problems
 from migrations_ops.engines import get_engine
@@ -275,7 +276,8 @@ class Pipeline:
             self.created_recorder = not recorder.has_table()
             recorder.ensure_schema()
         with self.phase("preflight"):
-            self.engine.check_ready_for_migration(backup_dir=settings.BACKUP_DIR)
+            dump = pitr.kind() == pitr.DUMP  # a pgBackRest point needs no dump tools, nor room for a dump
+            self.engine.check_ready_for_migration(backup_dir=settings.BACKUP_DIR, dump=dump)
             report = run_validation(using=self.using)
             if not report.ok:
                 failing = {result.name: result.problems() for result in report.failures()}

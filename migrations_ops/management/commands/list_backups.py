@@ -4,7 +4,7 @@ no longer matches its manifest is marked (its size always; its checksum with --v
 
 from __future__ import annotations
 
-from migrations_ops.backups import integrity_problems, list_backups
+from migrations_ops.backups import POINT_FORMAT, integrity_problems, list_backups
 from migrations_ops.formatting import human_size
 from migrations_ops.management.base import OpsCommand
 
@@ -31,7 +31,8 @@ class Command(OpsCommand):
                 database = f"{database}@{m.database['host']}:{m.database.get('port')}"
             created = m.created_at[:19].replace("T", " ")
             state = "DAMAGED" if problems[m.name] else ("verified" if options["verify"] else "size ok")
-            rows.append((m.name, created, m.reason, human_size(m.size_bytes), m.engine, database, state, heads))
+            size = "pgBackRest point" if m.format == POINT_FORMAT else human_size(m.size_bytes)
+            rows.append((m.name, created, m.reason, size, m.engine, database, state, heads))
         widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
         for row in rows:
             self.stdout.write(
