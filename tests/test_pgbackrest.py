@@ -138,12 +138,21 @@ def test_a_gap_in_the_archive_refuses_the_restore_before_the_server_is_stopped(c
         pytest.param("PGBACKREST_STANZA", "nope", "no usable stanza nope", id="missing-stanza"),
         pytest.param("PGBACKREST_CONFIG", "wrong-repo", "no usable stanza mo", id="wrong-repository-path"),
         pytest.param("MIGRATION_SAFETY_POINT", "snapshot", "must be one of dump, pgbackrest", id="unknown-kind"),
+        pytest.param(
+            "PGBACKREST_CONFIG", "wrong-port", "cannot reach the database server", id="server-unreachable-by-pgbackrest"
+        ),
     ],
 )
 def test_a_misconfigured_safety_point_is_one_line_and_changes_nothing(cluster, settings, setting, value, says):
-    if value == "wrong-repo":  # the same configuration with repo1-path pointing where no repository is
+    if value.startswith("wrong-"):  # the same configuration with the repository or the server elsewhere
         wrong = cluster.root / "wrong.conf"
-        wrong.write_text(cluster.config.read_text().replace(f"repo1-path={cluster.repo}", "repo1-path=/nonexistent"))
+        text = cluster.config.read_text()
+        if value == "wrong-repo":
+            text = text.replace(f"repo1-path={cluster.repo}", "repo1-path=/nonexistent")
+        else:  # a backup is due (max age 0s) and pgBackRest looks for the server on a closed port
+            text = text.replace(f"pg1-port={cluster.port}", "pg1-port=1")
+            settings.PGBACKREST_MAX_AGE = "0s"
+        wrong.write_text(text)
         value = str(wrong)
     setattr(settings, setting, value)
     before = applied_migrations(dbs.ScratchDatabase(cluster.alias, "postgresql", "", "app"))
@@ -153,13 +162,24 @@ def test_a_misconfigured_safety_point_is_one_line_and_changes_nothing(cluster, s
     assert applied_migrations(dbs.ScratchDatabase(cluster.alias, "postgresql", "", "app")) == before
 
 
-def test_a_restore_without_a_way_to_stop_the_server_is_refused(cluster, settings):
+@pytest.mark.parametrize(
+    ("stop", "says"),
+    [
+        pytest.param("", "set PGBACKREST_STOP_COMMAND", id="no-stop-command"),
+        pytest.param("false", "stopping the server failed", id="stop-command-fails"),
+    ],
+)
+def test_a_restore_that_cannot_stop_the_server_is_refused(cluster, settings, stop, says):
     summary = safe_migrate(cluster.alias, SafeMigrateOptions())
     assert summary.status == "applied", summary.error
-    settings.PGBACKREST_STOP_COMMAND = ""
-    with pytest.raises(BadInput, match="PGBACKREST_STOP_COMMAND"):
+    settings.PGBACKREST_STOP_COMMAND = stop
+    with pytest.raises(BadInput, match=f"{says}.*nothing was changed") as refused:
         restore_backup(summary.backup, using=cluster.alias, confirm=lambda *_: True)
+    assert "\n" not in refused.value.message
     assert cluster.server.running()
+    assert ("billing", "0002_enhanced_subscription_payment_models") in applied_migrations(
+        dbs.ScratchDatabase(cluster.alias, "postgresql", "", "app")
+    )
 
 
 def test_a_migration_killed_halfway_is_undone_by_restoring_its_safety_point(cluster, settings, tmp_path):
