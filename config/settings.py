@@ -123,6 +123,12 @@ MIGRATION_ONLINE_BATCH_TARGET = env.str("MIGRATION_ONLINE_BATCH_TARGET", default
 MIGRATION_ONLINE_BATCH_PAUSE = env.str("MIGRATION_ONLINE_BATCH_PAUSE", default="0s")
 MIGRATION_ONLINE_MAX_REPLICA_LAG = env.str("MIGRATION_ONLINE_MAX_REPLICA_LAG", default="10s")
 MIGRATION_ONLINE_REPLICA_WAIT = env.str("MIGRATION_ONLINE_REPLICA_WAIT", default="10min")
+# Back-off of an online backfill (docs/online.md): sessions queued on locks (0: not watched), a
+# transaction holding back vacuum ("0": not watched), WAL in MB/s (0: not watched), the longest back-off.
+MIGRATION_ONLINE_MAX_LOCK_WAITERS = env.int("MIGRATION_ONLINE_MAX_LOCK_WAITERS", default=5)
+MIGRATION_ONLINE_MAX_TRANSACTION_AGE = env.str("MIGRATION_ONLINE_MAX_TRANSACTION_AGE", default="10min")
+MIGRATION_ONLINE_MAX_WAL_RATE = env.float("MIGRATION_ONLINE_MAX_WAL_RATE", default=0.0)
+MIGRATION_ONLINE_BACKOFF_WAIT = env.str("MIGRATION_ONLINE_BACKOFF_WAIT", default="10min")
 # Operations of migrations this project cannot rewrite (a package's) that --online may run in one
 # transaction under the lock timeout, as reviewed: {"app_label.migration_name": {"bounded": [...],
 # "brief": [...], "reason": ..., "reviewed_by": ...}} (docs/online.md). Code, reviewed like code:

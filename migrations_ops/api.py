@@ -12,6 +12,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 
 from migrations_ops.errors import BadInput
+from migrations_ops.online import control
 from migrations_ops.options import SafeMigrateOptions, checked
 from migrations_ops.pipeline import MigrationSummary, Pipeline, Reporter
 from migrations_ops.strategies.online import OnlineStrategy
@@ -48,3 +49,16 @@ def refused(exc: BadInput) -> MigrationSummary:
     """The summary of a run refused before it began: status "failed", exit 2, the one-line reason;
     nothing was touched (``render`` says "refused, nothing was changed")."""
     return MigrationSummary(status="failed", error=exc.message, exit_code=int(exc.exit_code))
+
+
+def online_control(
+    using: str = DEFAULT_DB_ALIAS,
+    action: str = "pause",
+    rows_per_second: float | None = None,
+    batch_pause: str | None = None,
+    clear: bool = False,
+    reason: str = "",
+) -> dict[str, Any]:
+    """Pause, continue or limit the online run running on ``using`` from any shell or host (through
+    the database); returns its control. BadInput (exit 2, nothing changed) for bad options or no run."""
+    return control.change(using, action, rows_per_second, batch_pause, clear, reason)

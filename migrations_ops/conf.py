@@ -26,6 +26,12 @@ DEFAULTS: dict[str, Any] = {
     "MIGRATION_ONLINE_BATCH_PAUSE": "0s",
     "MIGRATION_ONLINE_MAX_REPLICA_LAG": "10s",
     "MIGRATION_ONLINE_REPLICA_WAIT": "10min",
+    # back-off (online/governor.py): sessions queued on locks, a transaction holding back vacuum, WAL
+    # MB/s (0: not watched), and the longest back-off before the run fails and undoes itself
+    "MIGRATION_ONLINE_MAX_LOCK_WAITERS": 5,
+    "MIGRATION_ONLINE_MAX_TRANSACTION_AGE": "10min",
+    "MIGRATION_ONLINE_MAX_WAL_RATE": 0,
+    "MIGRATION_ONLINE_BACKOFF_WAIT": "10min",
     # reviewed operations of migrations the project cannot rewrite (online/declarations.py): none
     "MIGRATION_ONLINE_DECLARATIONS": {},
     # the safety point before a migration: "dump" (a logical backup) or "pgbackrest" (backups/pitr.py)

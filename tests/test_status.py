@@ -65,8 +65,10 @@ def test_migration_status_check_exit_codes_before_and_after_migrating(baseline_d
     as_json = manage_with_project_settings(db, "migration_status", "--check", "--json")
     assert as_json.returncode == 1
     document = json.loads(as_json.stdout)
-    assert set(document) == {"current", "pending", "applied_count", "pending_count", "conflicts", "window"}
+    keys = {"current", "pending", "applied_count", "pending_count", "conflicts", "window", "online_run"}
+    assert set(document) == keys
     assert document["conflicts"] == {} and document["window"] is None  # no expand/contract window open
+    assert document["online_run"] is None  # no online run running
     assert set(document["pending"][0]) == {"app", "name", "revision", "description"}
 
     db.migrate()

@@ -365,6 +365,19 @@ class DatabaseEngine:
         """'valid', 'invalid' (a failed concurrent build) or None (no such index)."""
         return None
 
+    # --- what tells an online backfill to back off (online/governor.py) ---
+    def lock_waiters(self, table: str) -> int:
+        """Sessions waiting for a lock on ``table`` or on a row (a transaction id), other than ours."""
+        return 0
+
+    def oldest_transaction_s(self) -> float:
+        """How long the oldest other transaction holding back vacuum (an xmin) has been open."""
+        return 0.0
+
+    def wal_position(self) -> int | None:
+        """The server's WAL write position in bytes (None where there is no WAL to watch)."""
+        return None
+
     # --- the migration lock ---
     @contextmanager
     def migration_lock(self, owner: LockOwner) -> Iterator[LockOwner]:

@@ -78,9 +78,61 @@ class OnlineRun:
     host: str = ""
 
 
+# progress: where a running run is (online/governor.py writes it each batch, migration_status reads it);
+# control: what an operator asked of it from any shell (online_control): merged, never overwritten.
+_COLUMNS = f"""
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS progress jsonb;
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS control jsonb NOT NULL DEFAULT '{{}}'::jsonb
+"""
+
+
 def ensure_table(using: str) -> None:
     with connections[using].cursor() as cursor:
         cursor.execute(_DDL)
+        cursor.execute(_COLUMNS)
+
+
+def save_progress(using: str, run_id: int, progress: dict[str, Any]) -> None:
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET progress = %s WHERE id = %s", [json.dumps(progress, default=str), run_id])
+
+
+def _document(value: Any) -> dict[str, Any]:
+    """A jsonb value as Django's cursor gives it (a string: Django registers no jsonb decoding)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return dict(value or {})
+
+
+def read_control(using: str, run_id: int) -> dict[str, Any]:
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"SELECT control FROM {TABLE} WHERE id = %s", [run_id])
+        row = cursor.fetchone()
+    return _document(row[0]) if row else {}
+
+
+def change_control(using: str, run_id: int, change: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``change`` into the run's control (one statement: two operators never lose each other's)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET control = control || %s::jsonb WHERE id = %s RETURNING control",
+            [json.dumps(change), run_id],
+        )
+        return _document(cursor.fetchone()[0])
+
+
+def running_row(using: str) -> dict[str, Any] | None:
+    """The newest running (or killed) run with its progress and control, for migration_status."""
+    if not table_exists(using):
+        return None
+    with connections[using].cursor() as cursor:  # to_jsonb: a table from before progress was kept reads too
+        cursor.execute(f"SELECT to_jsonb(r) FROM {TABLE} r WHERE status = %s ORDER BY id DESC LIMIT 1", [RUNNING])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    found = _document(row[0])
+    keys = ("id", "status", "started_at", "updated_at", "pid", "host", "progress", "control")
+    return {key: found.get(key) for key in keys}
 
 
 def table_exists(using: str) -> bool:

@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -39,6 +39,7 @@ from migrations_ops.online import checkpoint
 from migrations_ops.online.analysis import BATCHED, BOUNDED, WINDOW, OnlinePlan, analyse, operation_plans
 from migrations_ops.online.checkpoint import OnlineRun, OnlineRunState, refuse_during_window, window_summary
 from migrations_ops.online.expand_contract import BACKFILL
+from migrations_ops.online.governor import REPLICA_LAG, Governor
 from migrations_ops.online.statements import CONCURRENT, SKIP, VALIDATE, Statement, inverse, validation_statement
 from migrations_ops.operations import BatchKey, RunSQLBatched
 from migrations_ops.pipeline.core import interrupt_guard, reset_connection
@@ -100,7 +101,7 @@ class OnlineSummary(MigrationSummary):
     batches: int = 0
     pages_walked: int = 0
     retries: int = 0
-    replica_pauses_s: float = 0.0
+    pauses_s: dict[str, float] = field(default_factory=dict)  # by cause (online/governor.py CAUSES)
     undone: bool = False
     window: dict[str, Any] | None = None  # an expand/contract window this run opened or closed
 
@@ -113,7 +114,8 @@ class OnlineSummary(MigrationSummary):
             "batches": self.batches,
             "pages_walked": self.pages_walked,
             "retries": self.retries,
-            "replica_pauses_s": round(self.replica_pauses_s, 3),
+            "replica_pauses_s": round(self.pauses_s.get(REPLICA_LAG, 0.0), 3),
+            "pauses_s": {cause: round(seconds, 3) for cause, seconds in self.pauses_s.items()},
             "longest_lock_s": round(self.longest_lock.seconds, 4) if self.longest_lock else 0.0,
             "longest_lock": self.longest_lock.__dict__ if self.longest_lock else None,
             "undone": self.undone,
@@ -151,9 +153,7 @@ class OnlineStrategy(Strategy):
         self.statement_timeout_s = setting_seconds("MIGRATION_ONLINE_STATEMENT_TIMEOUT")
         self.retry_budget_s = setting_seconds("MIGRATION_ONLINE_RETRY_BUDGET")
         self.batch_target_s = setting_seconds("MIGRATION_ONLINE_BATCH_TARGET")
-        self.batch_pause_s = setting_seconds("MIGRATION_ONLINE_BATCH_PAUSE")
-        self.max_replica_lag_s = setting_seconds("MIGRATION_ONLINE_MAX_REPLICA_LAG")
-        self.replica_wait_s = setting_seconds("MIGRATION_ONLINE_REPLICA_WAIT")
+        self.governor: Governor | None = None  # one per run (_drive): controls, back-off, progress
         self.batch_size = max(1, int(settings.MIGRATION_ONLINE_BATCH_SIZE))
         self._loader: MigrationLoader | None = None
         self._current: str | None = None
@@ -230,6 +230,7 @@ class OnlineStrategy(Strategy):
         run = self._unfinished()
         if run is None:
             raise BadInput("no unfinished online run to resume on this database (nothing was changed)")
+        checkpoint.ensure_table(self.using)  # a run begun before progress and control were kept
         self.summary.run_id, self.summary.backup = run.id, run.backup
         app_label, migration_name = (run.state.targets + [None, None])[:2]
         plan = build_plan(self.using, app_label, migration_name)
@@ -383,6 +384,7 @@ class OnlineStrategy(Strategy):
                 # not leave a finished run reported "interrupted", exit 1, with its checkpoint open).
                 self.pipeline.interrupts.decide()
         except (Exception, Interrupted) as exc:
+            self._collect_pauses()
             # As the transactional path says it: "interrupted by SIGTERM during migrate", not a bare
             # "SIGTERM"; a lost connection or a lock conflict named as such.
             message = self.pipeline.describe_failure(exc)
@@ -404,6 +406,7 @@ class OnlineStrategy(Strategy):
                 f"{message}; undone online: the database is as it was before (no restore: no write of the "
                 "application was lost)"
             ) from None
+        self._collect_pauses()
         run.status = checkpoint.EXPANDED if run.state.window else checkpoint.DONE
         with transaction.atomic(using=self.using):
             checkpoint.save(self.using, run)
@@ -605,8 +608,11 @@ class OnlineStrategy(Strategy):
         first_span, per_page = self._initial_span(key)
         span = int(current.get("span") or first_span)
         cost = BatchCost(first_span, per_page)
+        governor = self._governor(run)
+        governor.start_walk(revision, index, key.table, self._pages(key), block)
         while block < (end := self._pages(key)):
-            self._wait_for_replicas()
+            governor.set_total(end)
+            governor.before_batch()
             upto = min(block + span, end)
             predicate = f"({key.ctid} >= '({block},0)'::tid AND {key.ctid} < '({upto},0)'::tid)"
             current["block"], current["span"] = upto, span
@@ -617,9 +623,9 @@ class OnlineStrategy(Strategy):
             self.summary.pages_walked += upto - block
             cost.measured(upto - block, changed, elapsed)
             span = self._next_size(span, elapsed, cost.pages_within(self.batch_target_s))
+            governor.retries, governor.longest_lock_s = self.summary.retries, self._longest_s()
+            governor.after_batch(upto - block, changed, elapsed, span)
             block = upto
-            if self.batch_pause_s:
-                time.sleep(self.batch_pause_s)
         # Rows the application updated during the walk may have moved to pages already walked.
         self._retrying(statements[0], lambda: self._batch(run, revision, index, statements, "TRUE"))
 
@@ -675,29 +681,17 @@ class OnlineStrategy(Strategy):
         grown = max(span * 1.5, span + 1)
         return max(MIN_SPAN, min(MAX_SPAN, ceiling, int(min(grown, max(span / 2, wanted)))))
 
-    def _wait_for_replicas(self) -> None:
-        if self.max_replica_lag_s <= 0:
-            return
-        started = time.monotonic()
-        paused = False
-        while (lag := self.engine.replica_lag_seconds()) > self.max_replica_lag_s:
-            waited = time.monotonic() - started
-            if not paused:
-                paused = True
-                self.pipeline.emit(
-                    "online_replica_pause",
-                    f"  pausing the backfill: a standby is {lag:.1f}s behind (bound {self.max_replica_lag_s:g}s)",
-                    lag_s=round(lag, 3),
-                    bound_s=self.max_replica_lag_s,
-                )
-            if waited > self.replica_wait_s:
-                raise OperationFailed(
-                    f"a standby stayed {lag:.1f}s behind (bound {self.max_replica_lag_s:g}s) for more than "
-                    f"{self.replica_wait_s:g}s"
-                )
-            time.sleep(0.2)
-        if paused:
-            self.summary.replica_pauses_s += time.monotonic() - started
+    def _governor(self, run: OnlineRun) -> Governor:
+        if self.governor is None or self.governor.run_id != run.id:
+            self.governor = Governor(self.engine, self.using, run.id, self.pipeline.emit)
+        return self.governor
+
+    def _collect_pauses(self) -> None:
+        if self.governor is not None:
+            self.summary.pauses_s = dict(self.governor.pauses_s)
+
+    def _longest_s(self) -> float:
+        return self.summary.longest_lock.seconds if self.summary.longest_lock else 0.0
 
     def _bounded(self, run: OnlineRun, migration: Migration, index: int, backwards: bool) -> None:
         revision = f"{migration.app_label}.{migration.name}"

@@ -1,7 +1,8 @@
-"""The online primitives (safe_migrate --online) and replica lag.
+"""The online primitives (safe_migrate --online) and what tells a backfill to back off.
 
 The server's readiness, planning joins for small batches, the state of a concurrent index build,
-and how far the standbys' replay lags.
+how far the standbys' replay lags, sessions waiting on locks, the oldest transaction holding back
+vacuum, and the WAL position (its rate).
 """
 
 from __future__ import annotations
@@ -40,3 +41,25 @@ class Online(Connections):
             )
             row = cursor.fetchone()
         return None if row is None else ("valid" if row[0] else "invalid")
+
+    def lock_waiters(self, table: str) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid() "
+                "AND (relation = to_regclass(%s) OR locktype = 'transactionid')",
+                [self.connection.ops.quote_name(table)],
+            )
+            return int(cursor.fetchone()[0])
+
+    def oldest_transaction_s(self) -> float:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COALESCE(EXTRACT(EPOCH FROM max(clock_timestamp() - xact_start)), 0) FROM pg_stat_activity "
+                "WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+            return float(cursor.fetchone()[0])
+
+    def wal_position(self) -> int | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+            return int(cursor.fetchone()[0])

@@ -1,0 +1,241 @@
+"""Between two batches of an online backfill: the operator's controls, back-off, and progress.
+
+Before each batch the governor reads the run's ``control`` (written by ``online_control`` from any
+shell or host, through the database) and the server's stress signals, and waits while either says
+so: paused by an operator, or backing off because a standby lags (MIGRATION_ONLINE_MAX_REPLICA_LAG),
+sessions queue on locks of the table or on rows (MIGRATION_ONLINE_MAX_LOCK_WAITERS), a transaction
+holds back vacuum (MIGRATION_ONLINE_MAX_TRANSACTION_AGE) or WAL is written faster than
+MIGRATION_ONLINE_MAX_WAL_RATE. It waits between batches, so the run then holds no transaction and no
+lock on the table (only its session-level lock on the migration: a second run still exits 3). After
+each batch it sleeps what a rate limit asks, and writes the run's ``progress`` for migration_status.
+
+A back-off that lasts longer than MIGRATION_ONLINE_BACKOFF_WAIT (replica lag: REPLICA_WAIT) fails the
+run, which then undoes itself; an operator's pause lasts until the operator continues it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from migrations_ops.engines.base import DatabaseEngine
+from migrations_ops.errors import BadInput, OperationFailed
+from migrations_ops.online import checkpoint
+from migrations_ops.timeouts import setting_seconds
+
+OPERATOR = "operator"
+REPLICA_LAG = "replica_lag"
+LOCK_WAITERS = "lock_waiters"
+LONG_TRANSACTION = "long_transaction"
+WAL_RATE = "wal_rate"
+CAUSES = (OPERATOR, REPLICA_LAG, LOCK_WAITERS, LONG_TRANSACTION, WAL_RATE)
+POLL_S = 0.2
+WAL_WINDOW_S = 0.5  # the WAL rate is measured over windows at least this long
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The back-off bounds, from the settings (0: that signal is not watched)."""
+
+    max_replica_lag_s: float
+    replica_wait_s: float
+    max_lock_waiters: int
+    max_transaction_age_s: float
+    max_wal_rate_mb_s: float
+    backoff_wait_s: float
+    batch_pause_s: float
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        try:
+            waiters = int(settings.MIGRATION_ONLINE_MAX_LOCK_WAITERS)
+            wal_rate = float(settings.MIGRATION_ONLINE_MAX_WAL_RATE)
+        except (TypeError, ValueError) as exc:
+            raise BadInput(f"MIGRATION_ONLINE_MAX_LOCK_WAITERS / MIGRATION_ONLINE_MAX_WAL_RATE: {exc}") from None
+        if waiters < 0 or wal_rate < 0:
+            raise BadInput("MIGRATION_ONLINE_MAX_LOCK_WAITERS and MIGRATION_ONLINE_MAX_WAL_RATE cannot be negative")
+        return cls(
+            max_replica_lag_s=setting_seconds("MIGRATION_ONLINE_MAX_REPLICA_LAG"),
+            replica_wait_s=setting_seconds("MIGRATION_ONLINE_REPLICA_WAIT"),
+            max_lock_waiters=waiters,
+            max_transaction_age_s=setting_seconds("MIGRATION_ONLINE_MAX_TRANSACTION_AGE"),
+            max_wal_rate_mb_s=wal_rate,
+            backoff_wait_s=setting_seconds("MIGRATION_ONLINE_BACKOFF_WAIT"),
+            batch_pause_s=setting_seconds("MIGRATION_ONLINE_BATCH_PAUSE"),
+        )
+
+
+@dataclass
+class Walk:
+    """One backfill's walk: what progress reports."""
+
+    revision: str
+    operation: int | None
+    table: str
+    pages_done: int = 0
+    pages_total: int = 0
+    rows_changed: int = 0
+    batch_pages: int = 0
+    started: float = field(default_factory=time.monotonic)
+    working_s: float = 0.0  # time in batches (the rate's denominator: pauses excluded)
+
+
+class Governor:
+    """One per online run: ``before_batch`` waits while paused or backing off, ``after_batch`` keeps
+    the rate limit and the progress. ``emit(name, line, **fields)`` is the pipeline's event stream."""
+
+    def __init__(self, engine: DatabaseEngine, using: str, run_id: int, emit: Callable[..., None]) -> None:
+        self.engine, self.using, self.run_id, self.emit = engine, using, run_id, emit
+        self.limits = Limits.from_settings()
+        self.pauses_s: dict[str, float] = {}
+        self.retries = 0
+        self.longest_lock_s = 0.0
+        self.walk: Walk | None = None
+        self._wal: tuple[float, int] | None = None
+        self._wal_rate = 0.0
+        self._control: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ the walk
+    def start_walk(self, revision: str, operation: int | None, table: str, pages_total: int, done: int) -> None:
+        self.walk = Walk(revision, operation, table, pages_done=done, pages_total=pages_total)
+        self._report("backfill")
+
+    def before_batch(self) -> None:
+        """Wait while an operator paused the run or a signal says back off; then return."""
+        self._wait_for_operator()
+        cause, detail, bound = self._stress()
+        if cause is None:
+            return
+        started = time.monotonic()
+        self.emit(f"online_backoff_{cause}", f"  backing off: {detail}", cause=cause, detail=detail)
+        while cause is not None:
+            self._report("backing off", cause=cause, detail=detail)
+            if time.monotonic() - started > bound:
+                self._paused(cause, time.monotonic() - started)
+                raise OperationFailed(f"backed off for more than {bound:g}s: {detail}")
+            time.sleep(POLL_S)
+            self._wait_for_operator()  # an operator's pause can come during a back-off
+            cause, detail, _ = self._stress()
+        self._paused(self._last_cause, time.monotonic() - started)
+
+    def after_batch(self, pages: int, changed: int, seconds: float, next_pages: int) -> None:
+        """Count the batch, write the progress, and sleep what the rate limit and the batch pause ask."""
+        walk = self.walk
+        if walk is not None:
+            walk.pages_done += pages
+            walk.rows_changed += changed
+            walk.batch_pages = next_pages
+            walk.working_s += seconds
+            walk.pages_total = max(walk.pages_total, walk.pages_done)
+        control = self._control
+        pause = float(control.get("batch_pause_s") or self.limits.batch_pause_s)
+        rows_per_s = float(control.get("rows_per_second") or 0)
+        if rows_per_s > 0 and changed:
+            pause = max(pause, changed / rows_per_s - seconds)
+        self._report("backfill")
+        if pause > 0:
+            time.sleep(pause)
+
+    def set_total(self, pages_total: int) -> None:
+        if self.walk is not None:
+            self.walk.pages_total = pages_total
+
+    # ------------------------------------------------------------ waiting
+    def _wait_for_operator(self) -> None:
+        self._control = checkpoint.read_control(self.using, self.run_id)
+        if not self._control.get("paused"):
+            return
+        started = time.monotonic()
+        who = self._control.get("changed_by", "an operator")
+        self.emit("online_paused", f"  paused by {who}: waiting for online_control continue", by=who)
+        while self._control.get("paused"):
+            self._report("paused", cause=OPERATOR, detail=f"paused by {who}")
+            time.sleep(POLL_S)
+            self._control = checkpoint.read_control(self.using, self.run_id)
+        waited = time.monotonic() - started
+        self._paused(OPERATOR, waited)
+        self.emit(
+            "online_continued",
+            f"  continued by {self._control.get('changed_by', 'an operator')} after {waited:.1f}s",
+            by=self._control.get("changed_by"),
+            paused_s=round(waited, 3),
+        )
+
+    def _stress(self) -> tuple[str | None, str, float]:
+        """The first signal above its bound: (cause, what it measured, how long to wait at most)."""
+        limits, engine = self.limits, self.engine
+        table = self.walk.table if self.walk else ""
+        found: tuple[str | None, str, float] = (None, "", 0.0)
+        if limits.max_replica_lag_s > 0 and (lag := engine.replica_lag_seconds()) > limits.max_replica_lag_s:
+            found = (REPLICA_LAG, f"a standby is {lag:.1f}s behind (bound {limits.max_replica_lag_s:g}s)",
+                     limits.replica_wait_s)
+        elif limits.max_lock_waiters > 0 and (waiters := engine.lock_waiters(table)) >= limits.max_lock_waiters:
+            found = (LOCK_WAITERS, f"{waiters} session(s) wait on locks (bound {limits.max_lock_waiters})",
+                     limits.backoff_wait_s)
+        elif limits.max_transaction_age_s > 0 and (
+            age := engine.oldest_transaction_s()
+        ) > limits.max_transaction_age_s:
+            found = (LONG_TRANSACTION, f"a transaction open for {age:.0f}s holds back vacuum "
+                     f"(bound {limits.max_transaction_age_s:g}s)", limits.backoff_wait_s)
+        elif limits.max_wal_rate_mb_s > 0 and (rate := self._wal_rate_mb_s()) > limits.max_wal_rate_mb_s:
+            found = (WAL_RATE, f"WAL written at {rate:.1f} MB/s (bound {limits.max_wal_rate_mb_s:g} MB/s)",
+                     limits.backoff_wait_s)
+        self._last_cause = found[0] or getattr(self, "_last_cause", None)
+        return found
+
+    def _wal_rate_mb_s(self) -> float:
+        """MB of WAL per second over the last window of at least WAL_WINDOW_S (batches are shorter: one
+        batch's WAL over its few milliseconds says little); 0 until a window has passed."""
+        position, now = self.engine.wal_position(), time.monotonic()
+        if position is None:
+            return 0.0
+        if self._wal is None:
+            self._wal = (now, position)
+            return 0.0
+        since, start = self._wal
+        if now - since >= WAL_WINDOW_S:
+            self._wal_rate = (position - start) / MB / (now - since)
+            self._wal = (now, position)
+        return self._wal_rate
+
+    def _paused(self, cause: str | None, seconds: float) -> None:
+        if cause:
+            self.pauses_s[cause] = self.pauses_s.get(cause, 0.0) + seconds
+
+    # ------------------------------------------------------------ progress
+    def _report(self, phase: str, cause: str | None = None, detail: str = "") -> None:
+        checkpoint.save_progress(self.using, self.run_id, self.progress(phase, cause, detail))
+
+    def progress(self, phase: str = "backfill", cause: str | None = None, detail: str = "") -> dict[str, Any]:
+        walk = self.walk
+        document: dict[str, Any] = {
+            "phase": phase,
+            "waiting_for": cause,
+            "detail": detail,
+            "pauses_s": {key: round(value, 3) for key, value in self.pauses_s.items()},
+            "retries": self.retries,
+            "longest_lock_s": round(self.longest_lock_s, 4),
+            "control": {key: value for key, value in self._control.items() if key != "changed_at"},
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if walk is not None:
+            rate = walk.pages_done / walk.working_s if walk.working_s > 0 else 0.0
+            left = max(walk.pages_total - walk.pages_done, 0)
+            document.update(
+                revision=walk.revision,
+                operation=walk.operation,
+                table=walk.table,
+                pages_done=walk.pages_done,
+                pages_total=walk.pages_total,
+                rows_changed=walk.rows_changed,
+                pages_per_s=round(rate, 1),
+                eta_s=round(left / rate, 1) if rate > 0 else None,
+                batch_pages=walk.batch_pages,
+            )
+        return document
