@@ -139,20 +139,20 @@ def test_control_without_a_running_run_is_refused(pg_seeded_db):
 
 
 class RowHolder:
-    """A transaction holding a row lock of subscriptions, and a second session queued behind it."""
+    """A transaction holding a row lock of users (the table walked first), and a session queued behind it."""
 
     def __init__(self, db) -> None:
         self.holder, self.waiter = pg(db), pg(db)
         self.holder.autocommit = False
         with self.holder.cursor() as cursor:
-            cursor.execute("SELECT id FROM subscriptions ORDER BY id DESC LIMIT 1 FOR UPDATE")
+            cursor.execute("SELECT id FROM users ORDER BY date_joined DESC LIMIT 1 FOR UPDATE")
             self.row = cursor.fetchone()[0]
         self.thread = threading.Thread(target=self._queue, daemon=True)
         self.thread.start()
 
     def _queue(self) -> None:
         with self.waiter.cursor() as cursor:
-            cursor.execute("UPDATE subscriptions SET updated_at = now() WHERE id = %s", [self.row])
+            cursor.execute("UPDATE users SET full_name = full_name WHERE id = %s", [self.row])
 
     def release(self) -> None:
         self.holder.rollback()

@@ -367,7 +367,7 @@ class DatabaseEngine:
 
     # --- what tells an online backfill to back off (online/governor.py) ---
     def lock_waiters(self, table: str) -> int:
-        """Sessions waiting for a lock on ``table`` or on a row (a transaction id), other than ours."""
+        """Sessions queued for a lock on ``table`` or on one of its rows, other than ours."""
         return 0
 
     def oldest_transaction_s(self) -> float:

@@ -44,10 +44,14 @@ class Online(Connections):
 
     def lock_waiters(self, table: str) -> int:
         with self.connection.cursor() as cursor:
+            # Queued on the table, or on one of its rows: the first session waiting for a row holds the
+            # row's tuple lock and waits on the holder's transaction id, the next ones wait on the tuple.
             cursor.execute(
-                "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid() "
-                "AND (relation = to_regclass(%s) OR locktype = 'transactionid')",
-                [self.connection.ops.quote_name(table)],
+                "SELECT count(DISTINCT w.pid) FROM pg_locks w WHERE NOT w.granted AND w.pid <> pg_backend_pid() "
+                "AND (w.relation = to_regclass(%s) OR (w.locktype = 'transactionid' AND EXISTS ("
+                "SELECT 1 FROM pg_locks t WHERE t.pid = w.pid AND t.locktype = 'tuple' "
+                "AND t.relation = to_regclass(%s))))",
+                [self.connection.ops.quote_name(table)] * 2,
             )
             return int(cursor.fetchone()[0])
 
