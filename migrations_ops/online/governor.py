@@ -107,7 +107,8 @@ class Governor:
         self._report("backfill")
 
     def before_batch(self) -> None:
-        """Wait while an operator paused the run or a signal says back off; then return."""
+        """Wait while an operator paused the run or a signal says back off; then return. Each poll's
+        wait counts for the cause that held it."""
         self._wait_for_operator()
         cause, detail, bound = self._stress()
         if cause is None:
@@ -117,12 +118,12 @@ class Governor:
         while cause is not None:
             self._report("backing off", cause=cause, detail=detail)
             if time.monotonic() - started > bound:
-                self._paused(cause, time.monotonic() - started)
                 raise OperationFailed(f"backed off for more than {bound:g}s: {detail}")
+            polled = time.monotonic()
             time.sleep(POLL_S)
+            self._paused(cause, time.monotonic() - polled)
             self._wait_for_operator()  # an operator's pause can come during a back-off
             cause, detail, _ = self._stress()
-        self._paused(self._last_cause, time.monotonic() - started)
 
     def after_batch(self, pages: int, changed: int, seconds: float, next_pages: int) -> None:
         """Count the batch, write the progress, and sleep what the rate limit and the batch pause ask."""
@@ -168,26 +169,31 @@ class Governor:
         )
 
     def _stress(self) -> tuple[str | None, str, float]:
-        """The first signal above its bound: (cause, what it measured, how long to wait at most)."""
+        """The first signal above its bound: (cause, what it measured, how long to back off at most)."""
         limits, engine = self.limits, self.engine
         table = self.walk.table if self.walk else ""
-        found: tuple[str | None, str, float] = (None, "", 0.0)
-        if limits.max_replica_lag_s > 0 and (lag := engine.replica_lag_seconds()) > limits.max_replica_lag_s:
-            found = (REPLICA_LAG, f"a standby is {lag:.1f}s behind (bound {limits.max_replica_lag_s:g}s)",
-                     limits.replica_wait_s)
-        elif limits.max_lock_waiters > 0 and (waiters := engine.lock_waiters(table)) >= limits.max_lock_waiters:
-            found = (LOCK_WAITERS, f"{waiters} session(s) wait on locks (bound {limits.max_lock_waiters})",
-                     limits.backoff_wait_s)
-        elif limits.max_transaction_age_s > 0 and (
-            age := engine.oldest_transaction_s()
-        ) > limits.max_transaction_age_s:
-            found = (LONG_TRANSACTION, f"a transaction open for {age:.0f}s holds back vacuum "
-                     f"(bound {limits.max_transaction_age_s:g}s)", limits.backoff_wait_s)
-        elif limits.max_wal_rate_mb_s > 0 and (rate := self._wal_rate_mb_s()) > limits.max_wal_rate_mb_s:
-            found = (WAL_RATE, f"WAL written at {rate:.1f} MB/s (bound {limits.max_wal_rate_mb_s:g} MB/s)",
-                     limits.backoff_wait_s)
-        self._last_cause = found[0] or getattr(self, "_last_cause", None)
-        return found
+        if limits.max_replica_lag_s > 0:
+            lag = engine.replica_lag_seconds()
+            if lag > limits.max_replica_lag_s:
+                bound = f"bound {limits.max_replica_lag_s:g}s"
+                return REPLICA_LAG, f"a standby is {lag:.1f}s behind ({bound})", limits.replica_wait_s
+        if limits.max_lock_waiters > 0 and table:
+            waiters = engine.lock_waiters(table)
+            if waiters >= limits.max_lock_waiters:
+                detail = f"{waiters} session(s) queue on locks of {table} (bound {limits.max_lock_waiters})"
+                return LOCK_WAITERS, detail, limits.backoff_wait_s
+        if limits.max_transaction_age_s > 0:
+            age = engine.oldest_transaction_s()
+            if age > limits.max_transaction_age_s:
+                bound = f"bound {limits.max_transaction_age_s:g}s"
+                detail = f"a transaction open for {age:.0f}s holds back vacuum ({bound})"
+                return LONG_TRANSACTION, detail, limits.backoff_wait_s
+        if limits.max_wal_rate_mb_s > 0:
+            rate = self._wal_rate_mb_s()
+            if rate > limits.max_wal_rate_mb_s:
+                detail = f"WAL written at {rate:.1f} MB/s (bound {limits.max_wal_rate_mb_s:g} MB/s)"
+                return WAL_RATE, detail, limits.backoff_wait_s
+        return None, "", 0.0
 
     def _wal_rate_mb_s(self) -> float:
         """MB of WAL per second over the last window of at least WAL_WINDOW_S (batches are shorter: one
@@ -204,9 +210,8 @@ class Governor:
             self._wal = (now, position)
         return self._wal_rate
 
-    def _paused(self, cause: str | None, seconds: float) -> None:
-        if cause:
-            self.pauses_s[cause] = self.pauses_s.get(cause, 0.0) + seconds
+    def _paused(self, cause: str, seconds: float) -> None:
+        self.pauses_s[cause] = self.pauses_s.get(cause, 0.0) + seconds
 
     # ------------------------------------------------------------ progress
     def _report(self, phase: str, cause: str | None = None, detail: str = "") -> None:
