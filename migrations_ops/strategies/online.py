@@ -792,6 +792,7 @@ class OnlineStrategy(Strategy):
             blocks_writes = statement.mode != VALIDATE  # a VALIDATE scan lets the application write
             try:
                 self._retrying(statement.sql, lambda s=statement, b=blocks_writes: self._in_transaction(s.sql, b))
+                self.summary.statements += 1
             except DatabaseError as exc:
                 if not self.engine.is_integrity_error(exc):
                     raise
@@ -819,6 +820,7 @@ class OnlineStrategy(Strategy):
                     self._retrying(undo.sql, lambda u=undo: self._autocommit(u.sql))
                 else:
                     self._retrying(undo.sql, lambda u=undo: self._in_transaction(u.sql))
+                self.summary.statements += 1
 
     def _drop_invalid_leftovers(self, current: dict[str, Any]) -> None:
         """A concurrent index build killed midway leaves an INVALID index behind: drop it."""
