@@ -8,6 +8,7 @@ import importlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,16 @@ def test_a_resumed_run_refuses_what_its_declaration_no_longer_covers(vendor, set
     assert resumed.exit_code == 0 and resumed.status == "resumed", resumed.error
     assert [name for (name,) in db.query(f"SELECT name FROM {VENDOR}_widgets ORDER BY id")] == ["a!", "b!", "c!"]
     assert (VENDOR, "0002_data") in applied_migrations(db)
+
+
+def test_the_guard_cancels_a_declared_step_that_runs_long_and_names_the_declaration(vendor, settings, monkeypatch):
+    db = vendor(STALLING)
+    before = state(db)
+    settings.MIGRATION_ONLINE_DECLARATIONS = DECLARED
+    monkeypatch.setenv("MA_VENDOR_STALL", "1")  # the reviewed RunPython turns out to take a minute
+    started = time.monotonic()
+    summary = run_online(db)
+    assert summary.status == "rolled_back" and summary.exit_code == ExitCode.FAILED, summary.error
+    assert "guard cancelled" in summary.error and "declared bounded by alice" in summary.error, summary.error
+    assert time.monotonic() - started < 30  # cancelled after the guard's second, not after pg_sleep(60)
+    assert state(db) == before

@@ -460,7 +460,12 @@ class OnlineStrategy(Strategy):
             if op_plan.kind == BATCHED:
                 self._backfill(run, revision, index, operation)
             elif op_plan.kind == BOUNDED:
-                self._bounded(run, migration, index, backwards=False)
+                judged = (
+                    f"declared {op_plan.declared_as} by {op_plan.declared.reviewed_by}"
+                    if op_plan.declared
+                    else "declared bounded"
+                )
+                self._bounded(run, migration, index, backwards=False, judged=judged)
             else:
                 self._statements(run, revision, index)
             validations = [tuple(item) for item in run.state.current.get("validate", [])]
@@ -693,7 +698,9 @@ class OnlineStrategy(Strategy):
     def _longest_s(self) -> float:
         return self.summary.longest_lock.seconds if self.summary.longest_lock else 0.0
 
-    def _bounded(self, run: OnlineRun, migration: Migration, index: int, backwards: bool) -> None:
+    def _bounded(
+        self, run: OnlineRun, migration: Migration, index: int, backwards: bool, judged: str = "declared bounded"
+    ) -> None:
         revision = f"{migration.app_label}.{migration.name}"
         operation = migration.operations[index]
         if isinstance(operation, RunSQLBatched):
@@ -703,7 +710,8 @@ class OnlineStrategy(Strategy):
 
         def attempt() -> None:
             # Bounded by declaration only: the guard holds if the declaration is wrong.
-            with self.connection.schema_editor(atomic=True) as editor, self._guarded(operation.describe(), True):
+            guard = self._guarded(operation.describe(), True, judged)
+            with self.connection.schema_editor(atomic=True) as editor, guard:
                 self._set_local_lock_timeout()
                 if backwards:
                     operation.database_backwards(migration.app_label, editor, after_state, before_state)
@@ -836,7 +844,7 @@ class OnlineStrategy(Strategy):
                 cursor.execute(sql)
 
     @contextmanager
-    def _guarded(self, sql: str, blocks_writes: bool) -> Iterator[None]:
+    def _guarded(self, sql: str, blocks_writes: bool, judged: str = "judged a catalog change") -> Iterator[None]:
         """The guard under the verdict: in a transaction, a step that holds a write-blocking lock runs
         under statement_timeout, so a step misjudged as a catalog change (it rewrites or scans) is
         cancelled and rolled back, and the application waits at most that long for it."""
@@ -852,7 +860,7 @@ class OnlineStrategy(Strategy):
             if self.engine.is_cancelled(exc) and not self.pipeline.interrupts.received:
                 raise OperationFailed(
                     f"the guard cancelled a step that held a write-blocking lock for more than {timeout:g}s "
-                    f"(MIGRATION_ONLINE_STATEMENT_TIMEOUT; it was judged a catalog change): {first_line(sql)[:160]}"
+                    f"(MIGRATION_ONLINE_STATEMENT_TIMEOUT; it was {judged}): {first_line(sql)[:160]}"
                 ) from exc
             raise
 
