@@ -18,7 +18,7 @@ import pytest
 from django.core.management import call_command
 
 from migrations_ops.api import safe_migrate
-from migrations_ops.backups import get_backup, list_backups, restore_backup, verify_backup
+from migrations_ops.backups import create_backup, get_backup, list_backups, restore_backup, verify_backup
 from migrations_ops.errors import BadInput, ExitCode
 from migrations_ops.options import SafeMigrateOptions
 from tests import dbs
@@ -30,10 +30,9 @@ from tests.reliability.harness import wait_for
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def cluster(request, settings, tmp_path):
-    """An archiving cluster with a full backup, a database ``app`` at the baseline registered as an alias,
-    and the settings that point the safety point at it."""
+def _started(request, settings) -> ArchivingCluster:
+    """An archiving cluster with a full backup and a database ``app`` at the baseline, registered as an
+    alias (``.alias``); stopped and removed when ``request``'s scope ends."""
     why = missing_tools()
     if why:
         if settings.REQUIRE_POSTGRES:
@@ -42,29 +41,54 @@ def cluster(request, settings, tmp_path):
     blocker = request.getfixturevalue("django_db_blocker")
     blocker.unblock()
     request.addfinalizer(blocker.restore)
-    with ArchivingCluster() as archiving:
-        archiving.stanza_create()
-        archiving.create_database("app")
-        alias = f"pitr_{uuid.uuid4().hex[:8]}"
-        dbs.register(alias, archiving.url.rsplit("/", 1)[0] + "/app")
-        request.addfinalizer(lambda: dbs.unregister(alias))
-        call_command("migrate", "accounts", "0001", database=alias, verbosity=0)
-        call_command("migrate", "billing", "0001", database=alias, verbosity=0)
-        archiving.backup("full")
-        server = archiving.server
-        pg_ctl = [*AS_POSTGRES, str(PG_BIN / "pg_ctl"), "-D", str(server.datadir)]
-        settings.BACKUP_DIR = tmp_path / "backups"
-        settings.MIGRATION_LOG = tmp_path / "migration.log"
-        settings.MIGRATION_SAFETY_POINT = "pgbackrest"
-        settings.PGBACKREST_STANZA = archiving.stanza
-        settings.PGBACKREST_CONFIG = str(archiving.config)
-        settings.PGBACKREST_COMMAND = shlex.join([*AS_POSTGRES, "pgbackrest"])
-        settings.PGBACKREST_STOP_COMMAND = shlex.join([*pg_ctl, "-m", "fast", "-w", "stop"])
-        settings.PGBACKREST_START_COMMAND = shlex.join(
-            [*pg_ctl, "-l", str(server.logfile), "-o", f"-p {server.port} -k {server.socket_dir}", "start"]
-        )
-        archiving.alias = alias
-        yield archiving
+    archiving = ArchivingCluster()
+    archiving.__enter__()
+    request.addfinalizer(archiving.cleanup)
+    archiving.stanza_create()
+    archiving.create_database("app")
+    archiving.alias = f"pitr_{uuid.uuid4().hex[:8]}"
+    dbs.register(archiving.alias, archiving.url.rsplit("/", 1)[0] + "/app")
+    request.addfinalizer(lambda: dbs.unregister(archiving.alias))
+    call_command("migrate", "accounts", "0001", database=archiving.alias, verbosity=0)
+    call_command("migrate", "billing", "0001", database=archiving.alias, verbosity=0)
+    archiving.backup("full")
+    return archiving
+
+
+def _point_at(archiving: ArchivingCluster, settings, tmp_path) -> ArchivingCluster:
+    """The settings that make ``archiving`` the safety point, with this test's backup directory."""
+    server = archiving.server
+    pg_ctl = [*AS_POSTGRES, str(PG_BIN / "pg_ctl"), "-D", str(server.datadir)]
+    settings.BACKUP_DIR = tmp_path / "backups"
+    settings.MIGRATION_LOG = tmp_path / "migration.log"
+    settings.MIGRATION_SAFETY_POINT = "pgbackrest"
+    settings.PGBACKREST_STANZA = archiving.stanza
+    settings.PGBACKREST_CONFIG = str(archiving.config)
+    settings.PGBACKREST_COMMAND = shlex.join([*AS_POSTGRES, "pgbackrest"])
+    settings.PGBACKREST_STOP_COMMAND = shlex.join([*pg_ctl, "-m", "fast", "-w", "stop"])
+    settings.PGBACKREST_START_COMMAND = shlex.join(
+        [*pg_ctl, "-l", str(server.logfile), "-o", f"-p {server.port} -k {server.socket_dir}", "start"]
+    )
+    return archiving
+
+
+@pytest.fixture
+def cluster(request, settings, tmp_path):
+    """A cluster of the test's own: for tests that migrate, restore or break the archive."""
+    return _point_at(_started(request, settings), settings, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_cluster(request):
+    from django.conf import settings
+
+    return _started(request, settings)
+
+
+@pytest.fixture
+def shared_cluster(module_cluster, settings, tmp_path):
+    """One cluster for the tests whose runs are refused and change nothing (each checks so)."""
+    return _point_at(module_cluster, settings, tmp_path)
 
 
 def rows(cluster, sql: str) -> str:
@@ -137,15 +161,15 @@ def test_a_gap_in_the_archive_refuses_the_restore_before_the_server_is_stopped(c
     [
         pytest.param("PGBACKREST_STANZA", "nope", "no usable stanza nope", id="missing-stanza"),
         pytest.param("PGBACKREST_CONFIG", "wrong-repo", "no usable stanza mo", id="wrong-repository-path"),
-        pytest.param("MIGRATION_SAFETY_POINT", "snapshot", "must be one of dump, pgbackrest", id="unknown-kind"),
         pytest.param(
             "PGBACKREST_CONFIG", "wrong-port", "cannot reach the database server", id="server-unreachable-by-pgbackrest"
         ),
     ],
 )
-def test_a_misconfigured_safety_point_is_one_line_and_changes_nothing(cluster, settings, setting, value, says):
+def test_a_misconfigured_safety_point_is_one_line_and_changes_nothing(shared_cluster, settings, setting, value, says):
+    cluster = shared_cluster
     if value.startswith("wrong-"):  # the same configuration with the repository or the server elsewhere
-        wrong = cluster.root / "wrong.conf"
+        wrong = cluster.root / f"{value}.conf"
         text = cluster.config.read_text()
         if value == "wrong-repo":
             text = text.replace(f"repo1-path={cluster.repo}", "repo1-path=/nonexistent")
@@ -160,6 +184,16 @@ def test_a_misconfigured_safety_point_is_one_line_and_changes_nothing(cluster, s
     assert summary.exit_code == ExitCode.BAD_INPUT, summary.error
     assert says in summary.error and "\n" not in summary.error
     assert applied_migrations(dbs.ScratchDatabase(cluster.alias, "postgresql", "", "app")) == before
+    assert list_backups() == []
+
+
+def test_an_unknown_safety_point_kind_is_refused_before_anything_runs(baseline_db, settings):
+    settings.MIGRATION_SAFETY_POINT = "snapshot"
+    before = applied_migrations(baseline_db)
+    summary = safe_migrate(baseline_db.alias, SafeMigrateOptions())
+    assert summary.exit_code == ExitCode.BAD_INPUT
+    assert "MIGRATION_SAFETY_POINT must be one of dump, pgbackrest" in summary.error
+    assert applied_migrations(baseline_db) == before
 
 
 @pytest.mark.parametrize(
@@ -169,17 +203,17 @@ def test_a_misconfigured_safety_point_is_one_line_and_changes_nothing(cluster, s
         pytest.param("false", "stopping the server failed", id="stop-command-fails"),
     ],
 )
-def test_a_restore_that_cannot_stop_the_server_is_refused(cluster, settings, stop, says):
-    summary = safe_migrate(cluster.alias, SafeMigrateOptions())
-    assert summary.status == "applied", summary.error
+def test_a_restore_that_cannot_stop_the_server_is_refused(shared_cluster, settings, stop, says):
+    cluster = shared_cluster
+    point = create_backup(using=cluster.alias, reason="manual")
+    assert point.format == "pgbackrest"
+    before = applied_migrations(dbs.ScratchDatabase(cluster.alias, "postgresql", "", "app"))
     settings.PGBACKREST_STOP_COMMAND = stop
     with pytest.raises(BadInput, match=f"{says}.*nothing was changed") as refused:
-        restore_backup(summary.backup, using=cluster.alias, confirm=lambda *_: True)
+        restore_backup(point.name, using=cluster.alias, confirm=lambda *_: True)
     assert "\n" not in refused.value.message
     assert cluster.server.running()
-    assert ("billing", "0002_enhanced_subscription_payment_models") in applied_migrations(
-        dbs.ScratchDatabase(cluster.alias, "postgresql", "", "app")
-    )
+    assert applied_migrations(dbs.ScratchDatabase(cluster.alias, "postgresql", "", "app")) == before
 
 
 def test_a_migration_killed_halfway_is_undone_by_restoring_its_safety_point(cluster, settings, tmp_path):
