@@ -113,6 +113,22 @@ def test_a_rate_limit_slows_the_backfill_and_clearing_it_lets_it_go(pg_seeded_db
     assert finished(run)["status"] == "online_applied"
 
 
+def test_a_pause_does_not_wait_for_the_rest_a_rate_limit_asked(pg_seeded_db, tmp_path):
+    """At 0.2 rows/s a batch over users (one page, a few rows to change) is followed by 5-20 s of rest;
+    the pause, and a cleared limit, take effect within it (the rest is slept in slices that read the
+    control; slept at once, a pause waited 16 s behind a limit of 100 rows/s at 100k rows)."""
+    db = pg_seeded_db
+    run = start_run(db, tmp_path, MIGRATION_ONLINE_BATCH_PAUSE="50ms")
+    wait_for(lambda: progress_of(db, run).get("pages_done", 0) > 0)
+    online_control(db.alias, "limit", rows_per_second=0.2)
+    time.sleep(1.0)  # a batch has run under the limit: the run rests for seconds now
+    online_control(db.alias, "pause")
+    wait_for(lambda: progress_of(db, run).get("phase") == "paused", timeout=4)
+    online_control(db.alias, "limit", clear=True)
+    online_control(db.alias, "continue")
+    assert finished(run)["status"] == "online_applied"
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
