@@ -47,15 +47,20 @@ def publish(temporary: Path, final: Path) -> None:
     fsync_path(final.parent)
 
 
-def write_manifest(manifest: BackupManifest) -> None:
-    directory = manifest.directory or backup_dir()
-    temporary = directory / f".{manifest.name}.{secrets.token_hex(4)}.json.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def write_json(path: Path, document: dict) -> None:
+    """``document`` as a new file ``path`` (mode 0600), fsynced before it is published."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump(manifest.to_dict(), handle, indent=2)
+        json.dump(document, handle, indent=2)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def write_manifest(manifest: BackupManifest) -> None:
+    directory = manifest.directory or backup_dir()
+    temporary = directory / f".{manifest.name}.{secrets.token_hex(4)}.json.tmp"
+    write_json(temporary, manifest.to_dict())
     publish(temporary, manifest.manifest_path)
 
 
@@ -171,12 +176,7 @@ def create_point(engine, name: str, reason: str) -> BackupManifest:
         counters = engine.write_counters()
         point = pitr.create_point(engine, name)
         with removed_on_failure(name, temporary):
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(point.to_dict(), handle, indent=2)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            write_json(temporary, point.to_dict())
             manifest = BackupManifest(
                 name=name,
                 created_at=created_at,

@@ -187,9 +187,14 @@ def _gap(tool: PgBackRest, archive_id: str, first: str, last: str) -> list[str]:
     return missing_segments(archived, start, last)
 
 
+def _tool(point: Point) -> PgBackRest:
+    """pgBackRest on the stanza and configuration the point was taken with, run as the settings say."""
+    return PgBackRest(Repository(point.stanza, point.config, getattr(settings, "PGBACKREST_COMMAND", "pgbackrest")))
+
+
 def problems(point: Point) -> list[str]:
     """What keeps a restore to ``point`` from reaching it: the backup gone, a gap in the archive."""
-    tool = PgBackRest(Repository(point.stanza, point.config, getattr(settings, "PGBACKREST_COMMAND", "pgbackrest")))
+    tool = _tool(point)
     labels = [backup["label"] for backup in tool.backups()]
     if point.backup_label not in labels:
         return [f"pgBackRest backup {point.backup_label} is no longer in the repository (expired by its retention?)"]
@@ -202,9 +207,10 @@ def problems(point: Point) -> list[str]:
 def restore_in_place(point: Point, engine: DatabaseEngine, timeout: float | None = None) -> float:
     """Take the server back to ``point``: stop it, delta-restore, start it, wait until it is promoted.
 
-    Returns the seconds the server was down. BadInput before anything is stopped (no stop/start
-    command, the point unreachable); RecoveryFailed once the server is down and the restore or the
-    recovery failed (the message says what to run by hand).
+    Returns the seconds the server was down. The caller has checked the point is reachable
+    (:func:`problems`, before it asked for confirmation). BadInput before anything is stopped (no
+    stop/start command, the stop fails); RecoveryFailed once the server is down and the restore or
+    the recovery failed (the message says what to run by hand).
     """
     stop, start = getattr(settings, "PGBACKREST_STOP_COMMAND", ""), getattr(settings, "PGBACKREST_START_COMMAND", "")
     if not stop or not start:
@@ -212,10 +218,7 @@ def restore_in_place(point: Point, engine: DatabaseEngine, timeout: float | None
             "a pgBackRest restore stops the database server: set PGBACKREST_STOP_COMMAND and "
             "PGBACKREST_START_COMMAND (e.g. 'pg_ctlcluster 16 main stop'); nothing was changed"
         )
-    found = problems(point)
-    if found:
-        raise BadInput(f"cannot restore to {point.restore_point}: {found[0]}; nothing was changed")
-    tool = PgBackRest(Repository(point.stanza, point.config, getattr(settings, "PGBACKREST_COMMAND", "pgbackrest")))
+    tool = _tool(point)
     timeout = timeout if timeout is not None else setting_seconds("PGBACKREST_RESTORE_TIMEOUT")
     for connection in connections.all():
         connection.close()
@@ -306,13 +309,10 @@ def restore_test(point: Point, engine: DatabaseEngine, expected: dict[str, list[
     """Restore ``point`` into a scratch data directory (archiving off, so the copy never writes into
     the repository), start it on a free port, wait until it is promoted at the restore point, read its
     applied migrations and row counts, compare the migrations with ``expected``; then stop and remove it.
-    The live server is only read."""
-    found = problems(point)
-    if found:
-        return {"ok": False, "details": found}
+    The live server is only read. The caller has checked the point is reachable (:func:`problems`)."""
     started = time.monotonic()
     prefix = _owner_prefix()
-    tool = PgBackRest(Repository(point.stanza, point.config, getattr(settings, "PGBACKREST_COMMAND", "pgbackrest")))
+    tool = _tool(point)
     root = Path(tempfile.gettempdir()) / f"mo-verify-{secrets.token_hex(4)}"
     data, log, port = root / "data", root / "server.log", _free_port()
     pg_ctl = [*prefix, _pg_ctl(engine), "-D", str(data)]

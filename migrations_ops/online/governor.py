@@ -83,7 +83,6 @@ class Walk:
     rows_changed: int = 0
     batch_pages: int = 0
     started: float = field(default_factory=time.monotonic)
-    working_s: float = 0.0  # time in batches
     pages_at_start: int = 0  # a resumed walk starts part way
 
 
@@ -133,7 +132,6 @@ class Governor:
             walk.pages_done += pages
             walk.rows_changed += changed
             walk.batch_pages = next_pages
-            walk.working_s += seconds
             walk.pages_total = max(walk.pages_total, walk.pages_done)
         self._report("backfill")
         self._rest(changed, seconds)
