@@ -437,7 +437,8 @@ def _migration_table_events(
     return [event.undone() for event in reversed(events)] if backwards else events
 
 
-def _db_table(state, app_label: str, model_name: str) -> str | None:
+def db_table(state, app_label: str, model_name: str) -> str | None:
+    """The table of model ``model_name`` of ``app_label`` in ``state`` (None: no such model)."""
     model_state = state.models.get((app_label, model_name.lower()))
     if model_state is None:
         return None
@@ -461,18 +462,18 @@ def _operation_effect(operation, app_label, before, after, backwards, label, eff
     ops = migrations
     model_name = getattr(operation, "model_name", None) or getattr(operation, "name", None)
     if isinstance(operation, ops.CreateModel):
-        table = _db_table(after, app_label, operation.name)
+        table = db_table(after, app_label, operation.name)
         if table:
             target = effect(table)
             target.dropped, target.created = (True, False) if backwards else (False, True)
     elif isinstance(operation, ops.DeleteModel):
-        table = _db_table(before, app_label, operation.name)
+        table = db_table(before, app_label, operation.name)
         if table:
             target = effect(table)
             target.created, target.dropped = (True, False) if backwards else (False, True)
     elif isinstance(operation, ops.AddField | ops.RemoveField | ops.AlterField | ops.RenameField):
         state = before if isinstance(operation, ops.RemoveField) else after
-        table = _db_table(state, app_label, operation.model_name) or _db_table(before, app_label, operation.model_name)
+        table = db_table(state, app_label, operation.model_name) or db_table(before, app_label, operation.model_name)
         if not table:
             return
         target = effect(table)
@@ -488,7 +489,7 @@ def _operation_effect(operation, app_label, before, after, backwards, label, eff
         else:
             target.columns_altered.append(name)
     elif isinstance(operation, _INDEX_OPERATIONS | ops.AddConstraint | ops.RemoveConstraint):
-        table = _db_table(after, app_label, operation.model_name) or _db_table(before, app_label, operation.model_name)
+        table = db_table(after, app_label, operation.model_name) or db_table(before, app_label, operation.model_name)
         if table:
             is_index = isinstance(operation, _INDEX_OPERATIONS)
             target = effect(table).indexes if is_index else effect(table).constraints
@@ -502,7 +503,7 @@ def _operation_effect(operation, app_label, before, after, backwards, label, eff
         if entry not in listed:
             listed.append(entry)
     elif model_name:
-        table = _db_table(after, app_label, model_name) or _db_table(before, app_label, model_name)
+        table = db_table(after, app_label, model_name) or db_table(before, app_label, model_name)
         if table:
             effect(table).columns_altered.append(type(operation).__name__)
 

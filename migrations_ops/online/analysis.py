@@ -24,7 +24,7 @@ from migrations_ops.online.declarations import Declaration
 from migrations_ops.online.expand_contract import BACKFILL, Context, Unsupported, WindowPlan, window_plan
 from migrations_ops.online.statements import CONCURRENT, SKIP, VALIDATE, Refused, Statement, plan_statements
 from migrations_ops.operations import BoundedRunPython, RunSQLBatched
-from migrations_ops.planning import MigrationPlan
+from migrations_ops.planning import MigrationPlan, db_table
 
 SCHEMA = "schema"
 BATCHED = "batched"
@@ -325,25 +325,19 @@ def _window_operation(described: OnlineOperation, ctx: Context) -> OnlineOperati
 def _model_table(operation, app_label: str, state, new_state) -> str | None:
     """The table of the model ``operation`` changes, or None when it names no model."""
     key = getattr(operation, "model_name_lower", None) or getattr(operation, "name_lower", None)
-    model = new_state.models.get((app_label, key)) or state.models.get((app_label, key))
-    if model is None:
+    if key is None:
         return None
-    return model.options.get("db_table") or f"{app_label}_{model.name_lower}"
+    return db_table(new_state, app_label, key) or db_table(state, app_label, key)
 
 
 def _breaks_old_inserts(operation, app_label: str, state, existing: set[str]) -> bool:
-    model = state.models[(app_label, operation.model_name_lower)]
-    table = model.options.get("db_table") or f"{app_label}_{model.name_lower}"
+    table = db_table(state, app_label, operation.model_name_lower)
     field = operation.field
     return table in existing and not field.null and field.db_default is NOT_PROVIDED and not field.many_to_many
 
 
 def _app_is_new(state, app_label: str, existing: set[str]) -> bool:
-    tables = {
-        model.options.get("db_table") or f"{app_label}_{model.name_lower}"
-        for (app, _), model in state.models.items()
-        if app == app_label
-    }
+    tables = {db_table(state, app, name) for app, name in state.models if app == app_label}
     return not (tables & existing)
 
 

@@ -40,6 +40,7 @@ from django.db.migrations.loader import MigrationLoader
 
 from migrations_ops.checksums import file_checksum
 from migrations_ops.errors import BadInput
+from migrations_ops.planning import db_table
 
 SETTING = "MIGRATION_ONLINE_DECLARATIONS"
 BOUNDED = "bounded"  # RunPython: touches a bounded number of rows
@@ -199,7 +200,7 @@ def obstacle(operation, app_label: str, state, existing: set[str]) -> str | None
         return None
     model_name = getattr(operation, "model_name_lower", None) or getattr(operation, "old_name_lower", None)
     model = state.models.get((app_label, model_name or operation.name_lower))
-    table = (model.options.get("db_table") or f"{app_label}_{model.name_lower}") if model else None
+    table = db_table(state, app_label, model_name or operation.name_lower)
     if table not in existing:
         return None  # a table this run creates: nothing uses it yet, and undoing it loses nothing
     if isinstance(operation, _DROPS):

@@ -51,6 +51,8 @@ from migrations_ops.timeouts import setting_seconds
 
 T = TypeVar("T")
 MIN_SPAN, MAX_SPAN = 1, 20_000  # pages per batch
+
+
 class BatchCost:
     """How many pages a batch may walk and stay within the target, from the batches walked so far.
 
