@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 
 from migrations_ops.errors import BadInput
 
@@ -93,7 +93,10 @@ def ensure_table(using: str) -> None:
 
 
 def save_progress(using: str, run_id: int, progress: dict[str, Any]) -> None:
-    with connections[using].cursor() as cursor:
+    """Progress is for watching, not for recovery: written without waiting for its WAL to reach disk
+    (one more flushed commit per batch slowed a 1M-row expand by half and the application's commits with it)."""
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute(f"UPDATE {TABLE} SET progress = %s WHERE id = %s", [json.dumps(progress, default=str), run_id])
 
 
