@@ -72,6 +72,7 @@ def first_line(exc: BaseException | str, default: str | None = None, limit: int 
 _AT_TOKEN = re.compile(r"(?P<lead>['\"(<\[]*)(?P<url>[^\s]*@[^\s'\")>]*)")
 # A name a driver quotes ("database \"u:pw\" does not exist"): a URL cut short at '?' or '#' leaves no '@'.
 _QUOTED = re.compile(r'"(?P<inner>[^"\n]*)"')
+_QUOTED_SPAN = re.compile(r'"[^\n]*"')
 # libpq's connection-string errors quote pieces of the string ("invalid connection option", "missing
 # \"=\" after"): a '?' inside a password makes those pieces the password's.
 _DSN_ERROR = re.compile(r"invalid dsn|connection option|connection info string", re.IGNORECASE)
@@ -114,7 +115,9 @@ def scrub(text: str, extra_secrets: list[str] | None = None) -> str:
         if secret and len(secret) >= 3:
             text = text.replace(secret, MASK)
     if _DSN_ERROR.search(text):
-        text = _QUOTED.sub(f'"{MASK}"', text)
+        # From a line's first quote to its last: a '"' inside the password splits libpq's quoted piece
+        # ('invalid connection option ""<rest of the password>"'), and each half must go.
+        text = _QUOTED_SPAN.sub(f'"{MASK}"', text)
     text = _QUOTED.sub(lambda m: '"' + _mask_quoted(m.group("inner")) + '"', text)
     text = _AT_TOKEN.sub(lambda m: m.group("lead") + redact_url(m.group("url")), text)
     return _KEYWORD_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
