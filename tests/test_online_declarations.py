@@ -104,14 +104,15 @@ REVIEWED = {"bounded": [0], "brief": [1], "reason": "3 widgets in production", "
 def vendor(tmp_path, monkeypatch, settings, pg_migrated_db):
     """Install the throwaway app with ``source`` as its 0002, its table in use (0001 applied, 3 rows)."""
 
-    def install(source: str = REVERSIBLE):
+    def install(source: str = REVERSIBLE, in_use: bool = True):
         package = write_app(tmp_path / "apps", VENDOR, {"0001_initial.py": INITIAL, "0002_data.py": source})
         (package / "models.py").write_text(MODELS)  # validate_db: no model change lacks a migration
         monkeypatch.syspath_prepend(str(tmp_path / "apps"))
         importlib.invalidate_caches()
         settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, VENDOR]
-        pg_migrated_db.migrate(f"{VENDOR}:0001_initial")
-        pg_migrated_db.query(f"INSERT INTO {VENDOR}_widgets (name) VALUES ('a'), ('b'), ('c')")
+        if in_use:  # else the app is new: the run installs it
+            pg_migrated_db.migrate(f"{VENDOR}:0001_initial")
+            pg_migrated_db.query(f"INSERT INTO {VENDOR}_widgets (name) VALUES ('a'), ('b'), ('c')")
         return pg_migrated_db
 
     yield install
@@ -162,6 +163,27 @@ def test_the_projects_own_runpython_keeps_its_rewrite_advice_and_names_the_decla
         '; or declare it reviewed: MIGRATION_ONLINE_DECLARATIONS["ma_online_unsafe.0002_unsafe"] = {"bounded": [1], '
         in refusal
     )
+
+
+def test_a_new_apps_runpython_runs_online_only_with_a_reverse(vendor):
+    """An app the run installs: its RunPython is one short transaction over its new, empty tables, and a
+    failure later in the run undoes it by its reverse; without one the undo could not, so it is refused."""
+    db = vendor(IRREVERSIBLE, in_use=False)
+    refused = run_safe_migrate(db, plan_only=True, lint=True, online=True, app_label=VENDOR)
+    refusals = refused.to_dict()["online"]["plan"]["refusals"]
+    assert refused.exit_code == 1 and len(refusals) == 1, refusals
+    assert refusals[0].startswith(f"{REVISION} operation 0 (Raw Python operation): a RunPython without a reverse")
+    assert "migrations.RunPython.noop" in refusals[0]
+    before = pg_schema(db)
+    summary = run_online(db, app_label=VENDOR)
+    assert summary.exit_code == ExitCode.BAD_INPUT and pg_schema(db) == before
+
+
+def test_a_new_apps_reversible_runpython_runs_online(vendor):
+    db = vendor(REVERSIBLE, in_use=False)
+    summary = run_online(db, app_label=VENDOR)
+    assert summary.exit_code == 0 and summary.status == "online_applied", summary.error
+    assert (VENDOR, "0002_data") in applied_migrations(db)
 
 
 # ---------------------------------------------------------------- declared: runs online, recorded
@@ -339,7 +361,14 @@ def test_a_resumed_run_refuses_what_its_declaration_no_longer_covers(vendor, set
 
     def stalled() -> bool:
         assert killed.poll() is None, killed.communicate()
-        return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%%'") == 1
+        # This database's: another worker's test stalls the same way in its own database.
+        return (
+            db.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'SELECT pg_sleep(60)%%'"
+            )
+            == 1
+        )
 
     wait_for(stalled)
     killed.send_signal(signal.SIGKILL)

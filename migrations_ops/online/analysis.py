@@ -255,12 +255,17 @@ def _operation_plan(using, revision, index, operation, app_label, state, new_sta
         described.kind = BATCHED if key else BOUNDED
         described.batch_table = key.table if key else None
         return described
-    if isinstance(operation, BoundedRunPython):
-        described.kind = BOUNDED
-        return described
-    if isinstance(operation, migrations.RunPython) and _app_is_new(state, app_label, existing):
-        # An app this run installs: its tables are new and empty, and no running code uses them yet.
-        described.kind = BOUNDED
+    bounded = isinstance(operation, BoundedRunPython)
+    if bounded or (isinstance(operation, migrations.RunPython) and _app_is_new(state, app_label, existing)):
+        # Declared small, or in an app this run installs (its tables are new and empty, and no running
+        # code uses them yet): one short transaction. A failure later in the run undoes it by its reverse.
+        if not operation.reversible:
+            described.refusal = (
+                f"a {'BoundedRunPython' if bounded else 'RunPython'} without a reverse: a failure after it could "
+                "not be undone (give it reverse_code; migrations.RunPython.noop when there is nothing to undo)"
+            )
+        else:
+            described.kind = BOUNDED
         return described
     if isinstance(operation, migrations.RunPython):
         # Reviewed by the operator (declarations.py): one transaction under the lock timeout.
