@@ -357,6 +357,10 @@ class DatabaseEngine:
         """For the current transaction: plan joins as index lookups (a batch reads few rows; hashing a
         whole joined table per batch makes a backfill quadratic)."""
 
+    def commit_without_flush(self) -> None:
+        """For the current transaction: its commit does not wait for its WAL to reach disk. For work
+        that is redone when lost: a backfill batch, whose checkpoint commits with it."""
+
     def replica_lag_seconds(self) -> float:
         """How far the furthest standby's replay is behind (0 without standbys)."""
         return 0.0

@@ -7,7 +7,8 @@ sessions queue on locks of the table or on rows (MIGRATION_ONLINE_MAX_LOCK_WAITE
 holds back vacuum (MIGRATION_ONLINE_MAX_TRANSACTION_AGE) or WAL is written faster than
 MIGRATION_ONLINE_MAX_WAL_RATE. It waits between batches, so the run then holds no transaction and no
 lock on the table (only its session-level lock on the migration: a second run still exits 3). After
-each batch it sleeps what a rate limit asks, and writes the run's ``progress`` for migration_status.
+each batch it sleeps what a rate limit asks, and writes the run's ``progress`` for migration_status (at most
+every PROGRESS_EVERY_S, and whenever the phase changes).
 
 A back-off that lasts longer than MIGRATION_ONLINE_BACKOFF_WAIT (replica lag: REPLICA_WAIT) fails the
 run, which then undoes itself; an operator's pause lasts until the operator continues it.
@@ -35,6 +36,7 @@ LONG_TRANSACTION = "long_transaction"
 WAL_RATE = "wal_rate"
 CAUSES = (OPERATOR, REPLICA_LAG, LOCK_WAITERS, LONG_TRANSACTION, WAL_RATE)
 POLL_S = 0.2
+PROGRESS_EVERY_S = 0.5  # progress is for watching: one write per batch was one more commit per batch
 WAL_WINDOW_S = 0.5  # the WAL rate is measured over windows at least this long
 MB = 1024 * 1024
 
@@ -100,6 +102,7 @@ class Governor:
         self._wal: tuple[float, int] | None = None
         self._wal_rate = 0.0
         self._control: dict[str, Any] = {}
+        self._reported: tuple[str, str | None, float] | None = None  # phase, cause, when
 
     # ------------------------------------------------------------ the walk
     def start_walk(self, revision: str, operation: int | None, table: str, pages_total: int, done: int) -> None:
@@ -133,7 +136,9 @@ class Governor:
             walk.rows_changed += changed
             walk.batch_pages = next_pages
             walk.pages_total = max(walk.pages_total, walk.pages_done)
-        self._report("backfill")
+        # The walk's first batch is shown at once: a watcher learns the walk is moving.
+        first = walk is not None and walk.pages_done - pages == walk.pages_at_start
+        self._report("backfill", force=first)
         self._rest(changed, seconds)
 
     def _rest(self, changed: int, seconds: float) -> None:
@@ -152,6 +157,7 @@ class Governor:
                 return
             time.sleep(min(left, POLL_S))
             self._control = checkpoint.read_control(self.using, self.run_id)
+            self._report("backfill")
 
     def set_total(self, pages_total: int) -> None:
         if self.walk is not None:
@@ -224,7 +230,13 @@ class Governor:
         self.pauses_s[cause] = self.pauses_s.get(cause, 0.0) + seconds
 
     # ------------------------------------------------------------ progress
-    def _report(self, phase: str, cause: str | None = None, detail: str = "") -> None:
+    def _report(self, phase: str, cause: str | None = None, detail: str = "", force: bool = False) -> None:
+        """Write the progress when the phase or its cause changed, else at most every PROGRESS_EVERY_S."""
+        now = time.monotonic()
+        last = self._reported
+        if not force and last is not None and last[:2] == (phase, cause) and now - last[2] < PROGRESS_EVERY_S:
+            return
+        self._reported = (phase, cause, now)
         checkpoint.save_progress(self.using, self.run_id, self.progress(phase, cause, detail))
 
     def progress(self, phase: str = "backfill", cause: str | None = None, detail: str = "") -> dict[str, Any]:

@@ -24,6 +24,10 @@ class Online(Connections):
         with self.connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
 
+    def commit_without_flush(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+
     def replica_lag_seconds(self) -> float:
         with self.connection.cursor() as cursor:
             cursor.execute(
