@@ -11,7 +11,7 @@ index merging its segments has fewer rows in ``<name>_data`` and lost nothing).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING, Any
 
 from migrations_ops.checks import CheckResult
@@ -28,6 +28,7 @@ def row_count_guard(
     own_changes: Mapping[str, int] | None = None,
     allowed: frozenset[str] | set[str] = frozenset(),
     shadow_tables: Mapping[str, set[str]] | None = None,
+    replaced: Set[str] = frozenset(),
 ) -> CheckResult:
     """Compare the row counts before the plan (``before_counts``, by table) with those after it.
 
@@ -39,6 +40,8 @@ def row_count_guard(
     ``after_counts``. ``allowed`` (``--allow-row-loss``) accepts a table by its old or its new name.
     ``shadow_tables`` (virtual table -> its shadow tables, before the plan; default: the plan's)
     are left to their virtual table. A loss after a rename names both: ``a (renamed b): 5 -> 3``.
+    ``replaced``: tables (by their name before) whose storage the plan replaced (TRUNCATE, a rewrite),
+    judged by ``after_counts`` even with ``own_changes``: the server counts no deleted row for a TRUNCATE.
     """
     shadows = plan.shadow_tables if shadow_tables is None else shadow_tables
     shadow = {name for names in shadows.values() for name in names}
@@ -54,7 +57,7 @@ def row_count_guard(
             continue
         if final not in after_counts:
             after = None
-        elif own_changes is not None:
+        elif own_changes is not None and table not in replaced:
             # Counted by name as the server saw it: under every name the table had in the plan.
             after = count + sum(own_changes.get(name, 0) for name in dict.fromkeys(plan.table_names(table)))
         else:

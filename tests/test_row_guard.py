@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from migrations_ops.api import safe_migrate
+from migrations_ops.errors import ExitCode
 from migrations_ops.options import SafeMigrateOptions
 from migrations_ops.pipeline import MigrationSummary
 from migrations_ops.planning import build_plan
@@ -154,6 +155,35 @@ def test_a_real_loss_after_a_rename_is_still_reported(sqlite_migrated_db, settin
 
     for name in (WIDGET, GADGET):
         assert row_count_guard(plan, before, after, allowed=frozenset({name})).ok
+
+
+# ---------------------------------------------------------------- rewritten and truncated tables (PostgreSQL)
+
+
+def test_a_truncate_in_the_plan_is_a_loss_and_a_rewrite_that_keeps_the_rows_is_not(pg_migrated_db, settings):
+    """On PostgreSQL the guard counts the plan's own deletes (pg_stat_xact_user_tables), and TRUNCATE
+    deletes none it counts: a table the plan gave new storage (TRUNCATE, a rewriting ALTER) is compared
+    by its rows instead. Counted by its deletes alone, this TRUNCATE of every row passed."""
+    install(settings, "ma_truncate")
+    db = pg_migrated_db
+    db.migrate("ma_truncate:0001_initial")
+
+    def storage() -> int:
+        return db.scalar("SELECT relfilenode FROM pg_class WHERE oid = 'ma_entries'::regclass")
+
+    first = storage()
+    rewritten = migrate_with_guard(db, "ma_truncate", "0002_rewrite")
+    assert rewritten.exit_code == 0, rewritten.error
+    assert storage() != first and db.scalar("SELECT count(*) FROM ma_entries") == 3
+
+    truncated = migrate_with_guard(db, "ma_truncate", "0003_truncate")
+    assert truncated.exit_code == ExitCode.FAILED and truncated.status == "rolled_back", truncated.error
+    assert "row_count_guard" in truncated.error and "ma_entries: 3 -> 0" in truncated.error, truncated.error
+    assert db.scalar("SELECT count(*) FROM ma_entries") == 3
+    assert not db.scalar("SELECT count(*) FROM django_migrations WHERE app = 'ma_truncate' AND name = '0003_truncate'")
+
+    allowed = migrate_with_guard(db, "ma_truncate", "0003_truncate", allow_row_loss=frozenset({"ma_entries"}))
+    assert allowed.exit_code == 0 and db.scalar("SELECT count(*) FROM ma_entries") == 0, allowed.error
 
 
 # ---------------------------------------------------------------- virtual tables (SQLite)

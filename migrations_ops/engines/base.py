@@ -318,6 +318,11 @@ class DatabaseEngine:
         counts them (other clients' writes excluded); None where the engine cannot tell."""
         return None
 
+    def table_storage(self) -> dict[str, int] | None:
+        """Each table's storage identity (PostgreSQL: relfilenode), which TRUNCATE and a rewriting ALTER
+        replace: own_row_changes does not see the rows a TRUNCATE removes. None where the engine cannot tell."""
+        return None
+
     def write_counters(self) -> dict[str, int] | None:
         """Cumulative rows inserted, updated or deleted per table by every session (None where the
         engine keeps no such counters): the difference between two readings is the writes between.

@@ -205,6 +205,7 @@ class Pipeline:
             migrations=applied_migrations(self.using),
             row_counts=self.engine.row_counts(),
             footprint=footprint.capture(self.using),
+            storage=self.engine.table_storage(),
         )
 
     def clear_caches(self) -> None:
@@ -359,8 +360,18 @@ class Pipeline:
         self, plan: MigrationPlan, before: StateSnapshot, after: dict[str, int], own_changes: dict[str, int] | None
     ) -> CheckResult:
         """No table that existed before lost rows, unless dropped by the plan or allowed; renamed
-        tables are followed (row_guard.row_count_guard)."""
-        return row_count_guard(plan, before.row_counts, after, own_changes, self.options.allow_row_loss)
+        tables are followed (row_guard.row_count_guard). A table whose storage the plan replaced
+        (TRUNCATE, a rewrite) is judged by its rows: its own deletes do not count a TRUNCATE's."""
+        replaced = set()
+        now = self.engine.table_storage() if own_changes is not None else None
+        if now is not None and before.storage is not None:
+            renamed = plan.renamed_tables()
+            replaced = {
+                table for table, node in before.storage.items() if now.get(renamed.get(table, table), node) != node
+            }
+        return row_count_guard(
+            plan, before.row_counts, after, own_changes, self.options.allow_row_loss, replaced=replaced
+        )
 
     def prune(self) -> None:
         """Automatic backups beyond BACKUP_KEEP go (the run is complete: a failure here is a warning)."""

@@ -12,6 +12,7 @@ class StateSnapshot:
     migrations: dict[str, list[str]]
     row_counts: dict[str, int]
     footprint: footprint.Footprint | None = None  # schema + django_migrations: what the plan can change
+    storage: dict[str, int] | None = None  # engine.table_storage(): tables the plan truncates or rewrites
 
 
 __all__ = ["StateSnapshot"]

@@ -98,6 +98,11 @@ class Introspection(Connections):
             )
             return {name: int(delta) for name, delta in cursor.fetchall()}
 
+    def table_storage(self) -> dict[str, int] | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(TABLES_SQL.replace("SELECT c.relname FROM", "SELECT c.relname, c.relfilenode FROM"))
+            return {name: int(node) for name, node in cursor.fetchall()}
+
     def write_counters(self) -> dict[str, int] | None:
         with self.connection.cursor() as cursor:
             return write_counters(cursor)
