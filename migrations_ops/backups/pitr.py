@@ -275,7 +275,7 @@ def _wait_promoted(engine: DatabaseEngine, timeout: float, point: Point) -> None
         time.sleep(0.2)
     raise RecoveryFailed(
         f"the server did not come back out of recovery to {point.restore_point} within {timeout:g}s ({problem}); "
-        "its log says why (\"recovery ended before configured recovery target was reached\": WAL is missing "
+        'its log says why ("recovery ended before configured recovery target was reached": WAL is missing '
         f"from the archive): restore by hand with pgbackrest --stanza={point.stanza} --set={point.backup_label}"
     )
 

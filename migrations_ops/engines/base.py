@@ -190,6 +190,10 @@ class DatabaseEngine:
         with self.connection.cursor() as cursor:
             return count_rows(cursor, names)
 
+    def estimated_row_counts(self) -> dict[str, int]:
+        """Every table's row count as the catalog estimates it (here: counted)."""
+        return self.row_counts()
+
     # --- identity ---
     def database_info(self) -> dict[str, Any]:
         """Name, host and port of the database (never a password)."""
@@ -314,9 +318,20 @@ class DatabaseEngine:
         transactions that lock the same tables in another order (no-op where locks are per database)."""
 
     def own_row_changes(self) -> dict[str, int] | None:
-        """Rows the open transaction of this session added (+) or removed (-) per table, as the server
-        counts them (other clients' writes excluded); None where the engine cannot tell."""
+        """This session's row counters per table (added minus removed, other clients' writes excluded),
+        as the server holds them: the open transaction's, plus earlier transactions' the server has not
+        taken into its statistics yet (PostgreSQL takes them about once a second, never inside a
+        transaction). Compare two readings inside one transaction: own_row_changes_since. None where
+        the engine cannot tell."""
         return None
+
+    def own_row_changes_since(self, start: dict[str, int] | None) -> dict[str, int] | None:
+        """Rows this transaction added (+) or removed (-) per table since ``start``, own_row_changes()
+        read inside it at its beginning (read there, not before BEGIN: the counters may be taken between)."""
+        now = self.own_row_changes()
+        if now is None or start is None:
+            return None
+        return {table: count - start.get(table, 0) for table, count in now.items() if count != start.get(table, 0)}
 
     def table_storage(self) -> dict[str, int] | None:
         """Each table's storage identity (PostgreSQL: relfilenode), which TRUNCATE and a rewriting ALTER

@@ -57,6 +57,9 @@ class OnlineRunState:
     # kind, and the complete and rollback statements (expand_contract/base.py WindowPlan.stored)
     window: list[dict[str, Any]] = field(default_factory=list)
     contracted: list[int] = field(default_factory=list)  # --complete: positions in ``window`` done
+    # Rows the run's own committed transactions added (+) or removed (-) per table, for the row-count
+    # guard; written with the work it counts. None: not counted (a run begun before they were).
+    own_changes: dict[str, int] | None = None
     completed_at: str | None = None
 
     def to_json(self) -> str:

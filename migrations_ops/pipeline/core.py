@@ -200,12 +200,17 @@ class Pipeline:
                 time.monotonic() - started
             )
 
-    def snapshot(self) -> StateSnapshot:
+    def snapshot(self, row_counts: dict[str, int] | None = None, estimated: bool = False) -> StateSnapshot:
+        """The state before the plan; ``row_counts`` when just counted (validation counts every table)
+        or ``estimated`` (the catalog's: the strategy counts its own row changes)."""
+        if row_counts is None:
+            row_counts = self.engine.estimated_row_counts() if estimated else self.engine.row_counts()
         return StateSnapshot(
             migrations=applied_migrations(self.using),
-            row_counts=self.engine.row_counts(),
+            row_counts=row_counts,
             footprint=footprint.capture(self.using),
             storage=self.engine.table_storage(),
+            estimated=estimated,
         )
 
     def clear_caches(self) -> None:
@@ -279,7 +284,10 @@ class Pipeline:
         with self.phase("preflight"):
             dump = pitr.kind() == pitr.DUMP  # a pgBackRest point needs no dump tools, nor room for a dump
             self.engine.check_ready_for_migration(backup_dir=settings.BACKUP_DIR, dump=dump)
-            report = run_validation(using=self.using)
+            # Counting every table reads the whole database, however little the plan touches; a strategy
+            # that counts its own row changes needs no count (at 15M untouched rows, most of preflight).
+            exact = self.strategy.counts_rows()
+            report = run_validation(using=self.using, count_rows=exact)
             if not report.ok:
                 failing = {result.name: result.problems() for result in report.failures()}
                 if not self.options.accept_existing_issues:
@@ -289,12 +297,15 @@ class Pipeline:
                         + " (run validate_db for details; --accept-existing-issues to migrate anyway)"
                     )
                 self._accepted_failures = failing
-            before = self.snapshot()
+            # Validation has just counted every table: counting them again read the database twice.
+            before = self.snapshot(row_counts=report.tables if exact else None, estimated=not exact)
         self.emit(
             "preflight",
-            f"Preflight: ok ({len(report.checks)} checks, {len(before.row_counts)} tables counted, "
+            f"Preflight: ok ({len(report.checks)} checks, {len(before.row_counts)} tables "
+            f"{'estimated' if before.estimated else 'counted'}, "
             f"{self.summary.durations.get('preflight_s', 0.0):.2f}s)",
             tables=before.row_counts,
+            estimated=before.estimated,
             accepted_failures=sorted(self._accepted_failures),
             warnings=report.warnings(),
         )
@@ -328,8 +339,10 @@ class Pipeline:
         """Every check, plus the row-count guard; ValidationFailed when a check fails that did not fail
         the same way before (--accept-existing-issues). ``own_changes``: rows the plan's own
         transactions added or removed per table, where the engine counts them (None: compare counts)."""
-        report = run_validation(using=self.using)
-        after = report.tables or self.engine.row_counts()
+        report = run_validation(using=self.using, count_rows=not before.estimated)
+        # Estimated before: only which tables exist after matters (the plan's own row changes decide).
+        exact = not before.estimated
+        after = (report.tables or self.engine.row_counts()) if exact else self.engine.estimated_row_counts()
         report.checks.append(self._row_count_guard(plan, before, after, own_changes))
         self._judge(report, "after migrating")
 
@@ -370,7 +383,13 @@ class Pipeline:
                 table for table, node in before.storage.items() if now.get(renamed.get(table, table), node) != node
             }
         return row_count_guard(
-            plan, before.row_counts, after, own_changes, self.options.allow_row_loss, replaced=replaced
+            plan,
+            before.row_counts,
+            after,
+            own_changes,
+            self.options.allow_row_loss,
+            replaced=replaced,
+            estimated=before.estimated,
         )
 
     def prune(self) -> None:

@@ -13,6 +13,7 @@ class StateSnapshot:
     row_counts: dict[str, int]
     footprint: footprint.Footprint | None = None  # schema + django_migrations: what the plan can change
     storage: dict[str, int] | None = None  # engine.table_storage(): tables the plan truncates or rewrites
+    estimated: bool = False  # row_counts are the catalog's estimates (Strategy.counts_rows() is False)
 
 
 __all__ = ["StateSnapshot"]

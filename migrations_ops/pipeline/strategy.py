@@ -54,6 +54,11 @@ class Strategy:
     def check(self, plan: MigrationPlan) -> None:
         """Refuse (BadInput) what this strategy cannot do, before anything changes."""
 
+    def counts_rows(self) -> bool:
+        """Whether the row-count guard needs every table's exact row count before and after (False: the
+        strategy counts its own row changes and replaces no table's storage, so estimates are shown)."""
+        return True
+
     def apply(self, plan: MigrationPlan, before: StateSnapshot, backup: BackupManifest | None) -> None:
         """Apply and validate ``plan``; on failure undo it and raise OperationFailed (or RecoveryFailed)."""
         raise NotImplementedError

@@ -159,6 +159,8 @@ class OnlineStrategy(Strategy):
         self.batch_size = max(1, int(settings.MIGRATION_ONLINE_BATCH_SIZE))
         self._loader: MigrationLoader | None = None
         self._current: str | None = None
+        self._own_before: dict[str, int] | None = None  # the run's own row changes before this transaction
+        self._counters_at_start: dict[str, int] | None = None  # engine.own_row_changes() as it began
 
     @property
     def summary(self) -> OnlineSummary:
@@ -184,6 +186,11 @@ class OnlineStrategy(Strategy):
         if self._loader is None:
             self._loader = MigrationLoader(self.connection, ignore_no_migrations=True)
         return self._loader
+
+    def counts_rows(self) -> bool:
+        """No: every transaction of the run counts its own row changes (``_counted``), and the analysis
+        refuses what would truncate or rewrite a table, so the guard needs no count of the whole database."""
+        return self.engine.own_row_changes() is None
 
     def check(self, plan: MigrationPlan) -> None:
         """PostgreSQL, no unfinished run, and every operation doable online; else refused, nothing changed."""
@@ -214,7 +221,13 @@ class OnlineStrategy(Strategy):
         state = OnlineRunState(
             migrations=[step.revision for step in plan.steps],
             existing_tables=sorted(online.existing_tables),
-            before={"row_counts": before.row_counts, "migrations": before.migrations},
+            before={
+                "row_counts": before.row_counts,
+                "migrations": before.migrations,
+                "storage": before.storage,
+                "estimated": before.estimated,
+            },
+            own_changes={} if self.engine.own_row_changes() is not None else None,
             targets=[self.options.app_label, self.options.migration_name],
         )
         run = checkpoint.start(self.using, state, backup.name if backup else None)
@@ -244,7 +257,12 @@ class OnlineStrategy(Strategy):
             )
         self._refuse_what_is_now_refused(run, plan)
         self.summary.plan = self.pipeline.plan = plan
-        before = StateSnapshot(migrations=run.state.before["migrations"], row_counts=run.state.before["row_counts"])
+        before = StateSnapshot(
+            migrations=run.state.before["migrations"],
+            row_counts=run.state.before["row_counts"],
+            storage=run.state.before.get("storage"),
+            estimated=run.state.before.get("estimated", False),
+        )
         self.pipeline.emit(
             "online_resume",
             f"Resuming online run {run.id} (pid {run.pid} on {run.host}, started {run.started_at}): "
@@ -379,9 +397,9 @@ class OnlineStrategy(Strategy):
                     for revision in run.state.migrations:
                         if revision not in run.state.done:
                             self._apply_migration(run, self._migration(revision))
-                    self._post_migrate(plan)
+                    self._post_migrate(run, plan)
                 with self.pipeline.phase("validate"):
-                    self.pipeline.validate(plan, before, None)
+                    self.pipeline.validate(plan, before, run.state.own_changes)
                 # Validated: the run is complete whatever arrives now (a signal past this point must
                 # not leave a finished run reported "interrupted", exit 1, with its checkpoint open).
                 self.pipeline.interrupts.decide()
@@ -522,17 +540,18 @@ class OnlineStrategy(Strategy):
             advance()  # absolute values: a retried attempt sets the same ones
             if index is not None:
                 run.state.started_ops[revision] = max(run.state.started_ops.get(revision, 0), index + 1)
+            self._count(run)
             checkpoint.save(self.using, run)
 
         if statement.mode == CONCURRENT:
             self._retrying(statement.sql, lambda: self._concurrently(statement))
-            with transaction.atomic(using=self.using):
+            with self._counted(run):
                 record()
         else:
             blocks_writes = statement.lock.startswith(("ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE"))
 
             def attempt() -> float:
-                with transaction.atomic(using=self.using):
+                with self._counted(run):
                     self._set_local_lock_timeout()
                     started = time.monotonic()
                     with self._guarded(statement.sql, blocks_writes), self.connection.cursor() as cursor:
@@ -642,7 +661,7 @@ class OnlineStrategy(Strategy):
         """One batch in its own transaction: (seconds, rows its statements changed)."""
         started = time.monotonic()
         changed = 0
-        with transaction.atomic(using=self.using):
+        with self._counted(run):
             self._set_local_lock_timeout()
             if predicate != "TRUE":  # a page range: few rows (the final catch-up reads the whole table)
                 self.engine.plan_for_small_batches()
@@ -656,6 +675,7 @@ class OnlineStrategy(Strategy):
                     changed += max(cursor.rowcount, 0)
             if index is not None:
                 run.state.started_ops[revision] = max(run.state.started_ops.get(revision, 0), index + 1)
+            self._count(run)
             checkpoint.save(self.using, run)
         return time.monotonic() - started, changed
 
@@ -692,6 +712,34 @@ class OnlineStrategy(Strategy):
         grown = max(span * 1.5, span + 1)
         return max(MIN_SPAN, min(MAX_SPAN, ceiling, int(min(grown, max(span / 2, wanted)))))
 
+    @contextmanager
+    def _counted(self, run: OnlineRun) -> Iterator[None]:
+        """One transaction of the run's work, inside which ``_count(run)`` runs before the checkpoint is
+        saved: the session's row counters are read as it begins, and if it does not commit, the run's
+        own row changes are as they were."""
+        self._own_before = run.state.own_changes
+        try:
+            with transaction.atomic(using=self.using):
+                self._counters_at_start = self.engine.own_row_changes()
+                yield
+        except BaseException:
+            run.state.own_changes = self._own_before
+            raise
+
+    def _count(self, run: OnlineRun) -> None:
+        """The run's own row changes: those before this transaction (``_counted``) plus its own so far
+        (absolute, so calling it again in the same transaction counts nothing twice)."""
+        if self._own_before is None:
+            return
+        changes = self.engine.own_row_changes_since(self._counters_at_start)
+        if changes is None:
+            run.state.own_changes = None
+            return
+        total = dict(self._own_before)
+        for table, delta in changes.items():
+            total[table] = total.get(table, 0) + delta
+        run.state.own_changes = total
+
     def _governor(self, run: OnlineRun) -> Governor:
         if self.governor is None or self.governor.run_id != run.id:
             self.governor = Governor(self.engine, self.using, run.id, self.pipeline.emit)
@@ -717,7 +765,7 @@ class OnlineStrategy(Strategy):
         def attempt() -> None:
             # Bounded by declaration only: the guard holds if the declaration is wrong.
             guard = self._guarded(operation.describe(), True, judged)
-            with self.connection.schema_editor(atomic=True) as editor, guard:
+            with self._counted(run), self.connection.schema_editor(atomic=True) as editor, guard:
                 self._set_local_lock_timeout()
                 if backwards:
                     operation.database_backwards(migration.app_label, editor, after_state, before_state)
@@ -725,6 +773,7 @@ class OnlineStrategy(Strategy):
                     operation.database_forwards(migration.app_label, editor, before_state, after_state)
                 if not backwards:
                     run.state.started_ops[revision] = max(run.state.started_ops.get(revision, 0), index + 1)
+                    self._count(run)
                     checkpoint.save(self.using, run)
 
         # Not reported as a lock hold: what it locks is its own business (often rows it inserts); the
@@ -739,11 +788,15 @@ class OnlineStrategy(Strategy):
         migration.operations[index].state_forwards(migration.app_label, after)
         return state, after
 
-    def _post_migrate(self, plan: MigrationPlan) -> None:
-        """Content types, permissions and migration checksums, as `migrate` creates them at its end."""
+    def _post_migrate(self, run: OnlineRun, plan: MigrationPlan) -> None:
+        """Content types, permissions and migration checksums, as `migrate` creates them at its end; in one
+        transaction, so that what its receivers change is counted as the run's own."""
         migrations = [(self._migration(step.revision), False) for step in plan.steps]
         apps = self.loader.project_state([key for key in plan.targets if key[1]]).apps
-        emit_post_migrate_signal(0, False, self.using, apps=apps, plan=migrations)
+        with self._counted(run):
+            emit_post_migrate_signal(0, False, self.using, apps=apps, plan=migrations)
+            self._count(run)
+            checkpoint.save(self.using, run)
 
     # ------------------------------------------------------------------ undo
     def _undo(self, run: OnlineRun, final_status: str) -> None:

@@ -112,6 +112,7 @@ class TransactionalStrategy(Strategy):
         self._partial: _Partial | None = None
         self._own_changes: dict[str, int] | None = None  # None: the guard compares row counts
         self._counts_at_step: dict[str, int] = {}
+        self._counters_at_start: dict[str, int] | None = None  # engine.own_row_changes() as the segment began
 
     # ------------------------------------------------------------------ apply
     def check(self, plan: MigrationPlan) -> None:
@@ -212,13 +213,15 @@ class TransactionalStrategy(Strategy):
             self._tx_segment = segment
             self._tx_steps = []
             self.engine.set_lock_timeout(lock_timeout())
+            # The session's counters as this transaction begins (they still hold earlier segments' rows).
+            self._counters_at_start = self.engine.own_row_changes()
             # Every lock the segment's schema changes need, in one order: no deadlock with the application.
             self.engine.lock_tables(sorted({table for step in segment.steps for table in step.tables}))
 
     def _commit_segment(self, final: bool) -> None:
         if self._tx is None:
             return
-        changes = self.engine.own_row_changes()
+        changes = self.engine.own_row_changes_since(self._counters_at_start)
         self._add_changes(changes)
         tx, self._tx = self._tx, None
         self.pipeline.interrupts.begin_deferral()  # COMMIT either happens or not; never "interrupted, yet committed"
@@ -350,7 +353,7 @@ class TransactionalStrategy(Strategy):
         one), where the engine counts them; None: the row-count guard compares row counts instead."""
         if self._own_changes is None:
             return None
-        current = self.engine.own_row_changes() if self._tx is not None else {}
+        current = self.engine.own_row_changes_since(self._counters_at_start) if self._tx is not None else {}
         if current is None:
             return None
         own = dict(self._own_changes)

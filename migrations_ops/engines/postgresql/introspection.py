@@ -98,6 +98,18 @@ class Introspection(Connections):
             )
             return {name: int(delta) for name, delta in cursor.fetchall()}
 
+    def estimated_row_counts(self) -> dict[str, int]:
+        # pg_class.reltuples (VACUUM/ANALYZE's), or the statistics' live rows for a table never analyzed.
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                TABLES_SQL.replace(
+                    "SELECT c.relname FROM pg_class c",
+                    "SELECT c.relname, CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint "
+                    "ELSE COALESCE(pg_stat_get_live_tuples(c.oid), 0) END FROM pg_class c",
+                )
+            )
+            return {name: int(rows) for name, rows in cursor.fetchall()}
+
     def table_storage(self) -> dict[str, int] | None:
         with self.connection.cursor() as cursor:
             cursor.execute(TABLES_SQL.replace("SELECT c.relname FROM", "SELECT c.relname, c.relfilenode FROM"))
