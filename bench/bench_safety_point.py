@@ -533,9 +533,13 @@ def render(document: dict) -> str:
             f"Machine: {entry['machine']['cpu']}, {entry['machine']['cores']} cores, "
             f"{entry['machine']['memory_gb']} GB; PostgreSQL {entry['server_version']}, {entry['pgbackrest']}, "
             f"compress-type {entry['compress_type']}; server settings {entry['server_settings']}.",
-            f"Load: 1-minute load average {load['start'][0]:.2f} at the start, {load['end'][0]:.2f} at the end "
-            f"(5-minute {load['end'][1]:.2f}); CPU stolen by the hypervisor: {load['cpu_steal_pct']}%. "
-            f"Other work on the machine: {entry.get('other_work', 'not recorded')}.",
+            (  # a run in progress (saved after each step) has no end yet
+                f"Load: 1-minute load average {load['start'][0]:.2f} at the start, {load['end'][0]:.2f} at the end "
+                f"(5-minute {load['end'][1]:.2f}); CPU stolen by the hypervisor: {load['cpu_steal_pct']}%. "
+                if "end" in load
+                else f"Load: 1-minute load average {load['start'][0]:.2f} at the start; the run is in progress. "
+            )
+            + f"Other work on the machine: {entry.get('other_work', 'not recorded')}.",
             f"Seeding: {entry['seed_s']} s (seed_demo_data --users {entry['users']} --subscriptions "
             f"{entry['users']} --seed 1).",
             "",
