@@ -82,6 +82,7 @@ DEFAULTS = {  # the run's defaults (config/settings.py), shown beside every figu
     "MIGRATION_ONLINE_MAX_LOCK_WAITERS": 5,
     "MIGRATION_ONLINE_MAX_TRANSACTION_AGE": "10min",
     "MIGRATION_ONLINE_MAX_WAL_RATE": "0 (not watched)",
+    "MIGRATION_ONLINE_MAX_LOAD_RISE": "3 (x the application's statements at once)",
     "MIGRATION_ONLINE_MAX_REPLICA_LAG": "10s (no standby here)",
     "MIGRATION_ONLINE_BACKOFF_WAIT": "10min",
     "governor poll while paused/backing off": "0.2 s",
@@ -807,6 +808,7 @@ def run_bursts(args, template: str, scratch: Path) -> dict:
     app_burst = idle.get("wal_mb_s_in_burst") or 0.0
     backfill = default.get("wal_mb_s_before_burst") or 0.0
     tuned = {
+        "load_off": {"MIGRATION_ONLINE_MAX_LOAD_RISE": "0"},  # the defaults before the load signal
         "lock_waiters_1": {"MIGRATION_ONLINE_MAX_LOCK_WAITERS": "1"},
         "wal_half_backfill": {"MIGRATION_ONLINE_MAX_WAL_RATE": f"{max(backfill / 2, 0.01):.2f}"},
         "wal_between_app": {"MIGRATION_ONLINE_MAX_WAL_RATE": f"{max((app_normal + app_burst) / 2, 0.01):.2f}"},

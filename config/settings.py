@@ -128,6 +128,8 @@ MIGRATION_ONLINE_REPLICA_WAIT = env.str("MIGRATION_ONLINE_REPLICA_WAIT", default
 MIGRATION_ONLINE_MAX_LOCK_WAITERS = env.int("MIGRATION_ONLINE_MAX_LOCK_WAITERS", default=5)
 MIGRATION_ONLINE_MAX_TRANSACTION_AGE = env.str("MIGRATION_ONLINE_MAX_TRANSACTION_AGE", default="10min")
 MIGRATION_ONLINE_MAX_WAL_RATE = env.float("MIGRATION_ONLINE_MAX_WAL_RATE", default=0.0)
+# A burst of application load: its statements running at once, against its usual level (0: not watched).
+MIGRATION_ONLINE_MAX_LOAD_RISE = env.float("MIGRATION_ONLINE_MAX_LOAD_RISE", default=3.0)
 MIGRATION_ONLINE_BACKOFF_WAIT = env.str("MIGRATION_ONLINE_BACKOFF_WAIT", default="10min")
 # Operations of migrations this project cannot rewrite (a package's) that --online may run in one
 # transaction under the lock timeout, as reviewed: {"app_label.migration_name": {"bounded": [...],

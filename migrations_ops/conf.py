@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     "MIGRATION_ONLINE_MAX_LOCK_WAITERS": 5,
     "MIGRATION_ONLINE_MAX_TRANSACTION_AGE": "10min",
     "MIGRATION_ONLINE_MAX_WAL_RATE": 0,
+    # back off while the application runs this many times more statements at once than it usually
+    # does during the run (online/governor.py LoadWatch; 0: not watched)
+    "MIGRATION_ONLINE_MAX_LOAD_RISE": 3,
     "MIGRATION_ONLINE_BACKOFF_WAIT": "10min",
     # reviewed operations of migrations the project cannot rewrite (online/declarations.py): none
     "MIGRATION_ONLINE_DECLARATIONS": {},

@@ -31,8 +31,7 @@ def start_run(db, tmp_path, **extra: str) -> subprocess.Popen:
     env = manage_env(
         BACKUP_DIR=str(tmp_path / "backups"),
         MIGRATION_LOG=str(tmp_path / "subprocess.log"),
-        MIGRATION_ONLINE_BATCH_SIZE="40",
-        **extra,
+        **{"MIGRATION_ONLINE_BATCH_SIZE": "40", **extra},
     )
     return start_manage(db.url, "safe_migrate", "--online", "--noinput", "--json", env=env)
 
@@ -190,6 +189,61 @@ class OldSnapshot:
     def release(self) -> None:
         self.connection.rollback()
         self.connection.close()
+
+
+class Burst:
+    """Application load rising at once: SESSIONS sessions each running statements back to back."""
+
+    SESSIONS = 6
+
+    def __init__(self, db) -> None:
+        self.halt = threading.Event()
+        self.connections = [pg(db) for _ in range(self.SESSIONS)]
+        self.threads = [threading.Thread(target=self._work, args=(c,), daemon=True) for c in self.connections]
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self, connection) -> None:
+        with connection.cursor() as cursor:
+            while not self.halt.is_set():
+                cursor.execute("SELECT pg_sleep(0.05)")
+
+    def release(self) -> None:
+        self.halt.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+        for connection in self.connections:
+            connection.close()
+
+
+def test_a_burst_of_application_load_makes_the_run_back_off_until_it_passes(pg_seeded_db, tmp_path):
+    """The usual level is learned while the run walks (2 s before any verdict); six sessions busy at once
+    against about none is a burst; when they stop, the run goes on."""
+    db = pg_seeded_db
+    # One page per batch, 100 ms apart: the walk of users lasts seconds, past the 2 s of learning.
+    run = start_run(
+        db,
+        tmp_path,
+        MIGRATION_ONLINE_BATCH_SIZE="10",
+        MIGRATION_ONLINE_BATCH_TARGET="1ms",
+        MIGRATION_ONLINE_BATCH_PAUSE="100ms",
+        MIGRATION_ONLINE_MAX_LOAD_RISE="3",  # the default (off in the suite: tests/settings.py)
+    )
+    wait_for(lambda: progress_of(db, run).get("pages_done", 0) > 0)
+    time.sleep(2.5)  # the usual level: learned over the first 2 s of the run
+    pressure = Burst(db)
+    try:
+        wait_for(lambda: progress_of(db, run).get("waiting_for") == "load", timeout=10)
+        shown = progress_of(db, run)
+        assert shown["phase"] == "backing off" and "statements at once against a usual" in shown["detail"], shown
+        done = shown["pages_done"]
+        time.sleep(1.0)
+        assert progress_of(db, run)["pages_done"] == done  # no batch while the burst lasts
+    finally:
+        pressure.release()
+    summary = finished(run)
+    assert summary["status"] == "online_applied"
+    assert summary["online"]["pauses_s"].get("load", 0) > 1.0, summary["online"]["pauses_s"]
 
 
 @pytest.mark.parametrize(

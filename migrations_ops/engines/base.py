@@ -402,6 +402,10 @@ class DatabaseEngine:
         """The server's WAL write position in bytes (None where there is no WAL to watch)."""
         return None
 
+    def active_sessions(self) -> int | None:
+        """Client sessions running a statement now, server-wide, other than ours (None: not known)."""
+        return None
+
     # --- the migration lock ---
     @contextmanager
     def migration_lock(self, owner: LockOwner) -> Iterator[LockOwner]:

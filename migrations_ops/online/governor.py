@@ -16,6 +16,7 @@ run, which then undoes itself; an operator's pause lasts until the operator cont
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ REPLICA_LAG = "replica_lag"
 LOCK_WAITERS = "lock_waiters"
 LONG_TRANSACTION = "long_transaction"
 WAL_RATE = "wal_rate"
-CAUSES = (OPERATOR, REPLICA_LAG, LOCK_WAITERS, LONG_TRANSACTION, WAL_RATE)
+LOAD = "load"
+CAUSES = (OPERATOR, REPLICA_LAG, LOCK_WAITERS, LONG_TRANSACTION, WAL_RATE, LOAD)
 POLL_S = 0.2
 PROGRESS_EVERY_S = 0.5  # progress is for watching: one write per batch was one more commit per batch
 WAL_WINDOW_S = 0.5  # the WAL rate is measured over windows at least this long
@@ -50,27 +52,76 @@ class Limits:
     max_lock_waiters: int
     max_transaction_age_s: float
     max_wal_rate_mb_s: float
+    max_load_rise: float
     backoff_wait_s: float
     batch_pause_s: float
 
     @classmethod
     def from_settings(cls) -> Limits:
+        names = "MIGRATION_ONLINE_MAX_LOCK_WAITERS / MAX_WAL_RATE / MAX_LOAD_RISE"
         try:
             waiters = int(settings.MIGRATION_ONLINE_MAX_LOCK_WAITERS)
             wal_rate = float(settings.MIGRATION_ONLINE_MAX_WAL_RATE)
+            load_rise = float(settings.MIGRATION_ONLINE_MAX_LOAD_RISE)
         except (TypeError, ValueError) as exc:
-            raise BadInput(f"MIGRATION_ONLINE_MAX_LOCK_WAITERS / MIGRATION_ONLINE_MAX_WAL_RATE: {exc}") from None
-        if waiters < 0 or wal_rate < 0:
-            raise BadInput("MIGRATION_ONLINE_MAX_LOCK_WAITERS and MIGRATION_ONLINE_MAX_WAL_RATE cannot be negative")
+            raise BadInput(f"{names}: {exc}") from None
+        if waiters < 0 or wal_rate < 0 or load_rise < 0:
+            raise BadInput(f"{names} cannot be negative")
+        if 0 < load_rise <= 1:
+            raise BadInput(f"MIGRATION_ONLINE_MAX_LOAD_RISE must be over 1 (a rise), or 0 (not watched): {load_rise:g}")
         return cls(
             max_replica_lag_s=setting_seconds("MIGRATION_ONLINE_MAX_REPLICA_LAG"),
             replica_wait_s=setting_seconds("MIGRATION_ONLINE_REPLICA_WAIT"),
             max_lock_waiters=waiters,
             max_transaction_age_s=setting_seconds("MIGRATION_ONLINE_MAX_TRANSACTION_AGE"),
             max_wal_rate_mb_s=wal_rate,
+            max_load_rise=load_rise,
             backoff_wait_s=setting_seconds("MIGRATION_ONLINE_BACKOFF_WAIT"),
             batch_pause_s=setting_seconds("MIGRATION_ONLINE_BATCH_PAUSE"),
         )
+
+
+class LoadWatch:
+    """How many statements the application runs at once, now against usually: a burst of its load.
+
+    Sampled before each batch and at each poll of a back-off (pg_stat_activity: no statistics delay).
+    ``now`` is an average over about NOW_S; ``usual`` over about USUAL_S, and over BACKING_OFF_S while
+    the run backs off for load, so that a burst does not become the usual level while it lasts, yet a
+    lasting rise does within minutes instead of failing the run. The level is measured with the run's
+    own batches going on, so the slower statements they cause are part of usual, not of a burst.
+    """
+
+    NOW_S = 0.5
+    USUAL_S = 60.0
+    BACKING_OFF_S = 300.0
+    WARM_S = 2.0  # no verdict before the usual level has this many seconds of samples
+    MIN_RISE = 1.0  # statements at once above usual, at least: a rise from 0.1 to 0.4 is no burst
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.usual = 0.0
+        self._first: float | None = None
+        self._last = 0.0
+
+    def sample(self, active: int, at: float, backing_off: bool) -> None:
+        if self._first is None:
+            self._first, self._last, self.now, self.usual = at, at, float(active), float(active)
+            return
+        elapsed = max(at - self._last, 0.0)
+        self._last = at
+        self.now += (active - self.now) * (1 - math.exp(-elapsed / self.NOW_S))
+        usual_s = self.BACKING_OFF_S if backing_off else self.USUAL_S
+        if at - self._first < self.WARM_S:
+            usual_s = self.NOW_S  # warming up: follow the samples
+        self.usual += (active - self.usual) * (1 - math.exp(-elapsed / usual_s))
+
+    def rise(self, at: float) -> float | None:
+        """now / usual when it is a burst (None: not one, or not warm yet)."""
+        if self._first is None or at - self._first < self.WARM_S:
+            return None
+        if self.now - self.usual < self.MIN_RISE:
+            return None
+        return self.now / max(self.usual, 0.1)
 
 
 @dataclass
@@ -101,8 +152,11 @@ class Governor:
         self.walk: Walk | None = None
         self._wal: tuple[float, int] | None = None
         self._wal_rate = 0.0
+        self.load = LoadWatch()
+        self._backing_off_for: str | None = None
         self._control: dict[str, Any] = {}
         self._reported: tuple[str, str | None, float] | None = None  # phase, cause, when
+        self._reported_control: dict[str, Any] = {}
 
     # ------------------------------------------------------------ the walk
     def start_walk(self, revision: str, operation: int | None, table: str, pages_total: int, done: int) -> None:
@@ -119,6 +173,7 @@ class Governor:
         started = time.monotonic()
         self.emit(f"online_backoff_{cause}", f"  backing off: {detail}", cause=cause, detail=detail)
         while cause is not None:
+            self._backing_off_for = cause
             self._report("backing off", cause=cause, detail=detail)
             if time.monotonic() - started > bound:
                 raise OperationFailed(f"backed off for more than {bound:g}s: {detail}")
@@ -127,6 +182,7 @@ class Governor:
             self._paused(cause, time.monotonic() - polled)
             self._wait_for_operator()  # an operator's pause can come during a back-off
             cause, detail, _ = self._stress()
+        self._backing_off_for = None
 
     def after_batch(self, pages: int, changed: int, seconds: float, next_pages: int) -> None:
         """Count the batch, write the progress, and sleep what the rate limit and the batch pause ask."""
@@ -209,6 +265,17 @@ class Governor:
             if rate > limits.max_wal_rate_mb_s:
                 detail = f"WAL written at {rate:.1f} MB/s (bound {limits.max_wal_rate_mb_s:g} MB/s)"
                 return WAL_RATE, detail, limits.backoff_wait_s
+        if limits.max_load_rise > 0:
+            active, now = engine.active_sessions(), time.monotonic()
+            if active is not None:
+                self.load.sample(active, now, backing_off=self._backing_off_for == LOAD)
+                rise = self.load.rise(now)
+                if rise is not None and rise > limits.max_load_rise:
+                    detail = (
+                        f"the application runs {self.load.now:.1f} statements at once against a usual "
+                        f"{self.load.usual:.1f} ({rise:.1f}x, bound {limits.max_load_rise:g}x)"
+                    )
+                    return LOAD, detail, limits.backoff_wait_s
         return None, "", 0.0
 
     def _wal_rate_mb_s(self) -> float:
@@ -231,12 +298,14 @@ class Governor:
 
     # ------------------------------------------------------------ progress
     def _report(self, phase: str, cause: str | None = None, detail: str = "", force: bool = False) -> None:
-        """Write the progress when the phase or its cause changed, else at most every PROGRESS_EVERY_S."""
+        """Write the progress when the phase, its cause or the operator's control changed (a watcher sees
+        the change taken), else at most every PROGRESS_EVERY_S."""
         now = time.monotonic()
         last = self._reported
-        if not force and last is not None and last[:2] == (phase, cause) and now - last[2] < PROGRESS_EVERY_S:
+        same = last is not None and last[:2] == (phase, cause) and self._control == self._reported_control
+        if not force and same and now - last[2] < PROGRESS_EVERY_S:
             return
-        self._reported = (phase, cause, now)
+        self._reported, self._reported_control = (phase, cause, now), self._control
         checkpoint.save_progress(self.using, self.run_id, self.progress(phase, cause, detail))
 
     def progress(self, phase: str = "backfill", cause: str | None = None, detail: str = "") -> dict[str, Any]:

@@ -67,6 +67,14 @@ class Online(Connections):
             )
             return float(cursor.fetchone()[0])
 
+    def active_sessions(self) -> int | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'active' "
+                "AND pid <> pg_backend_pid()"
+            )
+            return int(cursor.fetchone()[0])
+
     def wal_position(self) -> int | None:
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
