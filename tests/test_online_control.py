@@ -241,6 +241,7 @@ def test_a_burst_of_application_load_makes_the_run_back_off_until_it_passes(pg_s
         assert progress_of(db, run)["pages_done"] == done  # no batch while the burst lasts
     finally:
         pressure.release()
+    online_control(db.alias, "limit", batch_pause="1ms")  # the rest of the walks, page by page, quickly
     summary = finished(run)
     assert summary["status"] == "online_applied"
     assert summary["online"]["pauses_s"].get("load", 0) > 1.0, summary["online"]["pauses_s"]
