@@ -150,3 +150,23 @@ def test_postgresql_side_connection_to_an_unreachable_server_is_bad_input():
     with pytest.raises(BadInput, match="^database unreachable: "):
         with engine.side_connection():
             pass
+
+
+def test_own_row_changes_since_counts_this_transaction_only(pg_migrated_db):
+    """The server's per-session counters (pg_stat_xact_user_tables) keep earlier transactions' rows until
+    it takes them into its statistics, at most once a second and never inside a transaction: read raw,
+    the last transaction below also counted the one before it. Its own changes are the difference of
+    two readings inside it."""
+    from django.db import connections, transaction
+
+    alias = pg_migrated_db.alias
+    engine, connection = get_engine(alias), connections[alias]
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO auth_group (name) SELECT 'g' || i FROM generate_series(1, 20) i")
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM auth_group WHERE name IN ('g1', 'g2', 'g3')")  # within the second: held
+    with transaction.atomic(using=alias):
+        start = engine.own_row_changes()
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM auth_group WHERE name IN ('g4', 'g5')")
+        assert engine.own_row_changes_since(start) == {"auth_group": -2}, (start, engine.own_row_changes())
