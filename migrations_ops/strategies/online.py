@@ -227,7 +227,7 @@ class OnlineStrategy(Strategy):
                 "storage": before.storage,
                 "estimated": before.estimated,
             },
-            own_changes={} if self.engine.own_row_changes() is not None else None,
+            own_changes=None if self.counts_rows() else {},  # counted where the engine can
             targets=[self.options.app_label, self.options.migration_name],
         )
         run = checkpoint.start(self.using, state, backup.name if backup else None)
@@ -665,9 +665,9 @@ class OnlineStrategy(Strategy):
             self._set_local_lock_timeout()
             if predicate != "TRUE":  # a page range: few rows (the final catch-up reads the whole table)
                 self.engine.plan_for_small_batches()
-                # A batch lost to a crash is lost with its checkpoint and walked again on --resume; a
-                # flushed commit per batch queued the application's commits behind the backfill's WAL
-                # (at 1M rows its statements waited on IO:WALSync and LWLock:WALWrite, up to 0.34 s).
+                # A batch lost to a crash is lost with its checkpoint and walked again on --resume, so
+                # its commit need not wait for a flush of its own (the application's commits still wait
+                # on the disk's: bench/README.md, expand/contract).
                 self.engine.commit_without_flush()
             with self.connection.cursor() as cursor:
                 for sql in statements:
