@@ -5,8 +5,9 @@
     .venv/bin/python bench/bench_online_control.py --render              # rewrite the .md from the .json
 
 A baseline database (accounts 0001 + billing 0001, ``seed_demo_data`` N users + N subscriptions) is
-built once as a template; every case runs on a fresh copy (CREATE DATABASE ... TEMPLATE), dropped
-afterwards. Each migration is ``manage.py safe_migrate --online --noinput --json`` in a subprocess
+built once as a template; every case runs on a fresh copy (CREATE DATABASE ... TEMPLATE ... STRATEGY
+FILE_COPY, then CHECKPOINT: no checkpoint pending when a case starts), dropped afterwards. Each
+migration is ``manage.py safe_migrate --online --noinput --json`` in a subprocess
 (the project's own upgrade: users are walked by accounts 0003 and loyalty 0003, subscriptions by
 billing 0003). This process plays the operator (``manage.py online_control``, as a shell would run
 it) and watches the run's row in ``migrations_ops_online_run`` every 20 ms (the ``progress`` and
@@ -30,11 +31,12 @@ Cases (the issue's words in quotes):
 3. burst, "the run backs off and the application's p99 latency during the burst stays within 1.5x
    of the same burst with no migration running": pgbench at --normal-rate throughout and
    --burst-factor times that for 20 s from shortly after the subscriptions walk starts; p99 of the
-   transactions completing during the burst (a) with no migration (twice: before and after the
-   others), (b) with the run's defaults, (c) with the back-off tuned: MIGRATION_ONLINE_MAX_LOCK_WAITERS=1,
+   transactions completing during the burst (b) with the run's defaults, first, (a) with no migration
+   (twice: after (b) and after the others), the burst as long after the copy's checkpoint as in (b),
+   (c) with the back-off tuned: MIGRATION_ONLINE_MAX_LOCK_WAITERS=1,
    MIGRATION_ONLINE_MAX_WAL_RATE at half the WAL rate measured during (b)'s walk before its burst,
    and MIGRATION_ONLINE_MAX_WAL_RATE between the application's own WAL rate at the normal rate and
-   at the burst (measured in (a)).
+   at the burst (measured in (a)); and (d) with the load signal off (the defaults before it).
 
 Results: --output .json and .md (default bench/results-online-control), each target measured,
 against its goal, met or not, beside the run's defaults. Not part of the test suite.
@@ -82,7 +84,8 @@ DEFAULTS = {  # the run's defaults (config/settings.py), shown beside every figu
     "MIGRATION_ONLINE_MAX_LOCK_WAITERS": 5,
     "MIGRATION_ONLINE_MAX_TRANSACTION_AGE": "10min",
     "MIGRATION_ONLINE_MAX_WAL_RATE": "0 (not watched)",
-    "MIGRATION_ONLINE_MAX_LOAD_RISE": "3 (x the application's statements at once)",
+    "MIGRATION_ONLINE_MAX_LOAD_RISE": "3 (x the application's statements at once, or its commits/s)",
+    "MIGRATION_ONLINE_CHECKPOINT_PACING": "False",
     "MIGRATION_ONLINE_MAX_REPLICA_LAG": "10s (no standby here)",
     "MIGRATION_ONLINE_BACKOFF_WAIT": "10min",
     "governor poll while paused/backing off": "0.2 s",
@@ -361,7 +364,7 @@ def run_holdings(url: str) -> dict:
 # ------------------------------------------------------------------ the cases
 def case_pause(args, template: str, scratch: Path) -> dict:
     name = COPY.format(case="pause")
-    copy_database(name, template)
+    copy_database(name, template, settled=True)
     url = url_of(name)
     work = Path(tempfile.mkdtemp(dir=scratch, prefix="pause-"))
     try:
@@ -437,7 +440,7 @@ def case_pause(args, template: str, scratch: Path) -> dict:
 
 def case_rate_limit(args, template: str, scratch: Path) -> dict:
     name = COPY.format(case="rate")
-    copy_database(name, template)
+    copy_database(name, template, settled=True)
     url = url_of(name)
     work = Path(tempfile.mkdtemp(dir=scratch, prefix="rate-"))
     limit = args.rows_per_second
@@ -532,10 +535,12 @@ def case_rate_limit(args, template: str, scratch: Path) -> dict:
         drop_database(name)
 
 
-def case_burst(args, template: str, scratch: Path, label: str, env: dict | None) -> dict:
-    """pgbench at the normal rate, a burst of burst_factor x for burst_seconds; the run (env) or none."""
+def case_burst(args, template: str, scratch: Path, label: str, env: dict | None, burst_at: float | None = None) -> dict:
+    """pgbench at the normal rate, a burst of burst_factor x for burst_seconds; the run (env) or none.
+    With no run, the burst comes ``burst_at`` seconds after the application started (as late as it came
+    in the run with the defaults: the same time since the copy's checkpoint), else after --idle-warmup."""
     name = COPY.format(case=f"burst_{label}")
-    copy_database(name, template)
+    copy_database(name, template, settled=True)
     url = url_of(name)
     work = Path(tempfile.mkdtemp(dir=scratch, prefix=f"burst-{label}-"))
     extra_rate = args.normal_rate * (args.burst_factor - 1)
@@ -544,9 +549,10 @@ def case_burst(args, template: str, scratch: Path, label: str, env: dict | None)
         watcher.start()
         normal = Background(url, work, args.normal_rate)
         normal.start()
+        app_start = time.time()
         run = None
         if env is None:
-            time.sleep(args.idle_warmup)
+            time.sleep(burst_at if burst_at is not None else args.idle_warmup)
         else:
             run = Run(url, work, env)
             walk = watcher.wait(walking(), 900, run)
@@ -592,6 +598,7 @@ def case_burst(args, template: str, scratch: Path, label: str, env: dict | None)
             "normal_rate": args.normal_rate,
             "burst_rate": args.normal_rate * args.burst_factor,
             "burst_s": round(burst_end - burst_start, 1),
+            "burst_after_app_start_s": round(burst_start - app_start, 1),
             "pgbench_in_burst": latency_figures(found, burst_start, burst_end),
             "pgbench_before_burst_5s": latency_figures(found, pre_start, burst_start),
             "pgbench_after_burst_5s": latency_figures(found, burst_end, burst_end + 5),
@@ -733,7 +740,7 @@ def main() -> None:
     parser.add_argument("--limit-seconds", type=float, default=60)
     parser.add_argument(
         "--tuned",
-        default="lock_waiters_1,wal_half_backfill,wal_between_app",
+        default="load_off,lock_waiters_1,wal_half_backfill,wal_between_app",
         help="burst variants with the back-off tuned",
     )
     parser.add_argument("--output", default=str(ROOT / "bench" / "results-online-control"))
@@ -793,17 +800,20 @@ def main() -> None:
 def run_bursts(args, template: str, scratch: Path) -> dict:
     bursts: dict = {}
 
-    def one(label: str, env: dict | None) -> dict:
+    def one(label: str, env: dict | None, burst_at: float | None = None) -> dict:
         try:
-            bursts[label] = case_burst(args, template, scratch, label, env)
+            bursts[label] = case_burst(args, template, scratch, label, env, burst_at)
         except Exception as exc:  # keep the other variants
             print(json.dumps({"burst": label, "error": f"{type(exc).__name__}: {exc}"[:2000]}), flush=True)
             return {}
         print(json.dumps({"burst": bursts[label]}), flush=True)
         return bursts[label]
 
-    idle = one("no_migration", None)
+    # The run with the defaults first: the bursts with no migration come as long after the copy's
+    # checkpoint as its burst did.
     default = one("defaults", {})
+    burst_at = default.get("burst_after_app_start_s")
+    idle = one("no_migration", None, burst_at)
     app_normal = idle.get("wal_mb_s_before_burst") or 0.0
     app_burst = idle.get("wal_mb_s_in_burst") or 0.0
     backfill = default.get("wal_mb_s_before_burst") or 0.0
@@ -815,7 +825,7 @@ def run_bursts(args, template: str, scratch: Path) -> dict:
     }
     for label in [x for x in args.tuned.split(",") if x]:
         one(label, tuned[label])
-    one("no_migration_again", None)
+    one("no_migration_again", None, burst_at)
     return bursts
 
 

@@ -130,6 +130,8 @@ MIGRATION_ONLINE_MAX_TRANSACTION_AGE = env.str("MIGRATION_ONLINE_MAX_TRANSACTION
 MIGRATION_ONLINE_MAX_WAL_RATE = env.float("MIGRATION_ONLINE_MAX_WAL_RATE", default=0.0)
 # A burst of application load: its statements running at once, against its usual level (0: not watched).
 MIGRATION_ONLINE_MAX_LOAD_RISE = env.float("MIGRATION_ONLINE_MAX_LOAD_RISE", default=3.0)
+# Pace the walks' WAL to what the server's checkpoints are sized for, once they wrote half of it.
+MIGRATION_ONLINE_CHECKPOINT_PACING = env.bool("MIGRATION_ONLINE_CHECKPOINT_PACING", default=False)
 MIGRATION_ONLINE_BACKOFF_WAIT = env.str("MIGRATION_ONLINE_BACKOFF_WAIT", default="10min")
 # Operations of migrations this project cannot rewrite (a package's) that --online may run in one
 # transaction under the lock timeout, as reviewed: {"app_label.migration_name": {"bounded": [...],

@@ -42,7 +42,11 @@ def safe_migrate(
         return rehearse(using, options, report, **runner_options)
     # validated: lint comes with plan_only here
     strategy = OnlineStrategy if options.online or options.lint else TransactionalStrategy
-    return Pipeline(using, options, report, strategy=strategy, **runner_options).run()
+    try:  # the strategy reads its settings here: a bad one is refused before anything runs
+        pipeline = Pipeline(using, options, report, strategy=strategy, **runner_options)
+    except BadInput as exc:
+        return refused(exc)
+    return pipeline.run()
 
 
 def refused(exc: BadInput) -> MigrationSummary:

@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     # back off while the application runs this many times more statements at once than it usually
     # does during the run (online/governor.py LoadWatch; 0: not watched)
     "MIGRATION_ONLINE_MAX_LOAD_RISE": 3,
+    # on: once the walks wrote half the WAL between two checkpoints, keep them within what the server's
+    # checkpoints are sized for, max_wal_size / (1 + checkpoint_completion_target) per checkpoint_timeout
+    # (for a slow disk at a small max_wal_size: docs/online.md)
+    "MIGRATION_ONLINE_CHECKPOINT_PACING": False,
     "MIGRATION_ONLINE_BACKOFF_WAIT": "10min",
     # reviewed operations of migrations the project cannot rewrite (online/declarations.py): none
     "MIGRATION_ONLINE_DECLARATIONS": {},

@@ -247,6 +247,53 @@ def test_a_burst_of_application_load_makes_the_run_back_off_until_it_passes(pg_s
     assert summary["online"]["pauses_s"].get("load", 0) > 1.0, summary["online"]["pauses_s"]
 
 
+class CommitStorm:
+    """Application load rising without overlapping: one session committing tiny transactions back to
+    back, thousands a second, never more than one statement at once."""
+
+    def __init__(self, db) -> None:
+        self.halt = threading.Event()
+        self.connection = pg(db)
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        with self.connection.cursor() as cursor:
+            while not self.halt.is_set():
+                cursor.execute("SELECT 1")
+
+    def release(self) -> None:
+        self.halt.set()
+        self.thread.join(timeout=30)
+        self.connection.close()
+
+
+def test_a_burst_of_commits_makes_the_run_back_off_though_no_statements_overlap(pg_seeded_db, tmp_path):
+    """On a fast server five times the transactions may seldom overlap: the commit rate says it."""
+    db = pg_seeded_db
+    run = start_run(
+        db,
+        tmp_path,
+        MIGRATION_ONLINE_BATCH_SIZE="10",
+        MIGRATION_ONLINE_BATCH_TARGET="1ms",
+        MIGRATION_ONLINE_BATCH_PAUSE="100ms",
+        MIGRATION_ONLINE_MAX_LOAD_RISE="3",  # the default (off in the suite: tests/settings.py)
+    )
+    wait_for(lambda: progress_of(db, run).get("pages_done", 0) > 0)
+    time.sleep(5.0)  # the usual commit rate: two-second windows, learned after the first 2 s
+    storm = CommitStorm(db)
+    try:
+        wait_for(lambda: progress_of(db, run).get("waiting_for") == "load", timeout=15)
+        shown = progress_of(db, run)
+        assert "transactions/s against a usual" in shown["detail"], shown
+    finally:
+        storm.release()
+    online_control(db.alias, "limit", batch_pause="1ms")
+    summary = finished(run)
+    assert summary["status"] == "online_applied"
+    assert summary["online"]["pauses_s"].get("load", 0) > 0, summary["online"]["pauses_s"]
+
+
 @pytest.mark.parametrize(
     ("cause", "setting", "value", "stress"),
     [

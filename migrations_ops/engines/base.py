@@ -406,6 +406,16 @@ class DatabaseEngine:
         """Client sessions running a statement now, server-wide, other than ours (None: not known)."""
         return None
 
+    def transactions_committed(self) -> int | None:
+        """Transactions committed or rolled back so far, server-wide, as the server's statistics count
+        them (None: not known)."""
+        return None
+
+    def checkpoint_spacing(self) -> tuple[int, float] | None:
+        """(WAL bytes, seconds): the server forces a checkpoint when that much WAL was written since the
+        last one began, else starts one after that many seconds (None: no checkpoints to spare)."""
+        return None
+
     # --- the migration lock ---
     @contextmanager
     def migration_lock(self, owner: LockOwner) -> Iterator[LockOwner]:

@@ -4,10 +4,13 @@ Before each batch the governor reads the run's ``control`` (written by ``online_
 shell or host, through the database) and the server's stress signals, and waits while either says
 so: paused by an operator, or backing off because a standby lags (MIGRATION_ONLINE_MAX_REPLICA_LAG),
 sessions queue on locks of the table or on rows (MIGRATION_ONLINE_MAX_LOCK_WAITERS), a transaction
-holds back vacuum (MIGRATION_ONLINE_MAX_TRANSACTION_AGE) or WAL is written faster than
-MIGRATION_ONLINE_MAX_WAL_RATE. It waits between batches, so the run then holds no transaction and no
-lock on the table (only its session-level lock on the migration: a second run still exits 3). After
-each batch it sleeps what a rate limit asks, and writes the run's ``progress`` for migration_status (at most
+holds back vacuum (MIGRATION_ONLINE_MAX_TRANSACTION_AGE), WAL is written faster than
+MIGRATION_ONLINE_MAX_WAL_RATE or the application's load rises (MIGRATION_ONLINE_MAX_LOAD_RISE). With
+MIGRATION_ONLINE_CHECKPOINT_PACING, once the walks have written half the WAL between two of the
+server's checkpoints, it paces them at the rate those checkpoints are sized for. It waits between batches,
+so the run then holds no transaction and no lock on the table (only its session-level lock on the
+migration: a second run still exits 3). After each batch it sleeps what a rate limit and the pace
+ask, and writes the run's ``progress`` for migration_status (at most
 every PROGRESS_EVERY_S, and whenever the phase changes).
 
 A back-off that lasts longer than MIGRATION_ONLINE_BACKOFF_WAIT (replica lag: REPLICA_WAIT) fails the
@@ -36,10 +39,15 @@ LOCK_WAITERS = "lock_waiters"
 LONG_TRANSACTION = "long_transaction"
 WAL_RATE = "wal_rate"
 LOAD = "load"
-CAUSES = (OPERATOR, REPLICA_LAG, LOCK_WAITERS, LONG_TRANSACTION, WAL_RATE, LOAD)
+CHECKPOINT = "checkpoint"
+CAUSES = (OPERATOR, REPLICA_LAG, LOCK_WAITERS, LONG_TRANSACTION, WAL_RATE, LOAD, CHECKPOINT)
 POLL_S = 0.2
 PROGRESS_EVERY_S = 0.5  # progress is for watching: one write per batch was one more commit per batch
 WAL_WINDOW_S = 0.5  # the WAL rate is measured over windows at least this long
+# The server counts a session's commits when it flushes its statistics, about once a second while it
+# works: a two-second window holds about two flushes of every session.
+COMMIT_WINDOW_S = 2.0
+COMMITS_MIN_RISE = 50.0  # commits per second above usual, at least
 MB = 1024 * 1024
 
 
@@ -55,6 +63,7 @@ class Limits:
     max_load_rise: float
     backoff_wait_s: float
     batch_pause_s: float
+    checkpoint_pacing: bool = False
 
     @classmethod
     def from_settings(cls) -> Limits:
@@ -67,6 +76,9 @@ class Limits:
             raise BadInput(f"{names}: {exc}") from None
         if waiters < 0 or wal_rate < 0 or load_rise < 0:
             raise BadInput(f"{names} cannot be negative")
+        pacing = settings.MIGRATION_ONLINE_CHECKPOINT_PACING
+        if not isinstance(pacing, bool):
+            raise BadInput(f"MIGRATION_ONLINE_CHECKPOINT_PACING must be True or False: {pacing!r}")
         if 0 < load_rise <= 1:
             raise BadInput(f"MIGRATION_ONLINE_MAX_LOAD_RISE must be over 1 (a rise), or 0 (not watched): {load_rise:g}")
         return cls(
@@ -78,6 +90,7 @@ class Limits:
             max_load_rise=load_rise,
             backoff_wait_s=setting_seconds("MIGRATION_ONLINE_BACKOFF_WAIT"),
             batch_pause_s=setting_seconds("MIGRATION_ONLINE_BATCH_PAUSE"),
+            checkpoint_pacing=pacing,
         )
 
 
@@ -97,7 +110,8 @@ class LoadWatch:
     WARM_S = 2.0  # no verdict before the usual level has this many seconds of samples
     MIN_RISE = 1.0  # statements at once above usual, at least: a rise from 0.1 to 0.4 is no burst
 
-    def __init__(self) -> None:
+    def __init__(self, min_rise: float = MIN_RISE) -> None:
+        self.min_rise = min_rise
         self.now = 0.0
         self.usual = 0.0
         self._first: float | None = None
@@ -119,9 +133,50 @@ class LoadWatch:
         """now / usual when it is a burst (None: not one, or not warm yet)."""
         if self._first is None or at - self._first < self.WARM_S:
             return None
-        if self.now - self.usual < self.MIN_RISE:
+        if self.now - self.usual < self.min_rise:
             return None
         return self.now / max(self.usual, 0.1)
+
+
+@dataclass
+class CheckpointPace:
+    """The walks' WAL against the server's checkpoints.
+
+    PostgreSQL starts a checkpoint after ``distance`` bytes of WAL (max_wal_size / (1 + checkpoint_
+    completion_target)) or ``timeout_s`` (checkpoint_timeout), whichever comes first. A backfill that
+    writes faster than distance / timeout_s forces checkpoint after checkpoint: each one writes the pages
+    it dirtied, and after each, the first change of every page the application touches writes the whole
+    page to the WAL. Measured at max_wal_size 1GB (bench/results-online-burst-max-wal-1gb.md): the run
+    backed off for a burst of load, yet the application waited 186 ms at the median against 6 ms with no
+    migration. So once the walks have written FREE_SHARE of the distance at full speed (a smaller
+    backfill never paces), each batch is followed by a rest that keeps its WAL within that rate.
+    """
+
+    FREE_SHARE = 0.5
+
+    distance: int
+    timeout_s: float
+    started_at: int  # the WAL position when the first walk began
+    engaged: bool = False
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.distance / self.timeout_s
+
+    def rest_s(self, position: int, batch_bytes: int, batch_s: float) -> float:
+        """The rest after a batch that wrote ``batch_bytes`` of WAL in ``batch_s``, the server's WAL now at
+        ``position``; sets ``engaged`` the first time one is due."""
+        if not self.engaged:
+            if position - self.started_at < self.FREE_SHARE * self.distance:
+                return 0.0
+            self.engaged = True
+        return max(batch_bytes / self.bytes_per_s - batch_s, 0.0)
+
+    def detail(self) -> str:
+        return (
+            f"pacing WAL at {self.bytes_per_s / MB:.1f} MB/s, what the server's checkpoints are sized for "
+            f"({self.distance / MB:.0f} MB per {self.timeout_s:g}s; raise max_wal_size to go faster)"
+        )
 
 
 @dataclass
@@ -143,29 +198,48 @@ class Governor:
     """One per online run: ``before_batch`` waits while paused or backing off, ``after_batch`` keeps
     the rate limit and the progress. ``emit(name, line, **fields)`` is the pipeline's event stream."""
 
-    def __init__(self, engine: DatabaseEngine, using: str, run_id: int, emit: Callable[..., None]) -> None:
+    def __init__(
+        self,
+        engine: DatabaseEngine,
+        using: str,
+        run_id: int,
+        emit: Callable[..., None],
+        limits: Limits | None = None,
+    ) -> None:
         self.engine, self.using, self.run_id, self.emit = engine, using, run_id, emit
-        self.limits = Limits.from_settings()
+        self.limits = limits or Limits.from_settings()
         self.pauses_s: dict[str, float] = {}
         self.retries = 0
         self.longest_lock_s = 0.0
         self.walk: Walk | None = None
         self._wal: tuple[float, int] | None = None
         self._wal_rate = 0.0
-        self.load = LoadWatch()
+        self.load = LoadWatch()  # statements running at once
+        self.commits = LoadWatch(min_rise=COMMITS_MIN_RISE)  # commits per second
+        self._commits_from: tuple[float, int] | None = None
         self._backing_off_for: str | None = None
         self._control: dict[str, Any] = {}
         self._reported: tuple[str, str | None, float] | None = None  # phase, cause, when
         self._reported_control: dict[str, Any] = {}
+        self.pace: CheckpointPace | None = None
+        self._batch_wal_from: int | None = None
 
     # ------------------------------------------------------------ the walk
     def start_walk(self, revision: str, operation: int | None, table: str, pages_total: int, done: int) -> None:
         self.walk = Walk(revision, operation, table, pages_done=done, pages_total=pages_total, pages_at_start=done)
+        if self.limits.checkpoint_pacing and self.pace is None:
+            spacing, position = self.engine.checkpoint_spacing(), self.engine.wal_position()
+            if spacing is not None and position is not None and spacing[0] > 0 and spacing[1] > 0:
+                self.pace = CheckpointPace(spacing[0], spacing[1], position)
         self._report("backfill")
 
     def before_batch(self) -> None:
         """Wait while an operator paused the run or a signal says back off; then return. Each poll's
         wait counts for the cause that held it."""
+        self._hold()
+        self._batch_wal_from = self.engine.wal_position() if self.pace is not None else None
+
+    def _hold(self) -> None:
         self._wait_for_operator()
         cause, detail, bound = self._stress()
         if cause is None:
@@ -195,12 +269,25 @@ class Governor:
         # The walk's first batch is shown at once: a watcher learns the walk is moving.
         first = walk is not None and walk.pages_done - pages == walk.pages_at_start
         self._report("backfill", force=first)
-        self._rest(changed, seconds)
+        self._rest(changed, seconds, self._pacing_s(seconds))
 
-    def _rest(self, changed: int, seconds: float) -> None:
-        """Sleep what the batch pause and the rate limit ask after a batch that changed ``changed`` rows
-        in ``seconds``; in slices, reading the control between them, so that a pause, a new limit or
-        --clear takes effect at once (a limit of 100 rows/s after a batch of 1,600 rows slept 16 s)."""
+    def _pacing_s(self, seconds: float) -> float:
+        """The rest the checkpoint pace asks after a batch of ``seconds`` (0 when not pacing)."""
+        pace, start = self.pace, self._batch_wal_from
+        position = self.engine.wal_position() if pace is not None and start is not None else None
+        if pace is None or start is None or position is None:
+            return 0.0
+        engaged = pace.engaged
+        rest = pace.rest_s(position, position - start, seconds)
+        if pace.engaged and not engaged:
+            self.emit(f"online_backoff_{CHECKPOINT}", f"  {pace.detail()}", cause=CHECKPOINT, detail=pace.detail())
+        return rest
+
+    def _rest(self, changed: int, seconds: float, pacing_s: float = 0.0) -> None:
+        """Sleep what the batch pause, the rate limit and the checkpoint pace ask after a batch that
+        changed ``changed`` rows in ``seconds``; in slices, reading the control between them, so that a
+        pause, a new limit or --clear takes effect at once (a limit of 100 rows/s after a batch of 1,600
+        rows slept 16 s). A rest the pace alone asks for counts as backing off for checkpoints."""
         started = time.monotonic()
         while True:
             control = self._control
@@ -208,12 +295,19 @@ class Governor:
             rows_per_s = float(control.get("rows_per_second") or 0)
             if rows_per_s > 0 and changed:
                 pause = max(pause, changed / rows_per_s - seconds)
+            pacing = pacing_s > pause
+            pause = max(pause, pacing_s)
             left = pause - (time.monotonic() - started)
             if left <= 0 or control.get("paused"):
                 return
+            slept_from = time.monotonic()
             time.sleep(min(left, POLL_S))
             self._control = checkpoint.read_control(self.using, self.run_id)
-            self._report("backfill")
+            if pacing and self.pace is not None:
+                self._paused(CHECKPOINT, time.monotonic() - slept_from)
+                self._report("backing off", cause=CHECKPOINT, detail=self.pace.detail())
+            else:
+                self._report("backfill")
 
     def set_total(self, pages_total: int) -> None:
         if self.walk is not None:
@@ -266,17 +360,42 @@ class Governor:
                 detail = f"WAL written at {rate:.1f} MB/s (bound {limits.max_wal_rate_mb_s:g} MB/s)"
                 return WAL_RATE, detail, limits.backoff_wait_s
         if limits.max_load_rise > 0:
-            active, now = engine.active_sessions(), time.monotonic()
-            if active is not None:
-                self.load.sample(active, now, backing_off=self._backing_off_for == LOAD)
-                rise = self.load.rise(now)
-                if rise is not None and rise > limits.max_load_rise:
-                    detail = (
-                        f"the application runs {self.load.now:.1f} statements at once against a usual "
-                        f"{self.load.usual:.1f} ({rise:.1f}x, bound {limits.max_load_rise:g}x)"
-                    )
-                    return LOAD, detail, limits.backoff_wait_s
+            detail = self._load_burst(limits.max_load_rise)
+            if detail:
+                return LOAD, detail, limits.backoff_wait_s
         return None, "", 0.0
+
+    def _load_burst(self, bound: float) -> str:
+        """What says the application's load rose past ``bound`` times its usual level ("" when nothing
+        does): its statements at once (on a slow server, a burst keeps more of them waiting) or its
+        commits per second (on a fast one, 5x the transactions may still seldom overlap: measured, 1.3
+        statements at once against 0.4)."""
+        backing_off, now = self._backing_off_for == LOAD, time.monotonic()
+        active = self.engine.active_sessions()
+        if active is not None:
+            self.load.sample(active, now, backing_off)
+            rise = self.load.rise(now)
+            if rise is not None and rise > bound:
+                return (
+                    f"the application runs {self.load.now:.1f} statements at once against a usual "
+                    f"{self.load.usual:.1f} ({rise:.1f}x, bound {bound:g}x)"
+                )
+        committed = self.engine.transactions_committed()
+        if committed is None:
+            return ""
+        if self._commits_from is None:
+            self._commits_from = (now, committed)
+        since, start = self._commits_from
+        if now - since >= COMMIT_WINDOW_S:
+            self.commits.sample((committed - start) / (now - since), now, backing_off)
+            self._commits_from = (now, committed)
+        rise = self.commits.rise(now)
+        if rise is not None and rise > bound:
+            return (
+                f"the application commits {self.commits.now:.0f} transactions/s against a usual "
+                f"{self.commits.usual:.0f} ({rise:.1f}x, bound {bound:g}x)"
+            )
+        return ""
 
     def _wal_rate_mb_s(self) -> float:
         """MB of WAL per second over the last window of at least WAL_WINDOW_S (batches are shorter: one

@@ -39,7 +39,7 @@ from migrations_ops.online import checkpoint
 from migrations_ops.online.analysis import BATCHED, BOUNDED, WINDOW, OnlinePlan, analyse, operation_plans
 from migrations_ops.online.checkpoint import OnlineRun, OnlineRunState, refuse_during_window, window_summary
 from migrations_ops.online.expand_contract import BACKFILL
-from migrations_ops.online.governor import REPLICA_LAG, Governor
+from migrations_ops.online.governor import REPLICA_LAG, Governor, Limits
 from migrations_ops.online.statements import CONCURRENT, SKIP, VALIDATE, Statement, inverse, validation_statement
 from migrations_ops.operations import BatchKey, RunSQLBatched
 from migrations_ops.pipeline.core import interrupt_guard, reset_connection
@@ -155,6 +155,7 @@ class OnlineStrategy(Strategy):
         self.statement_timeout_s = setting_seconds("MIGRATION_ONLINE_STATEMENT_TIMEOUT")
         self.retry_budget_s = setting_seconds("MIGRATION_ONLINE_RETRY_BUDGET")
         self.batch_target_s = setting_seconds("MIGRATION_ONLINE_BATCH_TARGET")
+        self.limits = Limits.from_settings()  # refused here, before anything runs, when one is bad
         self.governor: Governor | None = None  # one per run (_drive): controls, back-off, progress
         self.batch_size = max(1, int(settings.MIGRATION_ONLINE_BATCH_SIZE))
         self._loader: MigrationLoader | None = None
@@ -742,7 +743,7 @@ class OnlineStrategy(Strategy):
 
     def _governor(self, run: OnlineRun) -> Governor:
         if self.governor is None or self.governor.run_id != run.id:
-            self.governor = Governor(self.engine, self.using, run.id, self.pipeline.emit)
+            self.governor = Governor(self.engine, self.using, run.id, self.pipeline.emit, self.limits)
         return self.governor
 
     def _collect_pauses(self) -> None:

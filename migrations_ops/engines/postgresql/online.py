@@ -2,7 +2,7 @@
 
 The server's readiness, planning joins for small batches, the state of a concurrent index build,
 how far the standbys' replay lags, sessions waiting on locks, the oldest transaction holding back
-vacuum, and the WAL position (its rate).
+vacuum, the WAL position (its rate), and how much WAL the server's checkpoints are sized for.
 """
 
 from __future__ import annotations
@@ -77,5 +77,24 @@ class Online(Connections):
 
     def wal_position(self) -> int | None:
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+            # Where WAL is inserted, not yet written: a batch committed without a flush counts at once.
+            cursor.execute("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
             return int(cursor.fetchone()[0])
+
+    def transactions_committed(self) -> int | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT sum(xact_commit + xact_rollback)::bigint FROM pg_stat_database")
+            return int(cursor.fetchone()[0] or 0)
+
+    def checkpoint_spacing(self) -> tuple[int, float] | None:
+        # The server starts a checkpoint when this much WAL was written since the last one began
+        # (XLogCheckpointNeeded: max_wal_size / (1 + checkpoint_completion_target)), else after
+        # checkpoint_timeout.
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_size_bytes(current_setting('max_wal_size')) "
+                "/ (1 + current_setting('checkpoint_completion_target')::float8), "
+                "EXTRACT(EPOCH FROM current_setting('checkpoint_timeout')::interval)"
+            )
+            distance, timeout = cursor.fetchone()
+        return int(distance), float(timeout)
