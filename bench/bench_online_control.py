@@ -84,7 +84,7 @@ DEFAULTS = {  # the run's defaults (config/settings.py), shown beside every figu
     "MIGRATION_ONLINE_MAX_LOCK_WAITERS": 5,
     "MIGRATION_ONLINE_MAX_TRANSACTION_AGE": "10min",
     "MIGRATION_ONLINE_MAX_WAL_RATE": "0 (not watched)",
-    "MIGRATION_ONLINE_MAX_LOAD_RISE": "3 (x the application's statements at once, or its commits/s)",
+    "MIGRATION_ONLINE_MAX_LOAD_RISE": "3 (x the application's statements at once, or its writing transactions/s)",
     "MIGRATION_ONLINE_CHECKPOINT_PACING": "False",
     "MIGRATION_ONLINE_MAX_REPLICA_LAG": "10s (no standby here)",
     "MIGRATION_ONLINE_BACKOFF_WAIT": "10min",

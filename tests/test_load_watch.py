@@ -4,7 +4,7 @@ a running backfill and real sessions: tests/test_online_control.py.)"""
 
 from __future__ import annotations
 
-from migrations_ops.online.governor import COMMIT_WINDOW_S, COMMITS_MIN_RISE, LoadWatch
+from migrations_ops.online.governor import WRITES_MIN_RISE, WRITES_WINDOW_S, LoadWatch
 
 STEP = 0.1  # one sample per batch of about 100 ms
 
@@ -52,19 +52,19 @@ def test_the_level_it_learns_while_the_run_walks_follows_within_a_minute():
     assert watch.rise(at) is None and watch.usual > 3.5, (watch.now, watch.usual)
 
 
-def test_commits_per_second_need_a_rise_of_fifty_on_top_of_the_ratio():
-    """The second reading, commits per second in two-second windows (Governor._load_burst)."""
-    rates = LoadWatch(min_rise=COMMITS_MIN_RISE)
+def test_writing_transactions_per_second_need_a_rise_of_fifty_on_top_of_the_ratio():
+    """The second reading, writing transactions per second over the last second (Governor._load_burst)."""
+    rates = LoadWatch(min_rise=WRITES_MIN_RISE)
     at = 0.0
-    for _ in range(15):  # 30 s at about 200/s, as pgbench's normal rate in bench_online_control.py
-        at += COMMIT_WINDOW_S
+    for _ in range(30):  # 30 s at about 200/s, as pgbench's normal rate in bench_online_control.py
+        at += WRITES_WINDOW_S
         rates.sample(200.0, at, backing_off=False)
     assert rates.rise(at) is None
-    rates.sample(950.0, at + COMMIT_WINDOW_S, backing_off=False)  # 5x: the first window of the burst
-    assert rates.rise(at + COMMIT_WINDOW_S) > 3, (rates.now, rates.usual)
+    rates.sample(950.0, at + WRITES_WINDOW_S, backing_off=False)  # 5x: the first window of the burst
+    assert rates.rise(at + WRITES_WINDOW_S) > 3, (rates.now, rates.usual)
 
-    quiet = LoadWatch(min_rise=COMMITS_MIN_RISE)
-    for step in range(1, 16):
-        quiet.sample(2.0, step * COMMIT_WINDOW_S, backing_off=False)
-    quiet.sample(8.0, 16 * COMMIT_WINDOW_S, backing_off=False)  # 4x of next to nothing
-    assert quiet.rise(16 * COMMIT_WINDOW_S) is None
+    quiet = LoadWatch(min_rise=WRITES_MIN_RISE)
+    for step in range(1, 31):
+        quiet.sample(2.0, step * WRITES_WINDOW_S, backing_off=False)
+    quiet.sample(8.0, 31 * WRITES_WINDOW_S, backing_off=False)  # 4x of next to nothing
+    assert quiet.rise(31 * WRITES_WINDOW_S) is None

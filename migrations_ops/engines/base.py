@@ -406,9 +406,9 @@ class DatabaseEngine:
         """Client sessions running a statement now, server-wide, other than ours (None: not known)."""
         return None
 
-    def transactions_committed(self) -> int | None:
-        """Transactions committed or rolled back so far, server-wide, as the server's statistics count
-        them (None: not known)."""
+    def next_transaction_id(self) -> int | None:
+        """The id the server will hand the next transaction that writes (None: not known): its growth is
+        the rate of writing transactions, server-wide, with no statistics delay."""
         return None
 
     def checkpoint_spacing(self) -> tuple[int, float] | None:

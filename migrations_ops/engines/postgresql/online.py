@@ -81,10 +81,10 @@ class Online(Connections):
             cursor.execute("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
             return int(cursor.fetchone()[0])
 
-    def transactions_committed(self) -> int | None:
+    def next_transaction_id(self) -> int | None:
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT sum(xact_commit + xact_rollback)::bigint FROM pg_stat_database")
-            return int(cursor.fetchone()[0] or 0)
+            cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+            return int(cursor.fetchone()[0])
 
     def checkpoint_spacing(self) -> tuple[int, float] | None:
         # The server starts a checkpoint when this much WAL was written since the last one began
