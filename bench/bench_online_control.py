@@ -600,6 +600,11 @@ def case_burst(args, template: str, scratch: Path, label: str, env: dict | None,
             "burst_s": round(burst_end - burst_start, 1),
             "burst_after_app_start_s": round(burst_start - app_start, 1),
             "pgbench_in_burst": latency_figures(found, burst_start, burst_end),
+            # where in the burst the slow transactions are: its first second (the run still walking
+            # until the back-off) or all through it (what the walk left behind: checkpoints, dirty pages)
+            "pgbench_burst_first_1s": latency_figures(found, burst_start, burst_start + 1),
+            "pgbench_burst_after_1s": latency_figures(found, burst_start + 1, burst_end),
+            "pgbench_burst_after_5s": latency_figures(found, burst_start + 5, burst_end),
             "pgbench_before_burst_5s": latency_figures(found, pre_start, burst_start),
             "pgbench_after_burst_5s": latency_figures(found, burst_end, burst_end + 5),
             "pgbench_failed": failures([burst_out, *normal.outputs]),
@@ -958,6 +963,13 @@ def render(results: dict) -> str:
         row("p99 ratio to no migration", lambda e: e.get("p99_ratio", "-"))
         row("p50 in the burst (ms)", fig("pgbench_in_burst", "p50_ms"))
         row("max in the burst (ms)", fig("pgbench_in_burst", "max_ms"))
+        row(
+            "p99 in its first second / after it / after 5 s (ms)",
+            lambda e: " / ".join(
+                str((e.get(key) or {}).get("p99_ms"))
+                for key in ("pgbench_burst_first_1s", "pgbench_burst_after_1s", "pgbench_burst_after_5s")
+            ),
+        )
         row("transactions in the burst", fig("pgbench_in_burst", "transactions"))
         row(
             "p99 5 s before / after (ms)",

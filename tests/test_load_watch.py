@@ -4,7 +4,7 @@ a running backfill and real sessions: tests/test_online_control.py.)"""
 
 from __future__ import annotations
 
-from migrations_ops.online.governor import WRITES_MIN_RISE, WRITES_WINDOW_S, LoadWatch
+from migrations_ops.online.governor import WRITES_MIN_RISE, WRITES_NOW_S, WRITES_WINDOW_S, LoadWatch
 
 STEP = 0.1  # one sample per batch of about 100 ms
 
@@ -53,18 +53,15 @@ def test_the_level_it_learns_while_the_run_walks_follows_within_a_minute():
 
 
 def test_writing_transactions_per_second_need_a_rise_of_fifty_on_top_of_the_ratio():
-    """The second reading, writing transactions per second over the last second (Governor._load_burst)."""
-    rates = LoadWatch(min_rise=WRITES_MIN_RISE)
-    at = 0.0
-    for _ in range(30):  # 30 s at about 200/s, as pgbench's normal rate in bench_online_control.py
-        at += WRITES_WINDOW_S
-        rates.sample(200.0, at, backing_off=False)
+    """The second reading, writing transactions per second over the last half second, sampled every
+    batch of about 100 ms (Governor._load_burst)."""
+    rates = LoadWatch(WRITES_MIN_RISE, WRITES_NOW_S)
+    at = feed(rates, 200.0, 30.0, 0.0)  # 30 s at about 200/s, as pgbench's normal rate in bench_online_control.py
     assert rates.rise(at) is None
-    rates.sample(950.0, at + WRITES_WINDOW_S, backing_off=False)  # 5x: the first window of the burst
-    assert rates.rise(at + WRITES_WINDOW_S) > 3, (rates.now, rates.usual)
+    at = feed(rates, 950.0, WRITES_WINDOW_S, at)  # 5x: the first window of the burst
+    assert rates.rise(at) > 3, (rates.now, rates.usual)
 
-    quiet = LoadWatch(min_rise=WRITES_MIN_RISE)
-    for step in range(1, 31):
-        quiet.sample(2.0, step * WRITES_WINDOW_S, backing_off=False)
-    quiet.sample(8.0, 31 * WRITES_WINDOW_S, backing_off=False)  # 4x of next to nothing
-    assert quiet.rise(31 * WRITES_WINDOW_S) is None
+    quiet = LoadWatch(WRITES_MIN_RISE, WRITES_NOW_S)
+    at = feed(quiet, 2.0, 30.0, 0.0)
+    at = feed(quiet, 8.0, 3.0, at)  # 4x of next to nothing
+    assert quiet.rise(at) is None, (quiet.now, quiet.usual)

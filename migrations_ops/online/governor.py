@@ -45,7 +45,11 @@ CAUSES = (OPERATOR, REPLICA_LAG, LOCK_WAITERS, LONG_TRANSACTION, WAL_RATE, LOAD,
 POLL_S = 0.2
 PROGRESS_EVERY_S = 0.5  # progress is for watching: one write per batch was one more commit per batch
 WAL_WINDOW_S = 0.5  # the WAL rate is measured over windows at least this long
-WRITES_WINDOW_S = 1.0  # writing transactions per second, over the last second (xids: no statistics delay)
+# Writing transactions per second over the last half second (transaction ids: exact and at once, so
+# the window needs no further averaging); every part of a second the run goes on into a burst is the
+# application's p99 in it: backing off 1 s late left it at 1.67x the same burst with no migration.
+WRITES_WINDOW_S = 0.5
+WRITES_NOW_S = 0.1
 WRITES_MIN_RISE = 50.0  # writing transactions per second above usual, at least
 MB = 1024 * 1024
 
@@ -94,10 +98,11 @@ class Limits:
 
 
 class LoadWatch:
-    """How many statements the application runs at once, now against usually: a burst of its load.
+    """A level of the application's load, now against usually: a burst of it. The statements it runs
+    at once (pg_stat_activity: no statistics delay), or its writing transactions per second.
 
-    Sampled before each batch and at each poll of a back-off (pg_stat_activity: no statistics delay).
-    ``now`` is an average over about NOW_S; ``usual`` over about USUAL_S, and over BACKING_OFF_S while
+    Sampled before each batch and at each poll of a back-off. ``now`` is an average over about
+    ``now_s``; ``usual`` over about USUAL_S, and over BACKING_OFF_S while
     the run backs off for load, so that a burst does not become the usual level while it lasts, yet a
     lasting rise does within minutes instead of failing the run. The level is measured with the run's
     own batches going on, so the slower statements they cause are part of usual, not of a burst.
@@ -109,8 +114,8 @@ class LoadWatch:
     WARM_S = 2.0  # no verdict before the usual level has this many seconds of samples
     MIN_RISE = 1.0  # statements at once above usual, at least: a rise from 0.1 to 0.4 is no burst
 
-    def __init__(self, min_rise: float = MIN_RISE) -> None:
-        self.min_rise = min_rise
+    def __init__(self, min_rise: float = MIN_RISE, now_s: float = NOW_S) -> None:
+        self.min_rise, self.now_s = min_rise, now_s
         self.now = 0.0
         self.usual = 0.0
         self._first: float | None = None
@@ -122,10 +127,10 @@ class LoadWatch:
             return
         elapsed = max(at - self._last, 0.0)
         self._last = at
-        self.now += (active - self.now) * (1 - math.exp(-elapsed / self.NOW_S))
+        self.now += (active - self.now) * (1 - math.exp(-elapsed / self.now_s))
         usual_s = self.BACKING_OFF_S if backing_off else self.USUAL_S
         if at - self._first < self.WARM_S:
-            usual_s = self.NOW_S  # warming up: follow the samples
+            usual_s = self.now_s  # warming up: follow the samples
         self.usual += (active - self.usual) * (1 - math.exp(-elapsed / usual_s))
 
     def rise(self, at: float) -> float | None:
@@ -214,7 +219,7 @@ class Governor:
         self._wal: tuple[float, int] | None = None
         self._wal_rate = 0.0
         self.load = LoadWatch()  # statements running at once
-        self.writes = LoadWatch(min_rise=WRITES_MIN_RISE)  # writing transactions per second
+        self.writes = LoadWatch(WRITES_MIN_RISE, WRITES_NOW_S)  # writing transactions per second
         self._xids: deque[tuple[float, int]] = deque()  # (when, the next transaction id), the last seconds
         self._backing_off_for: str | None = None
         self._control: dict[str, Any] = {}
