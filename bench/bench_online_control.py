@@ -327,6 +327,11 @@ def batch_intervals(samples: list[dict], start: float, end: float) -> list[float
     return [round(b - a, 3) for a, b in zip(changes, changes[1:], strict=False)]
 
 
+def checkpoints_requested() -> int:
+    """Checkpoints the server started other than by checkpoint_timeout, so far (server-wide)."""
+    return int(psql_scalar(url_of("postgres"), "SELECT checkpoints_req FROM pg_stat_bgwriter"))
+
+
 def run_holdings(url: str) -> dict:
     """What the run's sessions hold right now: open transactions, locks on the walked tables, xmin."""
     conn = connect(url)
@@ -386,9 +391,18 @@ def case_pause(args, template: str, scratch: Path) -> dict:
         paused = watcher.wait(lambda p, _c: p.get("phase") == "paused", 30, run, since=seen["t"])
         pages_at_pause = paused["progress"]["pages_done"]
         holdings = [run_holdings(url)]
-        pause_out = run_pgbench(url, work, "paused", args.normal_rate, args.pause_seconds, 4)
-        holdings.append(run_holdings(url))
-        during = latency_figures(transactions(work, ("paused",))) | {"failed": failures([pause_out])}
+        checkpoints = [checkpoints_requested()]
+        # Two windows: what the application meets right after the pause (the walk's writes still being
+        # flushed: a checkpoint the walk forced, full-page images after it) and once that has passed.
+        windows = []
+        for tag in ("paused_first", "paused_later"):  # transactions() matches by prefix
+            window_start = time.time()
+            out = run_pgbench(url, work, tag, args.normal_rate, args.pause_seconds, 4)
+            windows.append((tag, window_start, time.time(), out))
+            holdings.append(run_holdings(url))
+            checkpoints.append(checkpoints_requested())
+        during = latency_figures(transactions(work, ("paused_first",))) | {"failed": failures([windows[0][3]])}
+        later = latency_figures(transactions(work, ("paused_later",))) | {"failed": failures([windows[1][3]])}
         after_pause = watcher.progress()
         resume = control(run, "continue")
         resumed = watcher.wait(lambda _p, c: c.get("paused") is False, 10, since=resume["started"])
@@ -430,6 +444,9 @@ def case_pause(args, template: str, scratch: Path) -> dict:
             "pgbench_no_migration": idle,
             "pgbench_no_migration_runs": idle_runs,
             "pgbench_while_paused": during,
+            "pgbench_while_paused_later": later,
+            "wal_mb_s_while_paused": [wal_rate_mb_s(samples, start, end) for _tag, start, end, _out in windows],
+            "checkpoints_requested_server_wide_at_pause_and_after_each_window": checkpoints,
             "continue_command_wall_s": resume["wall_s"],
             "continue_effective_s": round(moved["t"] - resumed["t"], 3),
             "run": result,
@@ -646,6 +663,7 @@ def judge(results: dict, args) -> list[dict]:
         held = pause["held_while_paused"]
         nothing_held = all(h["idle_in_transaction"] == 0 and h["run_locks_on_walked_tables"] == 0 for h in held)
         idle, during = pause["pgbench_no_migration"], pause["pgbench_while_paused"]
+        later = pause.get("pgbench_while_paused_later")
         effect = max(pause["pause_effective_s"], pause.get("pause_effective_audit_log_s") or 0.0)
         targets.append(
             {
@@ -674,6 +692,21 @@ def judge(results: dict, args) -> list[dict]:
                 and pause["pages_done_at_pause"] == pause["pages_done_after_pgbench"],
             }
         )
+        if later:
+            later_ratio = later["p99_ms"] / idle["p99_ms"] if idle.get("p99_ms") else None
+            targets.append(
+                {
+                    "target": f"costs the application nothing while paused, {args.pause_seconds:g}-"
+                    f"{2 * args.pause_seconds:g} s after the pause",
+                    "measured": f"pgbench p50/p99/max {later['p50_ms']}/{later['p99_ms']}/{later['max_ms']} ms vs "
+                    f"{idle['p50_ms']}/{idle['p99_ms']}/{idle['max_ms']} ms without a migration (p99 "
+                    f"{later_ratio:.2f}x); WAL MB/s in the two windows {pause.get('wal_mb_s_while_paused')}; "
+                    f"requested checkpoints (server-wide) at the pause and after each window "
+                    f"{pause.get('checkpoints_requested_server_wide_at_pause_and_after_each_window')}",
+                    "goal": "p99 within noise (<= 1.2x) of no migration",
+                    "met": later_ratio is not None and later_ratio <= 1.2,
+                }
+            )
         targets.append(
             {
                 "target": "continue: the run finishes, exit 0",
@@ -904,6 +937,18 @@ def render(results: dict) -> str:
             f"| pgbench {results['parameters']['normal_rate']} tps, run paused: p50 / p99 / max | "
             f"{during['p50_ms']} / {during['p99_ms']} / {during['max_ms']} ms ({during['transactions']} tx, "
             f"{during['failed']} failed) |",
+            *(
+                [
+                    f"| the same, the next {results['parameters']['pause_seconds']:g} s | "
+                    f"{later['p50_ms']} / {later['p99_ms']} / {later['max_ms']} ms ({later['transactions']} tx, "
+                    f"{later['failed']} failed) |",
+                    f"| WAL MB/s in the two windows; requested checkpoints (server-wide) at the pause, after each | "
+                    f"{pause.get('wal_mb_s_while_paused')}; "
+                    f"{pause.get('checkpoints_requested_server_wide_at_pause_and_after_each_window')} |",
+                ]
+                if (later := pause.get("pgbench_while_paused_later"))
+                else []
+            ),
             f"| `online_control continue`: control written -> next batch's progress | "
             f"{pause['continue_effective_s']} s |",
             f"| the run | exit {pause['run']['exit']}, {pause['run']['status']}, {pause['run']['total_s']} s, "

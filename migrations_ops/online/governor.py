@@ -150,10 +150,12 @@ class CheckpointPace:
     completion_target)) or ``timeout_s`` (checkpoint_timeout), whichever comes first. A backfill that
     writes faster than distance / timeout_s forces checkpoint after checkpoint: each one writes the pages
     it dirtied, and after each, the first change of every page the application touches writes the whole
-    page to the WAL. Measured at max_wal_size 1GB (bench/results-online-burst-max-wal-1gb.md): the run
-    backed off for a burst of load, yet the application waited 186 ms at the median against 6 ms with no
-    migration. So once the walks have written FREE_SHARE of the distance at full speed (a smaller
-    backfill never paces), each batch is followed by a rest that keeps its WAL within that rate.
+    page to the WAL. Measured at max_wal_size 1GB on a slow disk (bench/results-online-burst-max-wal-
+    1gb.md): the run backed off for a burst of load, yet the application waited 186 ms at the median
+    against 6 ms with no migration. So, when MIGRATION_ONLINE_CHECKPOINT_PACING is on, once the walks
+    have written FREE_SHARE of the distance at full speed (a smaller backfill never paces), each batch
+    is followed by a rest that keeps its WAL within that rate. Off by default: on a faster disk the
+    same burst met its target without it, and at 1GB it makes a large backfill ten times slower.
     """
 
     FREE_SHARE = 0.5
