@@ -327,6 +327,45 @@ def batch_intervals(samples: list[dict], start: float, end: float) -> list[float
     return [round(b - a, 3) for a, b in zip(changes, changes[1:], strict=False)]
 
 
+class WaitSampler(threading.Thread):
+    """What the server's active sessions wait on, every 50 ms, server-wide: (backend type, wait) -> samples.
+    Says what the application meets while the run is paused (the walk's aftermath: an autovacuum of
+    the walked table, a checkpoint, WAL or data-file writes)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.halt, self.counts, self.samples = url, threading.Event(), {}, 0
+
+    def run(self) -> None:
+        connection = connect(self.url)
+        try:
+            with connection.cursor() as cursor:
+                while not self.halt.is_set():
+                    cursor.execute(
+                        "SELECT backend_type, coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM "
+                        "pg_stat_activity WHERE (state = 'active' OR backend_type <> 'client backend') "
+                        "AND pid <> pg_backend_pid() AND backend_type NOT IN ('walwriter', 'logical replication "
+                        "launcher', 'autovacuum launcher', 'background writer', 'checkpointer') "
+                        "UNION ALL SELECT backend_type, coalesce(wait_event_type || ':' || wait_event, 'CPU') "
+                        "FROM pg_stat_activity WHERE backend_type IN ('checkpointer', 'background writer') "
+                        "AND wait_event IS DISTINCT FROM 'CheckpointerMain' AND wait_event IS DISTINCT FROM "
+                        "'BgWriterHibernate' AND wait_event IS DISTINCT FROM 'BgWriterMain'"
+                    )
+                    self.samples += 1
+                    for backend, wait in cursor.fetchall():
+                        key = f"{backend} {wait}"
+                        self.counts[key] = self.counts.get(key, 0) + 1
+                    time.sleep(0.05)
+        finally:
+            connection.close()
+
+    def stop(self) -> dict:
+        self.halt.set()
+        self.join(timeout=10)
+        top = sorted(self.counts.items(), key=lambda item: -item[1])[:12]
+        return {"samples": self.samples, "per_sample": {key: round(n / max(self.samples, 1), 3) for key, n in top}}
+
+
 def checkpoints_requested() -> int:
     """Checkpoints the server started other than by checkpoint_timeout, so far (server-wide)."""
     return int(psql_scalar(url_of("postgres"), "SELECT checkpoints_req FROM pg_stat_bgwriter"))
@@ -395,9 +434,13 @@ def case_pause(args, template: str, scratch: Path) -> dict:
         # Two windows: what the application meets right after the pause (the walk's writes still being
         # flushed: a checkpoint the walk forced, full-page images after it) and once that has passed.
         windows = []
+        waits = []
         for tag in ("paused_first", "paused_later"):  # transactions() matches by prefix
             window_start = time.time()
+            sampler = WaitSampler(url)
+            sampler.start()
             out = run_pgbench(url, work, tag, args.normal_rate, args.pause_seconds, 4)
+            waits.append(sampler.stop())
             windows.append((tag, window_start, time.time(), out))
             holdings.append(run_holdings(url))
             checkpoints.append(checkpoints_requested())
@@ -447,6 +490,7 @@ def case_pause(args, template: str, scratch: Path) -> dict:
             "pgbench_while_paused_later": later,
             "wal_mb_s_while_paused": [wal_rate_mb_s(samples, start, end) for _tag, start, end, _out in windows],
             "checkpoints_requested_server_wide_at_pause_and_after_each_window": checkpoints,
+            "server_waits_while_paused": waits,
             "continue_command_wall_s": resume["wall_s"],
             "continue_effective_s": round(moved["t"] - resumed["t"], 3),
             "run": result,
