@@ -901,6 +901,7 @@ def run_bursts(args, template: str, scratch: Path) -> dict:
     backfill = default.get("wal_mb_s_before_burst") or 0.0
     tuned = {
         "load_off": {"MIGRATION_ONLINE_MAX_LOAD_RISE": "0"},  # the defaults before the load signal
+        "checkpoint_pacing": {"MIGRATION_ONLINE_CHECKPOINT_PACING": "true"},
         "lock_waiters_1": {"MIGRATION_ONLINE_MAX_LOCK_WAITERS": "1"},
         "wal_half_backfill": {"MIGRATION_ONLINE_MAX_WAL_RATE": f"{max(backfill / 2, 0.01):.2f}"},
         "wal_between_app": {"MIGRATION_ONLINE_MAX_WAL_RATE": f"{max((app_normal + app_burst) / 2, 0.01):.2f}"},

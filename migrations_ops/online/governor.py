@@ -154,8 +154,8 @@ class CheckpointPace:
     1gb.md): the run backed off for a burst of load, yet the application waited 186 ms at the median
     against 6 ms with no migration. So, when MIGRATION_ONLINE_CHECKPOINT_PACING is on, once the walks
     have written FREE_SHARE of the distance at full speed (a smaller backfill never paces), each batch
-    is followed by a rest that keeps its WAL within that rate. Off by default: on a faster disk the
-    same burst met its target without it, and at 1GB it makes a large backfill ten times slower.
+    is followed by a rest that keeps its WAL within that rate. Off by default, by measurement on a faster
+    disk at 1GB: the 1M-row run took 13.5x as long and the burst's p99 was 1.66x against 1.36x without.
     """
 
     FREE_SHARE = 0.5
