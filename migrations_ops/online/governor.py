@@ -379,32 +379,24 @@ class Governor:
         hands out, at once: pg_stat_database's commits reach the view up to a second late, and a back-off
         that began 5 s into a 20 s burst left the application's p99 at 2.9x."""
         backing_off, now = self._backing_off_for == LOAD, time.monotonic()
-        said: list[tuple[float, str]] = []  # both readings are sampled every time: each learns its usual
+        # Both readings are sampled every time: each learns its own usual level.
         active = self.engine.active_sessions()
         if active is not None:
             self.load.sample(active, now, backing_off)
-            rise = self.load.rise(now)
-            if rise is not None and rise > bound:
-                said.append(
-                    (
-                        rise,
-                        f"the application runs {self.load.now:.1f} statements at once against a usual "
-                        f"{self.load.usual:.1f} ({rise:.1f}x, bound {bound:g}x)",
-                    )
-                )
         xid = self.engine.next_transaction_id()
         rate = self._writes_per_s(xid, now) if xid is not None else None
         if rate is not None:
             self.writes.sample(rate, now, backing_off)
-        rise = self.writes.rise(now)
-        if rise is not None and rise > bound:
-            said.append(
-                (
-                    rise,
-                    f"the application runs {self.writes.now:.0f} writing transactions/s against a usual "
-                    f"{self.writes.usual:.0f} ({rise:.1f}x, bound {bound:g}x)",
-                )
+        readings = ((self.load, "statements at once", 1), (self.writes, "writing transactions/s", 0))
+        said = [
+            (
+                rise,
+                f"the application runs {watch.now:.{digits}f} {what} against a usual {watch.usual:.{digits}f} "
+                f"({rise:.1f}x, bound {bound:g}x)",
             )
+            for watch, what, digits in readings
+            if (rise := watch.rise(now)) is not None and rise > bound
+        ]
         return max(said)[1] if said else ""
 
     def _writes_per_s(self, xid: int, now: float) -> float | None:
